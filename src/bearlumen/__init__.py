@@ -1,0 +1,83 @@
+"""Bear Lumen: meter what your LLM calls cost, per end user, subscription, agent and workflow.
+
+    import bearlumen
+
+    client = bearlumen.Client(api_key='your_api_key')
+    client.usage.record(event_type='token_usage', metric_name='llm_tokens', quantity=150000,
+                        agent_id='support-bot', metadata={'provider_cost_usd': 4.50})
+"""
+
+from ._client import Client
+from ._errors import (
+    AuthenticationError,
+    BearLumenError,
+    DuplicateCustomerError,
+    InvalidEmailError,
+    InvalidRequestError,
+    NetworkError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
+from ._types import (
+    AttributionValues,
+    CostBreakdownItem,
+    CostBreakdownResponse,
+    EndUser,
+    EndUserList,
+    EndUserResponse,
+    FlushResult,
+    MetricAggregation,
+    ShipperStats,
+    Subscription,
+    SubscriptionList,
+    UsageAggregation,
+    UsageBatchItemResult,
+    UsageBatchResult,
+    UsageEvent,
+    UsageEventList,
+    UsageRecordInput,
+    UsageRecordResult,
+    UsageSummary,
+)
+from ._version import __version__
+
+__all__ = [
+    "AttributionValues",
+    "AuthenticationError",
+    "BearLumenError",
+    "Client",
+    "CostBreakdownItem",
+    "CostBreakdownResponse",
+    "DuplicateCustomerError",
+    "EndUser",
+    "EndUserList",
+    "EndUserResponse",
+    "FlushResult",
+    "InvalidEmailError",
+    "InvalidRequestError",
+    "MetricAggregation",
+    "NetworkError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "ShipperStats",
+    "Subscription",
+    "SubscriptionList",
+    "UsageAggregation",
+    "UsageBatchItemResult",
+    "UsageBatchResult",
+    "UsageEvent",
+    "UsageEventList",
+    "UsageRecordInput",
+    "UsageRecordResult",
+    "UsageSummary",
+    "__version__",
+]
+
+# Public names say `bearlumen.Client`, not `bearlumen._client.Client`, in reprs and tracebacks.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = "bearlumen"
+del _name, _value

@@ -1,0 +1,83 @@
+"""`bearlumen serve | demo | report`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import FaultSettings, bind_socket, make_server
+    except ImportError:
+        print('bearlumen serve needs the server extra: pip install "bearlumen[server]"', file=sys.stderr)
+        return 2
+    import asyncio
+
+    faults = FaultSettings.parse(args.faults) if args.faults else None
+    server, store, _ = make_server(
+        db=args.db,
+        api_keys=args.api_key,
+        faults=faults,
+        allow_faults=args.allow_faults,
+        log_level=args.log_level,
+    )
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    print(f"Bear Lumen local server listening on {url} (database: {args.db})")
+    print("Point the SDK at it:")
+    print(f"  export BEARLUMEN_BASE_URL={url}")
+    if args.api_key:
+        print(f"  export BEARLUMEN_API_KEY=<one of the {len(args.api_key)} --api-key values>")
+    else:
+        print("  export BEARLUMEN_API_KEY=sk_test_anything   # any non-empty key is its own tenant")
+    if faults is not None or args.allow_faults:
+        print(f"Fault injection is on: POST {url}/_admin/faults, GET {url}/_admin/stats")
+    sys.stdout.flush()
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bearlumen", description="Bear Lumen SDK tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the local Bear Lumen server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    serve.add_argument("--db", default=":memory:", help="SQLite file; :memory: (default) keeps nothing")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="accept only these keys (repeatable); without it any non-empty key is a tenant",
+    )
+    serve.add_argument("--faults", metavar="SPEC", help="e.g. rate_429=0.1,retry_after=1,seed=7")
+    serve.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="enable the loopback-only /_admin routes that change faults at run time",
+    )
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(run=_serve)
+
+    from ._demo import add_demo_commands
+
+    add_demo_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

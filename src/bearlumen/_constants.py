@@ -1,0 +1,16 @@
+"""Defaults, in one place."""
+
+DEFAULT_BASE_URL = "https://api.bearlumen.com"
+DEFAULT_TIMEOUT = 30.0  # seconds, per HTTP attempt
+DEFAULT_MAX_RETRIES = 3  # extra attempts of a synchronous call
+INITIAL_RETRY_DELAY = 0.5  # seconds before the first retry
+MAX_RETRY_DELAY = 30.0  # cap of the exponential backoff (a Retry-After may ask for more)
+
+# The buffered shipper.
+DEFAULT_FLUSH_AT = 1000  # wake the worker when this many events wait
+DEFAULT_FLUSH_INTERVAL = 0.5  # seconds; ship whatever waits at least this often
+DEFAULT_MAX_QUEUE_SIZE = 100_000  # events held in memory before overflow
+DEFAULT_DELIVERY_TIMEOUT = 600.0  # seconds a batch is retried before it is given up
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # seconds close() and the exit hook wait for delivery
+MAX_BATCH_SIZE = 1000  # events per request, the contract's limit
+RECENT_KEYS_REMEMBERED = 100_000  # caller-given idempotency keys checked for duplicates

@@ -1,0 +1,245 @@
+"""The one place that owns HTTP: headers, JSON, retries, timeouts and error mapping.
+
+Resources and the shipper's worker call `HttpCore.request()`; nothing else touches httpx. The
+retry policy is built here from the client's settings with tenacity, once:
+
+* only what `is_retryable` says (network errors, 408, 429, 5xx, 409 `conflict_retry`);
+* exponential backoff with jitter, where a server's `Retry-After` is a floor, never shortened;
+* bounded by `max_retries` for a synchronous call, or by a delivery deadline for the shipper;
+* one `Idempotency-Key` per logical POST/PATCH, made before the first attempt and reused on
+  every retry, so a retried create never creates twice;
+* after the last attempt the caller gets the typed bearlumen exception, never tenacity's.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import json
+import logging
+import platform
+import random
+import threading
+import time
+import warnings
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import httpx
+import tenacity
+
+from . import _ids
+from ._constants import INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
+from ._errors import (
+    BearLumenError,
+    InvalidRequestError,
+    NetworkError,
+    error_from_response,
+    is_retryable,
+)
+from ._version import __version__
+
+logger = logging.getLogger("bearlumen")
+
+USER_AGENT = f"bearlumen-python/{__version__} python/{platform.python_version_tuple()[0]}.{platform.python_version_tuple()[1]}"
+
+
+def backoff_delay(
+    attempt: int,
+    exc: BaseException | None,
+    *,
+    initial: float = INITIAL_RETRY_DELAY,
+    maximum: float = MAX_RETRY_DELAY,
+    jitter: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based).
+
+    Exponential with "equal jitter" (half fixed, half random), capped at `maximum`; a server's
+    `Retry-After` on the failure is a floor, even above the cap.
+    """
+    base = min(maximum, initial * (2 ** (attempt - 1)))
+    delay = base / 2 + jitter() * base / 2
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None and retry_after > delay:
+        return float(retry_after)
+    return delay
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpCore:
+    """Sends requests for one `Client`: one pooled `httpx.Client`, one retry policy."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        timeout: float,
+        max_retries: int,
+        http_client: httpx.Client | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.sleep = sleep
+        self._api_key = api_key
+        self._owns_http_client = http_client is None
+        self._http_client = http_client if http_client is not None else self._new_http_client()
+        self._warned_plain_http = threading.Event()
+        self.compress = not is_loopback_url(self.base_url)
+
+    def _new_http_client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=self.timeout,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+
+    def reset_after_fork(self) -> None:
+        """A forked child must not share its parent's sockets: open a fresh pool, leave the old."""
+        if self._owns_http_client:
+            self._http_client = self._new_http_client()
+
+    def close(self) -> None:
+        if self._owns_http_client:
+            self._http_client.close()
+
+    def _headers(self, idempotency_key: str | None) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    def _warn_if_plain_http(self) -> None:
+        if self._warned_plain_http.is_set():
+            return
+        self._warned_plain_http.set()
+        if self.base_url.startswith("http://") and not is_loopback_url(self.base_url):
+            message = (
+                f"bearlumen is sending the API key over plain http:// to {urlsplit(self.base_url).hostname};"
+                " use https:// for anything but a local server"
+            )
+            warnings.warn(message, stacklevel=4)
+            logger.warning(message)
+
+    def retrying(
+        self,
+        *,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        on_retry: Callable[[BaseException | None, float], None] | None = None,
+    ) -> tenacity.Retrying:
+        """The retry policy: attempts (`max_retries`) or a time budget (`deadline`, seconds)."""
+        if deadline is not None:
+            stop: Any = tenacity.stop_before_delay(deadline)
+        else:
+            retries = self.max_retries if max_retries is None else max_retries
+            stop = tenacity.stop_after_attempt(retries + 1)
+        if should_stop is not None:
+            stop = stop | (lambda state: should_stop())
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return backoff_delay(state.attempt_number, exc)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.upcoming_sleep
+            logger.debug(
+                "bearlumen: attempt %d failed (%s); retrying in %.2fs",
+                state.attempt_number,
+                type(exc).__name__ if exc else "?",
+                delay,
+            )
+            if on_retry is not None:
+                on_retry(exc, delay)
+
+        return tenacity.Retrying(
+            stop=stop,
+            wait=wait,
+            retry=tenacity.retry_if_exception(is_retryable),
+            sleep=sleep or self.sleep,
+            reraise=True,
+            before_sleep=before_sleep,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content: bytes | None = None,
+        retrying: tenacity.Retrying | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send one logical call, with retries; return the decoded JSON answer."""
+        self._warn_if_plain_http()
+        if body is not None:
+            content = encode_json(body)
+        if method in ("POST", "PATCH") and idempotency_key is None:
+            idempotency_key = _ids.request_keys.next()
+        headers = self._headers(idempotency_key)
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+            if self.compress and len(content) > 1024:
+                content = gzip.compress(content, compresslevel=5)
+                headers["Content-Encoding"] = "gzip"
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.base_url + path
+        policy = retrying if retrying is not None else self.retrying()
+        return policy(self._send_once, method, url, query, content, headers)
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any],
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> Any:
+        try:
+            response = self._http_client.request(
+                method, url, params=params, content=content, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise NetworkError(
+                f"{type(exc).__name__} talking to {urlsplit(url).netloc}: {exc}"
+            ) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise BearLumenError(
+                "The server answered with a body that is not JSON",
+                status_code=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+                body=response.text,
+            ) from None
+
+
+def encode_json(body: Any) -> bytes:
+    """Strict JSON: NaN, infinities and non-JSON objects are an `InvalidRequestError`."""
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"The request cannot be sent as JSON: {exc}") from None

@@ -1,0 +1,459 @@
+"""The buffered usage shipper: an in-memory queue, one background worker, nothing lost silently.
+
+`usage.record()` checks its input, appends a tuple to `pending_events` (a deque: appends and
+pops are thread-safe without a lock) and returns. One daemon worker per client wakes when
+`flush_at` events wait or `flush_interval` passes, takes up to 1000 events at a time, encodes
+them and posts them to the batch endpoint through `HttpCore` — the same retry policy as every
+other call, bounded by a delivery deadline instead of an attempt count.
+
+Accounting: every event that enters `record()` ends in exactly one of recorded, duplicate,
+rejected (the server or the encoder refused it), dropped (queue full, or client closed) or
+failed (deadline passed, shutdown, or an answer that can never succeed). Drops and failures are
+logged once per burst by the worker, never on the caller's thread, and handed to `on_error`.
+
+`flush()` puts a marker in the queue behind everything recorded before it; the worker completes
+the marker once the events ahead of it are delivered or failed for good, so flush cannot return
+early, and needs no count that producers would have to update.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable, Deque, List, Tuple, Union
+
+from . import _ids
+from ._constants import MAX_BATCH_SIZE
+from ._errors import BearLumenError, InvalidRequestError
+from ._http import HttpCore
+from ._types import FlushResult, ShipperStats, UsageRecordInput
+
+logger = logging.getLogger("bearlumen")
+
+# (event_type, metric_name, quantity, idempotency_key, timestamp, subscription_id, end_user_id,
+#  agent_id, workflow_id, metadata); timestamp is a float from time.time() or a canonical string.
+QueuedEvent = Tuple[Any, ...]
+_FIELDS = (
+    "event_type",
+    "metric_name",
+    "quantity",
+    "idempotency_key",
+    "timestamp",
+    "subscription_id",
+    "end_user_id",
+    "agent_id",
+    "workflow_id",
+    "metadata",
+)
+_WIRE_FIELDS = (
+    "eventType",
+    "metricName",
+    "quantity",
+    "idempotencyKey",
+    "timestamp",
+    "subscriptionId",
+    "endUserId",
+    "agentId",
+    "workflowId",
+    "metadata",
+)
+ErrorCallback = Callable[[List[UsageRecordInput], BaseException], Any]
+
+
+class ShipperState(enum.Enum):
+    IDLE = "idle"  # no worker yet: it starts with the first recorded event
+    RUNNING = "running"  # the worker ships whatever is queued
+    CLOSING = "closing"  # close() was called: deliver what is queued, accept nothing new
+    CLOSED = "closed"  # the worker has stopped; record() drops and counts
+
+
+class _FlushRequest:
+    """A marker in the queue: done once every event ahead of it is delivered or failed."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+def to_record_input(event: QueuedEvent) -> UsageRecordInput:
+    """A queued event back in the shape `usage.record_batch` takes, for `on_error`."""
+    record: dict[str, Any] = {name: value for name, value in zip(_FIELDS, event) if value is not None}
+    if isinstance(record.get("timestamp"), float):
+        record["timestamp"] = format_timestamp(record["timestamp"])
+    return record  # type: ignore[return-value]
+
+
+_second_cache: list[Any] = [None, ""]
+
+
+def format_timestamp(seconds: float) -> str:
+    """RFC 3339 UTC with microseconds; the date part is cached per second, which is most calls."""
+    whole = int(seconds)
+    if _second_cache[0] != whole:
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+        _second_cache[0] = whole
+    micros = int((seconds - whole) * 1_000_000)
+    return f"{_second_cache[1]}{micros:06d}Z"
+
+
+def _wire_event(event: QueuedEvent) -> dict[str, Any]:
+    wire = {name: value for name, value in zip(_WIRE_FIELDS, event) if value is not None}
+    stamp = event[4]
+    if type(stamp) is float:
+        wire["timestamp"] = format_timestamp(stamp)
+    return wire
+
+
+def encode_batch(chunk: List[QueuedEvent]) -> tuple[bytes, list[QueuedEvent], list[tuple[QueuedEvent, str]]]:
+    """JSON of a batch, the events in it, and the events that cannot be JSON (with why)."""
+    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+    wire = [_wire_event(event) for event in chunk]
+    try:
+        return ('{"events":' + dumps(wire) + "}").encode(), chunk, []
+    except (TypeError, ValueError, RecursionError):
+        pass
+    # Something in the chunk is not JSON: encode one by one and set the bad events apart.
+    parts: list[str] = []
+    good: list[QueuedEvent] = []
+    bad: list[tuple[QueuedEvent, str]] = []
+    for event, fields in zip(chunk, wire):
+        try:
+            parts.append(dumps(fields))
+        except (TypeError, ValueError, RecursionError) as exc:
+            bad.append((event, f"metadata is not JSON: {exc}"))
+            continue
+        good.append(event)
+    return ('{"events":[' + ",".join(parts) + "]}").encode(), good, bad
+
+
+class Shipper:
+    """The queue and worker behind buffered `usage.record()`; one per `Client`."""
+
+    def __init__(
+        self,
+        http: HttpCore,
+        *,
+        flush_at: int,
+        flush_interval: float,
+        max_queue_size: int,
+        on_overflow: str,
+        delivery_timeout: float,
+        shutdown_timeout: float,
+        on_error: ErrorCallback | None,
+    ) -> None:
+        self._http = http
+        self.flush_at = flush_at
+        self.flush_interval = flush_interval
+        self.max_queue_size = max_queue_size
+        self.block_on_overflow = on_overflow == "block"
+        self.delivery_timeout = delivery_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.on_error = on_error
+        self._reset()
+        self_ref = weakref.ref(self)
+        atexit.register(_close_at_exit, self_ref)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork(self_ref))
+
+    def _reset(self) -> None:
+        """Fresh state: at construction, and in a forked child (which owns nothing it inherited)."""
+        self.pending_events: Deque[Union[QueuedEvent, _FlushRequest]] = deque()
+        self.recent_keys: dict[str, Any] = {}
+        self.state = ShipperState.IDLE
+        self._wake = threading.Event()
+        self._abandon = threading.Event()  # close() gave up waiting: stop retrying now
+        self._lifecycle_lock = threading.Lock()
+        self._space = threading.Condition()
+        self._blocked_producers = 0
+        self._worker: threading.Thread | None = None
+        self._counts_lock = threading.Lock()
+        self._dropped_unreported = 0
+        self._failing = False
+        self.counts = {
+            "sent": 0,
+            "recorded": 0,
+            "duplicate": 0,
+            "rejected": 0,
+            "dropped": 0,
+            "failed": 0,
+            "retries": 0,
+            "batches": 0,
+        }
+
+    # -- producers (callers' threads) ------------------------------------------------------
+
+    def enqueue(self, event: QueuedEvent) -> bool:
+        """Queue one event; False when it was dropped (queue full, or client closed)."""
+        pending = self.pending_events
+        if len(pending) >= self.max_queue_size and not self._wait_for_space():
+            return False
+        if self._worker is None and not self._start_worker():
+            self._count_drop()
+            return False
+        pending.append(event)
+        if len(pending) >= self.flush_at and not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def _wait_for_space(self) -> bool:
+        if not self.block_on_overflow:
+            self._count_drop()
+            return False
+        with self._space:
+            self._blocked_producers += 1
+            try:
+                while len(self.pending_events) >= self.max_queue_size:
+                    if self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
+                        self._count_drop()
+                        return False
+                    self._wake.set()
+                    self._space.wait(0.5)
+            finally:
+                self._blocked_producers -= 1
+        return True
+
+    def _count_drop(self) -> None:
+        with self._counts_lock:
+            self.counts["dropped"] += 1
+            self._dropped_unreported += 1
+
+    def _start_worker(self) -> bool:
+        with self._lifecycle_lock:
+            if self.state is ShipperState.IDLE:
+                self._worker = threading.Thread(
+                    target=self._run, name="bearlumen-shipper", daemon=True
+                )
+                self.state = ShipperState.RUNNING
+                self._worker.start()
+            return self.state is ShipperState.RUNNING
+
+    # -- control ---------------------------------------------------------------------------
+
+    def stats(self) -> ShipperStats:
+        queued = sum(1 for item in list(self.pending_events) if type(item) is not _FlushRequest)
+        with self._counts_lock:
+            return {"queued": queued, **self.counts}  # type: ignore[typeddict-item]
+
+    def flush(self, timeout: float | None = None) -> FlushResult:
+        """Block until everything recorded before this call is delivered or failed for good."""
+        complete = True
+        if self._worker is not None and self._worker.is_alive():
+            request = _FlushRequest()
+            self.pending_events.append(request)
+            self._wake.set()
+            complete = request.done.wait(timeout)
+        return {**self.stats(), "complete": complete}  # type: ignore[typeddict-item]
+
+    def close(self, timeout: float | None = None) -> FlushResult:
+        """Deliver what is queued (waiting at most `timeout`), then stop the worker."""
+        with self._lifecycle_lock:
+            if self.state is ShipperState.IDLE:
+                self.state = ShipperState.CLOSED
+            elif self.state is ShipperState.RUNNING:
+                self.state = ShipperState.CLOSING
+        result = self.flush(self.shutdown_timeout if timeout is None else timeout)
+        # Whatever is still undelivered now is given up: stop retrying and account for it.
+        self._abandon.set()
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=1.0)
+        with self._space:
+            self._space.notify_all()
+        result = {**self.stats(), "complete": result["complete"]}  # type: ignore[assignment]
+        if not result["complete"]:
+            logger.error(
+                "bearlumen: closed with %d usage events undelivered (server unreachable or slow);"
+                " %d failed in all",
+                result["queued"],
+                result["failed"],
+            )
+        return result
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception:  # never let the worker die: log, and go on with the next batch
+                logger.exception("bearlumen: unexpected error in the usage shipper")
+            self._report_drops()
+            if self.state is not ShipperState.RUNNING and (
+                self._abandon.is_set() or not self.pending_events
+            ):
+                break
+        self._fail_remaining()
+        with self._lifecycle_lock:
+            self.state = ShipperState.CLOSED
+
+    def _drain(self) -> None:
+        while self.pending_events and not self._abandon.is_set():
+            chunk, flush_request = self._take_chunk()
+            if chunk:
+                self._deliver(chunk)
+            if flush_request is not None:
+                flush_request.done.set()
+
+    def _take_chunk(self) -> tuple[list[QueuedEvent], _FlushRequest | None]:
+        chunk: list[QueuedEvent] = []
+        popleft = self.pending_events.popleft
+        flush_request = None
+        while len(chunk) < MAX_BATCH_SIZE:
+            try:
+                item = popleft()
+            except IndexError:
+                break
+            if type(item) is _FlushRequest:
+                flush_request = item
+                break
+            chunk.append(item)  # type: ignore[arg-type]
+        if self._blocked_producers:
+            with self._space:
+                self._space.notify_all()
+        return chunk, flush_request
+
+    def _fail_remaining(self) -> None:
+        """At shutdown: what was never sent is failed (and handed to on_error), not forgotten."""
+        leftover: list[QueuedEvent] = []
+        while self.pending_events:
+            item = self.pending_events.popleft()
+            if type(item) is _FlushRequest:
+                item.done.set()
+            else:
+                leftover.append(item)  # type: ignore[arg-type]
+        if leftover:
+            self._give_up(leftover, BearLumenError("The client was closed before delivery"))
+
+    def _deliver(self, chunk: list[QueuedEvent]) -> None:
+        body, events, unencodable = encode_batch(chunk)
+        for event, reason in unencodable:
+            self._reject([event], InvalidRequestError(reason, param="metadata"))
+        if not events:
+            return
+        retrying = self._http.retrying(
+            deadline=self.delivery_timeout,
+            should_stop=self._abandon.is_set,
+            sleep=self._abandon.wait,
+            on_retry=self._count_retry,
+        )
+        try:
+            answer = self._http.request(
+                "POST",
+                "/v1/usage/events/batch",
+                content=body,
+                retrying=retrying,
+                idempotency_key=_ids.request_keys.next(),
+            )
+        except InvalidRequestError as exc:
+            if exc.status_code == 413 and len(events) > 1:
+                middle = len(events) // 2
+                self._deliver(events[:middle])
+                self._deliver(events[middle:])
+                return
+            self._give_up(events, exc)
+            return
+        except BearLumenError as exc:
+            self._give_up(events, exc)
+            return
+        self._tally(events, answer)
+
+    def _tally(self, events: list[QueuedEvent], answer: Any) -> None:
+        recorded = duplicate = 0
+        rejected: list[tuple[QueuedEvent, dict[str, Any]]] = []
+        for result in answer.get("results", ()):
+            status = result.get("status")
+            if status == "recorded":
+                recorded += 1
+            elif status == "duplicate":
+                duplicate += 1
+            else:
+                rejected.append((events[result["index"]], result.get("error") or {}))
+        with self._counts_lock:
+            self.counts["batches"] += 1
+            self.counts["sent"] += len(events)
+            self.counts["recorded"] += recorded
+            self.counts["duplicate"] += duplicate
+        if self._failing:
+            self._failing = False
+            logger.warning("bearlumen: usage delivery recovered")
+        for event, error in rejected:
+            self._reject(
+                [event],
+                InvalidRequestError(
+                    error.get("message") or "The server rejected the event",
+                    param=error.get("param"),
+                    body=error,
+                ),
+            )
+
+    def _count_retry(self, exc: BaseException | None, delay: float) -> None:
+        with self._counts_lock:
+            self.counts["retries"] += 1
+
+    def _reject(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
+        with self._counts_lock:
+            self.counts["rejected"] += len(events)
+        logger.warning("bearlumen: %d usage event(s) rejected: %s", len(events), exc.message)
+        self._call_on_error(events, exc)
+
+    def _give_up(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
+        with self._counts_lock:
+            self.counts["failed"] += len(events)
+        if not self._failing:
+            self._failing = True
+            logger.error(
+                "bearlumen: gave up delivering %d usage event(s): %s: %s",
+                len(events),
+                type(exc).__name__,
+                exc,
+            )
+        self._call_on_error(events, exc)
+
+    def _call_on_error(self, events: list[QueuedEvent], exc: BaseException) -> None:
+        if self.on_error is None:
+            return
+        try:
+            self.on_error([to_record_input(e) for e in events], exc)
+        except Exception:
+            logger.exception("bearlumen: the on_error callback raised")
+
+    def _report_drops(self) -> None:
+        if not self._dropped_unreported:
+            return
+        with self._counts_lock:
+            dropped, self._dropped_unreported = self._dropped_unreported, 0
+            total = self.counts["dropped"]
+        logger.warning(
+            "bearlumen: dropped %d usage event(s) (%d in all): the queue is full"
+            " (max_queue_size=%d) or the client is closed",
+            dropped,
+            total,
+            self.max_queue_size,
+        )
+
+
+def _close_at_exit(shipper_ref: weakref.ref[Shipper]) -> None:
+    shipper = shipper_ref()
+    if shipper is not None and shipper.state is ShipperState.RUNNING:
+        shipper.close()
+
+
+def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:
+    def reset() -> None:
+        shipper = shipper_ref()
+        if shipper is not None:
+            shipper._reset()
+            shipper._http.reset_after_fork()
+
+    return reset

@@ -1,0 +1,88 @@
+"""`client.subscriptions`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional, Union, cast
+
+from .._http import HttpCore
+from .._types import Metadata, Subscription, SubscriptionList
+from .._validation import optional_int, optional_text, path_id, validated
+from .._wire import SubscriptionCreate, SubscriptionUpdate
+
+
+class Subscriptions:
+    """Manage subscriptions: which plan an organization is on, and since when."""
+
+    def __init__(self, http: HttpCore) -> None:
+        self._http = http
+
+    def create(
+        self,
+        organization_id: str,
+        plan_id: str,
+        billing_cycle: str,
+        start_date: Union[str, datetime],
+        *,
+        end_user_id: Optional[str] = None,
+        metadata: Optional[Metadata] = None,
+    ) -> Subscription:
+        """Create a new subscription (`billing_cycle` is 'monthly' or 'yearly')."""
+        body = validated(
+            SubscriptionCreate,
+            {
+                "organization_id": organization_id,
+                "plan_id": plan_id,
+                "billing_cycle": billing_cycle,
+                "start_date": start_date,
+                "end_user_id": end_user_id,
+                "metadata": metadata,
+            },
+        )
+        return cast(Subscription, self._http.request("POST", "/v1/subscriptions", body=body))
+
+    def retrieve(self, subscription_id: str) -> Subscription:
+        """Retrieve a subscription by ID."""
+        path = f"/v1/subscriptions/{path_id('subscription_id', subscription_id)}"
+        return cast(Subscription, self._http.request("GET", path))
+
+    def update(
+        self,
+        subscription_id: str,
+        *,
+        plan_id: Optional[str] = None,
+        billing_cycle: Optional[str] = None,
+        metadata: Optional[Metadata] = None,
+        end_date: Union[str, datetime, None] = None,
+    ) -> Subscription:
+        """Update a subscription; only the fields given change."""
+        path = f"/v1/subscriptions/{path_id('subscription_id', subscription_id)}"
+        body = validated(
+            SubscriptionUpdate,
+            {
+                "plan_id": plan_id,
+                "billing_cycle": billing_cycle,
+                "metadata": metadata,
+                "end_date": end_date,
+            },
+        )
+        return cast(Subscription, self._http.request("PATCH", path, body=body))
+
+    def cancel(self, subscription_id: str) -> Subscription:
+        """Cancel a subscription; canceling twice is harmless."""
+        path = f"/v1/subscriptions/{path_id('subscription_id', subscription_id)}/cancel"
+        return cast(Subscription, self._http.request("POST", path))
+
+    def list(
+        self,
+        organization_id: Optional[str] = None,
+        limit: Optional[int] = None,
+        offset: Optional[int] = None,
+    ) -> SubscriptionList:
+        """List subscriptions, optionally of one organization."""
+        params: dict[str, Any] = {
+            "organizationId": optional_text("organization_id", organization_id),
+            "limit": optional_int("limit", limit, 1, 1000),
+            "offset": optional_int("offset", offset, 0, 2**62),
+        }
+        return cast(SubscriptionList, self._http.request("GET", "/v1/subscriptions", params=params))

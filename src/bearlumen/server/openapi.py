@@ -1,0 +1,228 @@
+"""The OpenAPI document of the local server, built from the same models and types the SDK uses."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
+
+from .. import _types as types
+from .._wire import (
+    EndUserCreate,
+    EndUserUpdate,
+    SubscriptionCreate,
+    SubscriptionUpdate,
+    UsageBatch,
+    UsageEvent,
+)
+
+_REQUEST_MODELS: list[type[BaseModel]] = [
+    EndUserCreate,
+    EndUserUpdate,
+    SubscriptionCreate,
+    SubscriptionUpdate,
+    UsageEvent,
+    UsageBatch,
+]
+_RESPONSE_TYPES: dict[str, Any] = {
+    "EndUserResponse": types.EndUserResponse,
+    "EndUserList": types.EndUserList,
+    "Subscription": types.Subscription,
+    "SubscriptionList": types.SubscriptionList,
+    "UsageRecordResponse": types.UsageRecordServerResponse,
+    "UsageBatchResult": types.UsageBatchResult,
+    "UsageEventList": types.UsageEventList,
+    "UsageAggregation": types.UsageAggregation,
+    "UsageSummary": types.UsageSummary,
+    "CostBreakdownResponse": types.CostBreakdownResponse,
+    "AttributionValues": types.AttributionValues,
+}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "message", "requestId"],
+            "properties": {
+                "type": {"type": "string"},
+                "message": {"type": "string"},
+                "requestId": {"type": "string"},
+                "param": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "retryAfter": {"type": "number"},
+            },
+        }
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_TEXT = {"type": "string", "maxLength": 255}
+_DATE = {"type": "string", "format": "date-time"}
+_PAGING = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+    _query("offset", {"type": "integer", "minimum": 0}),
+]
+_DATES = [_query("startDate", _DATE), _query("endDate", _DATE)]
+_REQUIRED_DATES = [_query("startDate", _DATE, True), _query("endDate", _DATE, True)]
+_ERRORS = {
+    str(code): {"description": text, "content": _json(_ref("Error"))}
+    for code, text in [
+        (400, "Invalid request"),
+        (401, "Missing or invalid API key"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (413, "Payload too large"),
+        (429, "Rate limited"),
+    ]
+}
+
+
+def _operation(
+    operation_id: str,
+    status: int,
+    response: str,
+    *,
+    body: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "parameters": parameters or [],
+        "responses": {
+            str(status): {"description": "Success", "content": _json(_ref(response))},
+            **_ERRORS,
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": _json(_ref(body))}
+    return operation
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    _, request_schemas = models_json_schema(
+        [(m, "validation") for m in _REQUEST_MODELS],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = dict(request_schemas.get("$defs", {}))
+    for name, typed in _RESPONSE_TYPES.items():
+        schema = TypeAdapter(typed).json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    schemas["Error"] = _ERROR
+    op = _operation
+    paths: dict[str, Any] = {
+        "/v1/end-users": {
+            "post": op("createEndUser", 201, "EndUserResponse", body="EndUserCreate"),
+            "get": op(
+                "listEndUsers",
+                200,
+                "EndUserList",
+                parameters=[_query("status", {"enum": ["ACTIVE", "DEACTIVATED"]}), *_PAGING],
+            ),
+        },
+        "/v1/end-users/{id}": {
+            "patch": op("updateEndUser", 200, "EndUserResponse", body="EndUserUpdate", parameters=[_ID])
+        },
+        "/v1/end-users/{id}/deactivate": {
+            "post": op("deactivateEndUser", 200, "EndUserResponse", parameters=[_ID])
+        },
+        "/v1/end-users/{id}/reactivate": {
+            "post": op("reactivateEndUser", 200, "EndUserResponse", parameters=[_ID])
+        },
+        "/v1/subscriptions": {
+            "post": op("createSubscription", 201, "Subscription", body="SubscriptionCreate"),
+            "get": op(
+                "listSubscriptions",
+                200,
+                "SubscriptionList",
+                parameters=[_query("organizationId", _TEXT), *_PAGING],
+            ),
+        },
+        "/v1/subscriptions/{id}": {
+            "get": op("retrieveSubscription", 200, "Subscription", parameters=[_ID]),
+            "patch": op(
+                "updateSubscription", 200, "Subscription", body="SubscriptionUpdate", parameters=[_ID]
+            ),
+        },
+        "/v1/subscriptions/{id}/cancel": {
+            "post": op("cancelSubscription", 200, "Subscription", parameters=[_ID])
+        },
+        "/v1/usage/events": {
+            "post": op("recordUsageEvent", 201, "UsageRecordResponse", body="UsageEvent"),
+            "get": op(
+                "queryUsageEvents",
+                200,
+                "UsageEventList",
+                parameters=[
+                    _query("subscriptionId", _TEXT),
+                    _query("metricName", _TEXT),
+                    _query("agentId", _TEXT),
+                    _query("workflowId", _TEXT),
+                    *_DATES,
+                    *_PAGING,
+                ],
+            ),
+        },
+        "/v1/usage/events/batch": {
+            "post": op("recordUsageBatch", 200, "UsageBatchResult", body="UsageBatch")
+        },
+        "/v1/usage/aggregation": {
+            "get": op(
+                "usageAggregation",
+                200,
+                "UsageAggregation",
+                parameters=[_query("subscriptionId", _TEXT), _query("metricName", _TEXT), *_DATES],
+            )
+        },
+        "/v1/usage/summary": {
+            "get": op(
+                "usageSummary",
+                200,
+                "UsageSummary",
+                parameters=[_query("subscriptionId", _TEXT), *_DATES],
+            )
+        },
+        "/v1/cost-attribution/by-agent": {
+            "get": op("costByAgent", 200, "CostBreakdownResponse", parameters=_REQUIRED_DATES)
+        },
+        "/v1/cost-attribution/by-workflow": {
+            "get": op("costByWorkflow", 200, "CostBreakdownResponse", parameters=_REQUIRED_DATES)
+        },
+        "/v1/cost-attribution/agents": {
+            "get": op("listAgents", 200, "AttributionValues", parameters=_REQUIRED_DATES)
+        },
+        "/v1/cost-attribution/workflows": {
+            "get": op("listWorkflows", 200, "AttributionValues", parameters=_REQUIRED_DATES)
+        },
+    }
+    # A duplicate usage event is answered 200 with the earlier event.
+    paths["/v1/usage/events"]["post"]["responses"]["200"] = paths["/v1/usage/events"]["post"][
+        "responses"
+    ]["201"]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Bear Lumen API (local server)", "version": "1"},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

@@ -1,0 +1,559 @@
+"""SQLite storage of the local server: every SQL statement the server runs is in this module.
+
+One connection, one lock: SQLite allows one writer at a time anyway, and serialising in-process
+means the server never answers "database is locked". Each call is one transaction; a batch of
+usage events is one `executemany` inside it. Every filter of the contract has an index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+from pydantic_core import from_json, to_json
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id INTEGER PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS end_users (
+    id TEXT PRIMARY KEY,
+    tenant INTEGER NOT NULL,
+    external_id TEXT NOT NULL,
+    email TEXT,
+    name TEXT,
+    metadata TEXT,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (tenant, external_id)
+);
+CREATE INDEX IF NOT EXISTS end_users_by_status ON end_users (tenant, status, created_at);
+CREATE INDEX IF NOT EXISTS end_users_by_created ON end_users (tenant, created_at);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY,
+    tenant INTEGER NOT NULL,
+    organization_id TEXT NOT NULL,
+    plan_id TEXT NOT NULL,
+    billing_cycle TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_date TEXT NOT NULL,
+    end_date TEXT,
+    canceled_at TEXT,
+    end_user_id TEXT,
+    metadata TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_by_org ON subscriptions (tenant, organization_id, created_at);
+CREATE INDEX IF NOT EXISTS subscriptions_by_created ON subscriptions (tenant, created_at);
+CREATE TABLE IF NOT EXISTS usage_events (
+    seq INTEGER PRIMARY KEY,
+    tenant INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    metric_name TEXT NOT NULL,
+    quantity REAL NOT NULL,
+    idempotency_key TEXT,
+    ts TEXT NOT NULL,
+    subscription_id TEXT,
+    end_user_id TEXT,
+    agent_id TEXT,
+    workflow_id TEXT,
+    metadata TEXT,
+    cost_nanos INTEGER NOT NULL,  -- provider_cost_usd in 1e-9 dollars: sums are exact
+    received_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS usage_events_key ON usage_events (tenant, idempotency_key);
+CREATE INDEX IF NOT EXISTS usage_events_by_ts ON usage_events (tenant, ts);
+CREATE INDEX IF NOT EXISTS usage_events_by_sub ON usage_events (tenant, subscription_id, ts);
+CREATE INDEX IF NOT EXISTS usage_events_by_metric ON usage_events (tenant, metric_name, ts);
+CREATE INDEX IF NOT EXISTS usage_events_by_agent ON usage_events (tenant, agent_id, ts);
+CREATE INDEX IF NOT EXISTS usage_events_by_workflow ON usage_events (tenant, workflow_id, ts);
+CREATE TABLE IF NOT EXISTS idempotent_responses (
+    tenant INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+"""
+
+_EVENT_COLUMNS = (
+    "seq, event_type, metric_name, quantity, idempotency_key, ts, subscription_id,"
+    " end_user_id, agent_id, workflow_id, metadata, received_at"
+)
+_INSERT_EVENT = (
+    "INSERT INTO usage_events (seq, tenant, event_type, metric_name, quantity, idempotency_key,"
+    " ts, subscription_id, end_user_id, agent_id, workflow_id, metadata, cost_nanos, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class NotFound(Exception):
+    """No such id for this tenant."""
+
+
+class Conflict(Exception):
+    """A unique value (an end user's external id) is taken."""
+
+
+def now_timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+NANOS_PER_DOLLAR = 1_000_000_000
+
+
+def nanos(amount: float) -> int:
+    return round(amount * NANOS_PER_DOLLAR)
+
+
+def dollars(total_nanos: float | None) -> float:
+    # TOTAL() sums as a float: exact for sums under 2**53 nanos (about $9M), never overflows.
+    return round(total_nanos or 0) / NANOS_PER_DOLLAR
+
+
+def event_id(seq: int) -> str:
+    return f"evt_{seq:012x}"
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else to_json(value).decode()
+
+
+def _json_value(text: str | None) -> Any:
+    return None if text is None else from_json(text)
+
+
+# A filter is (column, operator, value); columns and operators come from this module's callers
+# as constants, values are always bound parameters.
+Filter = tuple[str, str, Any]
+
+
+def _where(tenant: int, filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+    clauses = ["tenant = ?"]
+    params: list[Any] = [tenant]
+    for column, operator, value in filters:
+        if value is not None:
+            clauses.append(f"{column} {operator} ?")
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
+class Store:
+    """All persistent state of one local server."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        self._tenants: dict[str, int] = {}
+        (max_seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM usage_events").fetchone()
+        self._next_seq = int(max_seq) + 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- tenants ---------------------------------------------------------------------------
+
+    def tenant_for_key(self, api_key: str) -> int:
+        """The tenant an API key stands for; keys are stored only as SHA-256 hashes."""
+        key_hash = hashlib.sha256(api_key.encode()).hexdigest()
+        tenant = self._tenants.get(key_hash)
+        if tenant is None:
+            with self._transaction() as db:
+                db.execute("INSERT OR IGNORE INTO tenants (key_hash) VALUES (?)", (key_hash,))
+                (tenant,) = db.execute(
+                    "SELECT id FROM tenants WHERE key_hash = ?", (key_hash,)
+                ).fetchone()
+            self._tenants[key_hash] = tenant
+        return tenant
+
+    # -- end users -------------------------------------------------------------------------
+
+    @staticmethod
+    def _end_user(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": row[0],
+            "externalId": row[1],
+            "email": row[2],
+            "name": row[3],
+            "metadata": _json_value(row[4]),
+            "status": row[5],
+            "createdAt": row[6],
+            "updatedAt": row[7],
+        }
+
+    _END_USER_COLUMNS = "id, external_id, email, name, metadata, status, created_at, updated_at"
+
+    def _get_end_user(self, db: sqlite3.Connection, tenant: int, end_user_id: str) -> dict[str, Any]:
+        row = db.execute(
+            f"SELECT {self._END_USER_COLUMNS} FROM end_users WHERE tenant = ? AND id = ?",
+            (tenant, end_user_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"No end user with id {end_user_id!r}")
+        return self._end_user(row)
+
+    def create_end_user(
+        self, tenant: int, external_id: str, email: str | None, name: str | None, metadata: Any
+    ) -> dict[str, Any]:
+        end_user_id = "eu_" + secrets.token_hex(12)
+        now = now_timestamp()
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO end_users (id, tenant, external_id, email, name, metadata, status,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?)",
+                    (end_user_id, tenant, external_id, email, name, _json_text(metadata), now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"An end user with external id {external_id!r} exists") from None
+            return self._get_end_user(db, tenant, end_user_id)
+
+    def update_end_user(self, tenant: int, end_user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        columns = {"email": "email", "name": "name", "metadata": "metadata"}
+        with self._transaction() as db:
+            self._get_end_user(db, tenant, end_user_id)
+            assignments = ["updated_at = ?"]
+            params: list[Any] = [now_timestamp()]
+            for field, value in changes.items():
+                assignments.append(f"{columns[field]} = ?")
+                params.append(_json_text(value) if field == "metadata" else value)
+            db.execute(
+                f"UPDATE end_users SET {', '.join(assignments)} WHERE tenant = ? AND id = ?",
+                (*params, tenant, end_user_id),
+            )
+            return self._get_end_user(db, tenant, end_user_id)
+
+    def set_end_user_status(self, tenant: int, end_user_id: str, status: str) -> dict[str, Any]:
+        with self._transaction() as db:
+            self._get_end_user(db, tenant, end_user_id)
+            db.execute(
+                "UPDATE end_users SET status = ?, updated_at = ? WHERE tenant = ? AND id = ?",
+                (status, now_timestamp(), tenant, end_user_id),
+            )
+            return self._get_end_user(db, tenant, end_user_id)
+
+    def end_user_exists(self, tenant: int, end_user_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM end_users WHERE tenant = ? AND id = ?", (tenant, end_user_id)
+            ).fetchone()
+        return row is not None
+
+    def list_end_users(
+        self, tenant: int, status: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, params = _where(tenant, [("status", "=", status)])
+        with self._lock:
+            (total,) = self._db.execute(
+                f"SELECT COUNT(*) FROM end_users WHERE {where}", params
+            ).fetchone()
+            rows = self._db.execute(
+                f"SELECT {self._END_USER_COLUMNS} FROM end_users WHERE {where}"
+                " ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [self._end_user(row) for row in rows], total
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    _SUBSCRIPTION_COLUMNS = (
+        "id, organization_id, plan_id, billing_cycle, status, start_date, end_date, canceled_at,"
+        " end_user_id, metadata, created_at, updated_at"
+    )
+
+    @staticmethod
+    def _subscription(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": row[0],
+            "organizationId": row[1],
+            "planId": row[2],
+            "billingCycle": row[3],
+            "status": row[4],
+            "startDate": row[5],
+            "endDate": row[6],
+            "canceledAt": row[7],
+            "endUserId": row[8],
+            "metadata": _json_value(row[9]),
+            "createdAt": row[10],
+            "updatedAt": row[11],
+        }
+
+    def _get_subscription(
+        self, db: sqlite3.Connection, tenant: int, subscription_id: str
+    ) -> dict[str, Any]:
+        row = db.execute(
+            f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = ? AND id = ?",
+            (tenant, subscription_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"No subscription with id {subscription_id!r}")
+        return self._subscription(row)
+
+    def create_subscription(self, tenant: int, fields: dict[str, Any]) -> dict[str, Any]:
+        subscription_id = "sub_" + secrets.token_hex(12)
+        now = now_timestamp()
+        with self._transaction() as db:
+            end_user_id = fields.get("end_user_id")
+            if end_user_id is not None:
+                self._get_end_user(db, tenant, end_user_id)
+            db.execute(
+                "INSERT INTO subscriptions (id, tenant, organization_id, plan_id, billing_cycle,"
+                " status, start_date, end_user_id, metadata, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?)",
+                (
+                    subscription_id,
+                    tenant,
+                    fields["organization_id"],
+                    fields["plan_id"],
+                    fields["billing_cycle"],
+                    fields["start_date"],
+                    end_user_id,
+                    _json_text(fields.get("metadata")),
+                    now,
+                    now,
+                ),
+            )
+            return self._get_subscription(db, tenant, subscription_id)
+
+    def get_subscription(self, tenant: int, subscription_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._get_subscription(self._db, tenant, subscription_id)
+
+    def update_subscription(
+        self, tenant: int, subscription_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        columns = {
+            "plan_id": "plan_id",
+            "billing_cycle": "billing_cycle",
+            "metadata": "metadata",
+            "end_date": "end_date",
+        }
+        with self._transaction() as db:
+            self._get_subscription(db, tenant, subscription_id)
+            assignments = ["updated_at = ?"]
+            params: list[Any] = [now_timestamp()]
+            for field, value in changes.items():
+                assignments.append(f"{columns[field]} = ?")
+                params.append(_json_text(value) if field == "metadata" else value)
+            db.execute(
+                f"UPDATE subscriptions SET {', '.join(assignments)} WHERE tenant = ? AND id = ?",
+                (*params, tenant, subscription_id),
+            )
+            return self._get_subscription(db, tenant, subscription_id)
+
+    def cancel_subscription(self, tenant: int, subscription_id: str) -> dict[str, Any]:
+        with self._transaction() as db:
+            current = self._get_subscription(db, tenant, subscription_id)
+            if current["status"] != "canceled":
+                now = now_timestamp()
+                db.execute(
+                    "UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ?"
+                    " WHERE tenant = ? AND id = ?",
+                    (now, now, tenant, subscription_id),
+                )
+            return self._get_subscription(db, tenant, subscription_id)
+
+    def list_subscriptions(
+        self, tenant: int, organization_id: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, params = _where(tenant, [("organization_id", "=", organization_id)])
+        with self._lock:
+            (total,) = self._db.execute(
+                f"SELECT COUNT(*) FROM subscriptions WHERE {where}", params
+            ).fetchone()
+            rows = self._db.execute(
+                f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {where}"
+                " ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [self._subscription(row) for row in rows], total
+
+    # -- usage events ----------------------------------------------------------------------
+
+    def record_events(
+        self, tenant: int, rows: list[list[Any]]
+    ) -> list[tuple[str, int]]:
+        """Store events exactly once per idempotency key, in one transaction.
+
+        Each row is [event_type, metric_name, quantity, idempotency_key, ts, subscription_id,
+        end_user_id, agent_id, workflow_id, metadata_json, cost_nanos]. Returns, in order,
+        ("recorded", seq) or ("duplicate", seq of the event stored first).
+        """
+        keys = [row[3] for row in rows if row[3] is not None]
+        received_at = now_timestamp()
+        outcomes: list[tuple[str, int]] = []
+        with self._transaction() as db:
+            seen: dict[str, int] = {}
+            if keys:
+                seen.update(
+                    db.execute(
+                        "SELECT idempotency_key, seq FROM usage_events WHERE tenant = ?"
+                        " AND idempotency_key IN (SELECT value FROM json_each(?))",
+                        (tenant, to_json(keys).decode()),
+                    ).fetchall()
+                )
+            inserts = []
+            seq = self._next_seq
+            for row in rows:
+                key = row[3]
+                if key is not None:
+                    earlier = seen.get(key)
+                    if earlier is not None:
+                        outcomes.append(("duplicate", earlier))
+                        continue
+                    seen[key] = seq
+                inserts.append((seq, tenant, *row, received_at))
+                outcomes.append(("recorded", seq))
+                seq += 1
+            db.executemany(_INSERT_EVENT, inserts)
+            self._next_seq = seq
+        return outcomes
+
+    @staticmethod
+    def _event(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": event_id(row[0]),
+            "eventType": row[1],
+            "metricName": row[2],
+            "quantity": row[3],
+            "idempotencyKey": row[4],
+            "timestamp": row[5],
+            "subscriptionId": row[6],
+            "endUserId": row[7],
+            "agentId": row[8],
+            "workflowId": row[9],
+            "metadata": _json_value(row[10]),
+            "receivedAt": row[11],
+        }
+
+    def get_event(self, tenant: int, seq: int) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM usage_events WHERE tenant = ? AND seq = ?",
+                (tenant, seq),
+            ).fetchone()
+        return self._event(row)
+
+    def query_events(
+        self, tenant: int, filters: Sequence[Filter], limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, params = _where(tenant, filters)
+        with self._lock:
+            (total,) = self._db.execute(
+                f"SELECT COUNT(*) FROM usage_events WHERE {where}", params
+            ).fetchone()
+            rows = self._db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM usage_events WHERE {where}"
+                " ORDER BY ts, seq LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return [self._event(row) for row in rows], total
+
+    def aggregate_by_metric(self, tenant: int, filters: Sequence[Filter]) -> list[dict[str, Any]]:
+        where, params = _where(tenant, filters)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT metric_name, TOTAL(quantity), COUNT(*), TOTAL(cost_nanos) FROM usage_events"
+                f" WHERE {where} GROUP BY metric_name ORDER BY metric_name",
+                params,
+            ).fetchall()
+        return [
+            {"metricName": m, "totalQuantity": q, "eventCount": n, "totalCost": dollars(c)}
+            for m, q, n, c in rows
+        ]
+
+    def summarize(self, tenant: int, filters: Sequence[Filter]) -> dict[str, Any]:
+        where, params = _where(tenant, filters)
+        with self._lock:
+            n, quantity, cost, metrics, first, last = self._db.execute(
+                "SELECT COUNT(*), TOTAL(quantity), TOTAL(cost_nanos), COUNT(DISTINCT metric_name),"
+                f" MIN(ts), MAX(ts) FROM usage_events WHERE {where}",
+                params,
+            ).fetchone()
+        return {
+            "totalEvents": n,
+            "totalQuantity": quantity,
+            "totalCost": dollars(cost),
+            "metricCount": metrics,
+            "firstEventAt": first,
+            "lastEventAt": last,
+        }
+
+    def cost_breakdown(
+        self, tenant: int, column: str, start: str, end: str
+    ) -> list[dict[str, Any]]:
+        where, params = _where(tenant, [("ts", ">=", start), ("ts", "<", end)])
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {column}, TOTAL(cost_nanos) AS total_cost, TOTAL(quantity), COUNT(*)"
+                f" FROM usage_events WHERE {where} GROUP BY {column}"
+                f" ORDER BY total_cost DESC, {column} IS NULL, {column}",
+                params,
+            ).fetchall()
+        return [
+            {"attributionValue": v, "totalCost": dollars(c), "totalQuantity": q, "eventCount": n}
+            for v, c, q, n in rows
+        ]
+
+    def distinct_values(self, tenant: int, column: str, start: str, end: str) -> list[str]:
+        where, params = _where(tenant, [("ts", ">=", start), ("ts", "<", end)])
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT DISTINCT {column} FROM usage_events"
+                f" WHERE {where} AND {column} IS NOT NULL ORDER BY {column}",
+                params,
+            ).fetchall()
+        return [value for (value,) in rows]
+
+    def count_events(self) -> int:
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM usage_events").fetchone()
+        return int(n)
+
+    # -- idempotent replays ----------------------------------------------------------------
+
+    def stored_response(self, tenant: int, key: str) -> tuple[str, int, bytes] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT fingerprint, status, body FROM idempotent_responses"
+                " WHERE tenant = ? AND key = ?",
+                (tenant, key),
+            ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def store_response(
+        self, tenant: int, key: str, fingerprint: str, status: int, body: bytes
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO idempotent_responses"
+                " (tenant, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (tenant, key, fingerprint, status, body, now_timestamp()),
+            )

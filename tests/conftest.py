@@ -1,0 +1,65 @@
+"""Shared fixtures: one real local server for the session, a fresh tenant (API key) per test.
+
+Each API key is its own tenant on the local server, so tests that share the server never see
+each other's data. Tests that inject faults get a server of their own (`fault_server`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Iterator
+
+import httpx
+import pytest
+
+import bearlumen
+from bearlumen.testing import LocalServer
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalServer]:
+    local = LocalServer().start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def fault_server() -> Iterator[LocalServer]:
+    local = LocalServer().start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def api_key() -> str:
+    return "sk_test_" + secrets.token_hex(8)
+
+
+@pytest.fixture
+def client(server: LocalServer, api_key: str) -> Iterator[bearlumen.Client]:
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as c:
+        yield c
+
+
+@pytest.fixture
+def http(server: LocalServer, api_key: str) -> Iterator[httpx.Client]:
+    """Raw HTTP to the local server as one tenant, for tests of the wire contract itself."""
+    with httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {api_key}"}
+    ) as c:
+        yield c
+
+
+class RecordingSleep:
+    """An injected sleep: remembers every wait instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def recording_sleep() -> RecordingSleep:
+    return RecordingSleep()
