@@ -1,9 +1,353 @@
-"""`bearlumen demo` and `bearlumen report` (placeholder until the demo lands)."""
+"""`bearlumen demo` (a simulated AI product, metered) and `bearlumen report` (cost tables).
+
+The demo starts the embedded local server in a child process (unless `--base-url` names a
+running one), creates end users and subscriptions, and has agents and workflows make simulated
+LLM calls from a thread pool, each metered with `usage.record`. It then flushes and prints what
+the server computed: cost by agent, cost by workflow, the usage summary, and the shipper's own
+figures. Tables use rich when it is installed (the `demo` extra) and plain text otherwise.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Sequence
+
+from ._client import Client
+
+# Dollars per million tokens (input, output): a small price table for the simulation.
+MODEL_PRICES = {
+    "gpt-4o": ("openai", 2.50, 10.00),
+    "gpt-4o-mini": ("openai", 0.15, 0.60),
+    "claude-sonnet-4": ("anthropic", 3.00, 15.00),
+    "claude-haiku-4": ("anthropic", 0.80, 4.00),
+}
+# agent -> (workflow, model, typical input tokens, typical output tokens)
+AGENTS = {
+    "support-bot": ("customer-onboarding", "gpt-4o-mini", 1200, 300),
+    "ticket-triage": ("support-escalation", "claude-haiku-4", 800, 120),
+    "code-reviewer": ("pull-request-review", "claude-sonnet-4", 6000, 900),
+    "research-agent": ("market-research", "gpt-4o", 4000, 1500),
+    "sales-assistant": ("lead-qualification", "gpt-4o-mini", 900, 400),
+}
+CUSTOMERS = ["acme-ai", "globex-labs", "initech", "umbrella-health", "stark-analytics"]
+
+
+def call_cost(model: str, input_tokens: int, output_tokens: int) -> float:
+    _, price_in, price_out = MODEL_PRICES[model]
+    return (input_tokens * price_in + output_tokens * price_out) / 1_000_000
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+class Output:
+    """Tables and progress with rich when installed, plain text otherwise."""
+
+    def __init__(self, plain: bool = False) -> None:
+        self.rich: Any = None
+        if not plain:
+            try:
+                import rich.console
+
+                self.rich = rich.console.Console()
+            except ImportError:
+                pass
+
+    def line(self, text: str = "") -> None:
+        if self.rich is not None:
+            self.rich.print(text, highlight=False)
+        else:
+            print(text, flush=True)
+
+    def table(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        cells = [[_cell(value) for value in row] for row in rows]
+        if self.rich is not None:
+            from rich.table import Table
+
+            table = Table(title=title, title_justify="left")
+            for i, header in enumerate(headers):
+                table.add_column(header, justify="left" if i == 0 else "right")
+            for row in cells:
+                table.add_row(*row)
+            self.rich.print(table)
+            return
+        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+        print(f"\n{title}")
+        print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+        print("  ".join("-" * w for w in widths))
+        for row in cells:
+            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+    @contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Any]:
+        if self.rich is not None:
+            from rich.progress import Progress
+
+            with Progress(console=self.rich, transient=False) as bar:
+                task = bar.add_task(label, total=total)
+                yield lambda done: bar.update(task, completed=done)
+            return
+        last = [-1]
+
+        def report(done: int) -> None:
+            tenth = done * 10 // max(total, 1)
+            if tenth != last[0]:
+                last[0] = tenth
+                print(f"{label}: {done}/{total} ({tenth * 10}%)", flush=True)
+
+        yield report
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# -- the local server as a child process ---------------------------------------------------
+
+
+@contextmanager
+def local_server(db: str | None, faults: str | None) -> Iterator[str]:
+    """`bearlumen serve` on a free loopback port in a child process; yields its base URL."""
+    command = [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", db or ":memory:"]
+    if faults:
+        command += ["--faults", faults]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        if "listening on " not in first:
+            raise RuntimeError(
+                "the local server did not start; is the server extra installed?"
+                ' (pip install "bearlumen[server]")'
+            )
+        yield first.split("listening on ", 1)[1].split()[0]
+    finally:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+# -- the demo ------------------------------------------------------------------------------
+
+
+def _percentile(sorted_values: Sequence[int], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
+    return sorted_values[index] / 1000  # ns -> µs
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    out = Output(plain=args.plain)
+    if args.base_url:
+        return _simulate(args, out, args.base_url, args.api_key or os.environ.get("BEARLUMEN_API_KEY"))
+    out.line("Starting the embedded Bear Lumen server on loopback ...")
+    with local_server(args.db, args.faults) as base_url:
+        out.line(f"Local server at {base_url}" + (f" with faults {args.faults}" if args.faults else ""))
+        return _simulate(args, out, base_url, args.api_key or "sk_demo_" + secrets.token_hex(8))
+
+
+def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str | None) -> int:
+    client = Client(api_key=api_key, base_url=base_url, max_queue_size=max(100_000, args.events))
+    rng = random.Random(args.seed)
+    started_at = datetime.now(timezone.utc)
+
+    customers = []
+    for name in CUSTOMERS:
+        user = client.end_users.create(
+            external_id=f"{name}-{secrets.token_hex(3)}", name=name.replace("-", " ").title()
+        )["endUser"]
+        subscription = client.subscriptions.create(
+            organization_id=f"org_{name}",
+            plan_id=rng.choice(["plan_pro_monthly", "plan_team_monthly", "plan_enterprise"]),
+            billing_cycle="monthly",
+            start_date=started_at.strftime("%Y-%m-%dT00:00:00Z"),
+            end_user_id=user["id"],
+        )
+        customers.append((user["id"], subscription["id"]))
+    out.line(f"Created {len(customers)} end users with subscriptions.")
+
+    agents = list(AGENTS)
+    # Prepare the simulated calls up front, so the timed loop measures record() and not rng.
+    calls = []
+    expected_cost = 0.0
+    for _ in range(args.events):
+        agent = rng.choice(agents)
+        workflow, model, typical_in, typical_out = AGENTS[agent]
+        input_tokens = max(1, int(rng.gauss(typical_in, typical_in / 4)))
+        output_tokens = max(1, int(rng.gauss(typical_out, typical_out / 4)))
+        cost = round(call_cost(model, input_tokens, output_tokens), 9)
+        expected_cost += cost
+        user_id, subscription_id = rng.choice(customers)
+        calls.append((agent, workflow, model, input_tokens, output_tokens, cost, user_id, subscription_id))
+
+    latencies: list[list[int]] = [[] for _ in range(args.threads)]
+    done = [0]
+    done_lock = threading.Lock()
+    record = client.usage.record
+    clock = time.perf_counter_ns
+
+    def worker(index: int) -> None:
+        mine = latencies[index]
+        for agent, workflow, model, tokens_in, tokens_out, cost, user_id, sub_id in calls[index :: args.threads]:
+            t0 = clock()
+            record(
+                event_type="token_usage",
+                metric_name="llm_tokens",
+                quantity=tokens_in + tokens_out,
+                agent_id=agent,
+                workflow_id=workflow,
+                end_user_id=user_id,
+                subscription_id=sub_id,
+                metadata={
+                    "model": model,
+                    "provider": MODEL_PRICES[model][0],
+                    "input_tokens": tokens_in,
+                    "output_tokens": tokens_out,
+                    "provider_cost_usd": cost,
+                },
+            )
+            mine.append(clock() - t0)
+            if len(mine) % 500 == 0:
+                with done_lock:
+                    done[0] += 500
+
+    out.line(f"Simulating {args.events:,} LLM calls from {args.threads} threads ...")
+    begin = time.perf_counter()
+    with out.progress(args.events, "metering LLM calls") as report:
+        with ThreadPoolExecutor(args.threads) as pool:
+            futures = [pool.submit(worker, i) for i in range(args.threads)]
+            while wait(futures, timeout=0.1).not_done:
+                report(done[0])
+            for f in futures:
+                f.result()
+        report(args.events)
+    recorded_in = time.perf_counter() - begin
+    flushed = client.flush(timeout=args.flush_timeout)
+    elapsed = time.perf_counter() - begin
+
+    window = {"start_date": started_at - timedelta(days=1), "end_date": datetime.now(timezone.utc) + timedelta(days=1)}
+    by_agent = client.cost_attribution.by_agent(**window)
+    by_workflow = client.cost_attribution.by_workflow(**window)
+    summary = client.usage.summary(**window)
+    client.close()
+
+    out.table(
+        "Cost by agent",
+        ["agent", "cost (USD)", "tokens", "calls"],
+        [(i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"]) for i in by_agent["items"]],
+    )
+    out.table(
+        "Cost by workflow",
+        ["workflow", "cost (USD)", "tokens", "calls"],
+        [(i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"]) for i in by_workflow["items"]],
+    )
+    out.table(
+        "Usage summary",
+        ["measure", "value"],
+        [
+            ("events", summary["totalEvents"]),
+            ("tokens", int(summary["totalQuantity"])),
+            ("cost (USD)", summary["totalCost"]),
+            ("metrics", summary["metricCount"]),
+            ("first event", summary["firstEventAt"]),
+            ("last event", summary["lastEventAt"]),
+        ],
+    )
+    every = sorted(ns for per_thread in latencies for ns in per_thread)
+    out.table(
+        "The shipper",
+        ["measure", "value"],
+        [
+            ("events recorded by the app", args.events),
+            ("delivered and stored", flushed["recorded"]),
+            ("duplicates", flushed["duplicate"]),
+            ("rejected", flushed["rejected"]),
+            ("dropped", flushed["dropped"]),
+            ("failed", flushed["failed"]),
+            ("retries", flushed["retries"]),
+            ("batches", flushed["batches"]),
+            ("record() p50 (µs)", _percentile(every, 0.50)),
+            ("record() p99 (µs)", _percentile(every, 0.99)),
+            ("record() calls/s", args.events / recorded_in),
+            ("end-to-end events/s (until flush returned)", args.events / elapsed),
+        ],
+    )
+    delivered = flushed["recorded"] + flushed["duplicate"]
+    cost_matches = abs(summary["totalCost"] - expected_cost) < 1e-6 * max(1.0, expected_cost)
+    if flushed["complete"] and delivered == args.events and summary["totalEvents"] == args.events and cost_matches:
+        out.line(f"All {args.events:,} events delivered exactly once; total cost ${summary['totalCost']:,.4f}.")
+        return 0
+    out.line(
+        f"NOT all events were delivered: {delivered:,} of {args.events:,} acknowledged,"
+        f" {summary['totalEvents']:,} stored (complete={flushed['complete']})."
+    )
+    return 1
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def run_report(args: argparse.Namespace) -> int:
+    client = Client(api_key=args.api_key, base_url=args.base_url, buffered=False)
+    with client:
+        window = {"start_date": args.start, "end_date": args.end}
+        by_agent = client.cost_attribution.by_agent(**window)
+        by_workflow = client.cost_attribution.by_workflow(**window)
+        summary = client.usage.summary(**window)
+    if args.json:
+        print(json.dumps({"byAgent": by_agent, "byWorkflow": by_workflow, "summary": summary}, indent=2))
+        return 0
+    out = Output(plain=args.plain)
+    for title, breakdown in (("Cost by agent", by_agent), ("Cost by workflow", by_workflow)):
+        out.table(
+            title,
+            [breakdown["groupBy"], "cost (USD)", "quantity", "events"],
+            [(i["attributionValue"], i["totalCost"], i["totalQuantity"], i["eventCount"]) for i in breakdown["items"]],
+        )
+    out.table(
+        "Usage summary",
+        ["measure", "value"],
+        [(key, value) for key, value in summary.items()],
+    )
+    return 0
 
 
 def add_demo_commands(commands: Any) -> None:
-    pass
+    demo = commands.add_parser("demo", help="meter a simulated AI product against a local server")
+    demo.add_argument("--events", type=int, default=20_000, help="simulated LLM calls (default 20000)")
+    demo.add_argument("--threads", type=int, default=8, help="threads making calls (default 8)")
+    demo.add_argument("--faults", metavar="SPEC", help="server faults, e.g. rate_429=0.2,retry_after=0.2")
+    demo.add_argument("--db", help="SQLite file for the local server (default: in memory)")
+    demo.add_argument("--base-url", help="use this running server instead of starting one")
+    demo.add_argument("--api-key", help="API key (default: BEARLUMEN_API_KEY, or a fresh test key)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    demo.add_argument("--flush-timeout", type=float, default=300.0, help="seconds to wait for delivery")
+    demo.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
+    demo.set_defaults(run=run_demo)
+
+    report = commands.add_parser("report", help="cost attribution and usage summary of a server")
+    report.add_argument("--start", required=True, help="start date, inclusive (2024-01-01)")
+    report.add_argument("--end", required=True, help="end date, exclusive")
+    report.add_argument("--base-url", help="server (default: BEARLUMEN_BASE_URL, then the hosted API)")
+    report.add_argument("--api-key", help="API key (default: BEARLUMEN_API_KEY)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    report.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
+    report.set_defaults(run=run_report)
