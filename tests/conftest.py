@@ -9,11 +9,18 @@ from __future__ import annotations
 import secrets
 from typing import Iterator
 
+import freezegun
 import httpx
 import pytest
 
 import bearlumen
 from bearlumen.testing import LocalServer
+
+# freezegun patches time for every thread; the server's event loop (asyncio) and the HTTP stack
+# run in other threads of this process and must keep real time, or their timers never fire.
+freezegun.configure(
+    extend_ignore_list=["asyncio", "uvicorn", "anyio", "starlette", "httpcore", "httpx"]
+)
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,9 @@ def test_health_and_openapi_need_no_auth(server: LocalServer) -> None:
 
 def test_only_configured_keys_are_accepted_when_keys_are_given() -> None:
     with LocalServer(api_keys=["sk_live_good"]) as base_url:
-        good = httpx.get(base_url + "/v1/end-users", headers={"Authorization": "Bearer sk_live_good"})
+        good = httpx.get(
+            base_url + "/v1/end-users", headers={"Authorization": "Bearer sk_live_good"}
+        )
         bad = httpx.get(base_url + "/v1/end-users", headers={"Authorization": "Bearer sk_live_bad"})
     assert good.status_code == 200
     assert bad.status_code == 401
@@ -51,11 +53,18 @@ def test_only_configured_keys_are_accepted_when_keys_are_given() -> None:
 
 def test_tenants_never_see_each_others_data(server: LocalServer) -> None:
     alice = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer tenant-alice"})
-    mallory = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer tenant-mallory"})
+    mallory = httpx.Client(
+        base_url=server.base_url, headers={"Authorization": "Bearer tenant-mallory"}
+    )
     user = alice.post("/v1/end-users", json={"externalId": "shared-name"}).json()["endUser"]
     sub = alice.post(
         "/v1/subscriptions",
-        json={"organizationId": "o", "planId": "p", "billingCycle": "monthly", "startDate": "2024-01-01"},
+        json={
+            "organizationId": "o",
+            "planId": "p",
+            "billingCycle": "monthly",
+            "startDate": "2024-01-01",
+        },
     ).json()
     alice.post("/v1/usage/events/batch", json={"events": [event(agentId="a", idempotencyKey="k")]})
     assert mallory.patch(f"/v1/end-users/{user['id']}", json={"name": "x"}).status_code == 404
@@ -87,7 +96,9 @@ def test_gzip_request_bodies_are_accepted(http: httpx.Client) -> None:
 
 
 def test_corrupt_gzip_is_400_and_a_gzip_bomb_is_413(http: httpx.Client) -> None:
-    corrupt = http.post("/v1/usage/events", content=b"not gzip", headers={"Content-Encoding": "gzip"})
+    corrupt = http.post(
+        "/v1/usage/events", content=b"not gzip", headers={"Content-Encoding": "gzip"}
+    )
     assert corrupt.status_code == 400
     bomb = gzip.compress(b"[" + b" " * (11 * 1024 * 1024) + b"]")
     too_large = http.post("/v1/usage/events", content=bomb, headers={"Content-Encoding": "gzip"})
@@ -117,7 +128,9 @@ def test_batch_records_each_event_on_its_own(http: httpx.Client) -> None:
         "recorded", "rejected", "duplicate", "rejected", "rejected", "rejected", "recorded",
     ]  # fmt: skip
     assert [r["index"] for r in body["results"]] == list(range(7))
-    assert body["recorded_count"] == 2 and body["skipped_count"] == 1 and body["rejected_count"] == 4
+    assert (
+        body["recorded_count"] == 2 and body["skipped_count"] == 1 and body["rejected_count"] == 4
+    )
     assert body["results"][1]["error"]["param"] == "quantity"
     assert body["results"][3]["error"]["param"] == "quantity"
     assert body["results"][4]["error"]["param"] == "unknownField"
@@ -254,7 +267,9 @@ def test_cost_attribution_is_computed_in_sql(http: httpx.Client) -> None:
     http.post("/v1/usage/events/batch", json={"events": events})
     dates = {"startDate": "2000-01-01T00:00:00Z", "endDate": "2100-01-01T00:00:00Z"}
     by_agent = http.get("/v1/cost-attribution/by-agent", params=dates).json()
-    assert [(i["attributionValue"], i["totalCost"], i["eventCount"]) for i in by_agent["items"]] == [
+    assert [
+        (i["attributionValue"], i["totalCost"], i["eventCount"]) for i in by_agent["items"]
+    ] == [
         (None, 1.0, 1),
         ("support-bot", 0.3, 2),
         ("writer", 0.05, 1),
@@ -282,10 +297,17 @@ def test_data_survives_a_restart_with_a_file_database(tmp_path: object) -> None:
     with LocalServer(db=db) as base_url:
         httpx.post(base_url + "/v1/usage/events", json=event(idempotencyKey="kept"), headers=auth)
     with LocalServer(db=db) as base_url:
-        again = httpx.post(base_url + "/v1/usage/events", json=event(idempotencyKey="kept"), headers=auth)
-        fresh = httpx.post(base_url + "/v1/usage/events", json=event(idempotencyKey="new"), headers=auth)
+        again = httpx.post(
+            base_url + "/v1/usage/events", json=event(idempotencyKey="kept"), headers=auth
+        )
+        fresh = httpx.post(
+            base_url + "/v1/usage/events", json=event(idempotencyKey="new"), headers=auth
+        )
     assert again.json()["recorded"] is False
-    assert fresh.json()["recorded"] is True and fresh.json()["event"]["id"] != again.json()["event"]["id"]
+    assert (
+        fresh.json()["recorded"] is True
+        and fresh.json()["event"]["id"] != again.json()["event"]["id"]
+    )
 
 
 def test_admin_routes_exist_only_when_faults_are_allowed() -> None:
@@ -326,7 +348,10 @@ def test_seeded_fault_rates_are_repeatable(fault_server: LocalServer, api_key: s
 
     def run() -> list[int]:
         fault_server.set_faults(rate_503=0.3, rate_429=0.2, retry_after=0, seed=42)
-        return [httpx.get(fault_server.base_url + "/v1/end-users", headers=auth).status_code for _ in range(30)]
+        return [
+            httpx.get(fault_server.base_url + "/v1/end-users", headers=auth).status_code
+            for _ in range(30)
+        ]
 
     first = run()
     assert first == run()

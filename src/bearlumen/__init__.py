@@ -1,10 +1,10 @@
 """Bear Lumen: meter what your LLM calls cost, per end user, subscription, agent and workflow.
 
-    import bearlumen
+import bearlumen
 
-    client = bearlumen.Client(api_key='your_api_key')
-    client.usage.record(event_type='token_usage', metric_name='llm_tokens', quantity=150000,
-                        agent_id='support-bot', metadata={'provider_cost_usd': 4.50})
+client = bearlumen.Client(api_key='your_api_key')
+client.usage.record(event_type='token_usage', metric_name='llm_tokens', quantity=150000,
+                    agent_id='support-bot', metadata={'provider_cost_usd': 4.50})
 """
 
 from ._client import Client

@@ -11,7 +11,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         from .server import FaultSettings, bind_socket, make_server
     except ImportError:
-        print('bearlumen serve needs the server extra: pip install "bearlumen[server]"', file=sys.stderr)
+        print(
+            'bearlumen serve needs the server extra: pip install "bearlumen[server]"',
+            file=sys.stderr,
+        )
         return 2
     import asyncio
 
@@ -52,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the local Bear Lumen server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787, help="0 picks a free port")
-    serve.add_argument("--db", default=":memory:", help="SQLite file; :memory: (default) keeps nothing")
+    serve.add_argument(
+        "--db", default=":memory:", help="SQLite file; :memory: (default) keeps nothing"
+    )
     serve.add_argument(
         "--api-key",
         action="append",

@@ -64,7 +64,9 @@ class Client:
             )
         url = base_url or os.environ.get("BEARLUMEN_BASE_URL") or DEFAULT_BASE_URL
         if not url.startswith(("http://", "https://")):
-            raise InvalidRequestError("base_url must start with http:// or https://", param="base_url")
+            raise InvalidRequestError(
+                "base_url must start with http:// or https://", param="base_url"
+            )
         _check_settings(
             max_retries=max_retries,
             flush_at=flush_at,
@@ -94,6 +96,7 @@ class Client:
                 delivery_timeout=delivery_timeout,
                 shutdown_timeout=shutdown_timeout,
                 on_error=on_error,
+                sleep=sleep,
             )
         self.end_users = EndUsers(self._http)
         self.subscriptions = Subscriptions(self._http)
@@ -178,6 +181,8 @@ def _check_settings(**settings: Any) -> None:
         "max_queue_size",
         "must be an int >= 1",
     )
-    require(settings["on_overflow"] in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'")
+    require(
+        settings["on_overflow"] in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'"
+    )
     for name in ("flush_interval", "delivery_timeout", "shutdown_timeout", "timeout"):
         require(number(name), name, "must be a number > 0")

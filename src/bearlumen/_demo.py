@@ -84,10 +84,20 @@ class Output:
             return
         widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
         print(f"\n{title}")
-        print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+        print(
+            "  ".join(
+                h.ljust(w) if i == 0 else h.rjust(w)
+                for i, (h, w) in enumerate(zip(headers, widths))
+            )
+        )
         print("  ".join("-" * w for w in widths))
         for row in cells:
-            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+            print(
+                "  ".join(
+                    c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(row, widths))
+                )
+            )
 
     @contextmanager
     def progress(self, total: int, label: str) -> Iterator[Any]:
@@ -157,10 +167,14 @@ def _percentile(sorted_values: Sequence[int], fraction: float) -> float:
 def run_demo(args: argparse.Namespace) -> int:
     out = Output(plain=args.plain)
     if args.base_url:
-        return _simulate(args, out, args.base_url, args.api_key or os.environ.get("BEARLUMEN_API_KEY"))
+        return _simulate(
+            args, out, args.base_url, args.api_key or os.environ.get("BEARLUMEN_API_KEY")
+        )
     out.line("Starting the embedded Bear Lumen server on loopback ...")
     with local_server(args.db, args.faults) as base_url:
-        out.line(f"Local server at {base_url}" + (f" with faults {args.faults}" if args.faults else ""))
+        out.line(
+            f"Local server at {base_url}" + (f" with faults {args.faults}" if args.faults else "")
+        )
         return _simulate(args, out, base_url, args.api_key or "sk_demo_" + secrets.token_hex(8))
 
 
@@ -196,7 +210,9 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
         cost = round(call_cost(model, input_tokens, output_tokens), 9)
         expected_cost += cost
         user_id, subscription_id = rng.choice(customers)
-        calls.append((agent, workflow, model, input_tokens, output_tokens, cost, user_id, subscription_id))
+        calls.append(
+            (agent, workflow, model, input_tokens, output_tokens, cost, user_id, subscription_id)
+        )
 
     latencies: list[list[int]] = [[] for _ in range(args.threads)]
     done = [0]
@@ -206,7 +222,9 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
 
     def worker(index: int) -> None:
         mine = latencies[index]
-        for agent, workflow, model, tokens_in, tokens_out, cost, user_id, sub_id in calls[index :: args.threads]:
+        for agent, workflow, model, tokens_in, tokens_out, cost, user_id, sub_id in calls[
+            index :: args.threads
+        ]:
             t0 = clock()
             record(
                 event_type="token_usage",
@@ -243,21 +261,27 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
     flushed = client.flush(timeout=args.flush_timeout)
     elapsed = time.perf_counter() - begin
 
-    window = {"start_date": started_at - timedelta(days=1), "end_date": datetime.now(timezone.utc) + timedelta(days=1)}
-    by_agent = client.cost_attribution.by_agent(**window)
-    by_workflow = client.cost_attribution.by_workflow(**window)
-    summary = client.usage.summary(**window)
+    start, end = started_at - timedelta(days=1), datetime.now(timezone.utc) + timedelta(days=1)
+    by_agent = client.cost_attribution.by_agent(start, end)
+    by_workflow = client.cost_attribution.by_workflow(start, end)
+    summary = client.usage.summary(start_date=start, end_date=end)
     client.close()
 
     out.table(
         "Cost by agent",
         ["agent", "cost (USD)", "tokens", "calls"],
-        [(i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"]) for i in by_agent["items"]],
+        [
+            (i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"])
+            for i in by_agent["items"]
+        ],
     )
     out.table(
         "Cost by workflow",
         ["workflow", "cost (USD)", "tokens", "calls"],
-        [(i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"]) for i in by_workflow["items"]],
+        [
+            (i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"])
+            for i in by_workflow["items"]
+        ],
     )
     out.table(
         "Usage summary",
@@ -292,8 +316,16 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
     )
     delivered = flushed["recorded"] + flushed["duplicate"]
     cost_matches = abs(summary["totalCost"] - expected_cost) < 1e-6 * max(1.0, expected_cost)
-    if flushed["complete"] and delivered == args.events and summary["totalEvents"] == args.events and cost_matches:
-        out.line(f"All {args.events:,} events delivered exactly once; total cost ${summary['totalCost']:,.4f}.")
+    if (
+        flushed["complete"]
+        and delivered == args.events
+        and summary["totalEvents"] == args.events
+        and cost_matches
+    ):
+        out.line(
+            f"All {args.events:,} events delivered exactly once;"
+            f" total cost ${summary['totalCost']:,.4f}."
+        )
         return 0
     out.line(
         f"NOT all events were delivered: {delivered:,} of {args.events:,} acknowledged,"
@@ -313,14 +345,21 @@ def run_report(args: argparse.Namespace) -> int:
         by_workflow = client.cost_attribution.by_workflow(**window)
         summary = client.usage.summary(**window)
     if args.json:
-        print(json.dumps({"byAgent": by_agent, "byWorkflow": by_workflow, "summary": summary}, indent=2))
+        print(
+            json.dumps(
+                {"byAgent": by_agent, "byWorkflow": by_workflow, "summary": summary}, indent=2
+            )
+        )
         return 0
     out = Output(plain=args.plain)
     for title, breakdown in (("Cost by agent", by_agent), ("Cost by workflow", by_workflow)):
         out.table(
             title,
             [breakdown["groupBy"], "cost (USD)", "quantity", "events"],
-            [(i["attributionValue"], i["totalCost"], i["totalQuantity"], i["eventCount"]) for i in breakdown["items"]],
+            [
+                (i["attributionValue"], i["totalCost"], i["totalQuantity"], i["eventCount"])
+                for i in breakdown["items"]
+            ],
         )
     out.table(
         "Usage summary",
@@ -332,22 +371,32 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_demo_commands(commands: Any) -> None:
     demo = commands.add_parser("demo", help="meter a simulated AI product against a local server")
-    demo.add_argument("--events", type=int, default=20_000, help="simulated LLM calls (default 20000)")
+    demo.add_argument(
+        "--events", type=int, default=20_000, help="simulated LLM calls (default 20000)"
+    )
     demo.add_argument("--threads", type=int, default=8, help="threads making calls (default 8)")
-    demo.add_argument("--faults", metavar="SPEC", help="server faults, e.g. rate_429=0.2,retry_after=0.2")
+    demo.add_argument(
+        "--faults", metavar="SPEC", help="server faults, e.g. rate_429=0.2,retry_after=0.2"
+    )
     demo.add_argument("--db", help="SQLite file for the local server (default: in memory)")
     demo.add_argument("--base-url", help="use this running server instead of starting one")
     demo.add_argument("--api-key", help="API key (default: BEARLUMEN_API_KEY, or a fresh test key)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
-    demo.add_argument("--flush-timeout", type=float, default=300.0, help="seconds to wait for delivery")
+    demo.add_argument(
+        "--flush-timeout", type=float, default=300.0, help="seconds to wait for delivery"
+    )
     demo.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
     demo.set_defaults(run=run_demo)
 
     report = commands.add_parser("report", help="cost attribution and usage summary of a server")
     report.add_argument("--start", required=True, help="start date, inclusive (2024-01-01)")
     report.add_argument("--end", required=True, help="end date, exclusive")
-    report.add_argument("--base-url", help="server (default: BEARLUMEN_BASE_URL, then the hosted API)")
+    report.add_argument(
+        "--base-url", help="server (default: BEARLUMEN_BASE_URL, then the hosted API)"
+    )
     report.add_argument("--api-key", help="API key (default: BEARLUMEN_API_KEY)")
     report.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    report.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
+    report.add_argument(
+        "--plain", action="store_true", help="plain text even when rich is installed"
+    )
     report.set_defaults(run=run_report)

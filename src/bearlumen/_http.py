@@ -41,7 +41,8 @@ from ._version import __version__
 
 logger = logging.getLogger("bearlumen")
 
-USER_AGENT = f"bearlumen-python/{__version__} python/{platform.python_version_tuple()[0]}.{platform.python_version_tuple()[1]}"
+_PYTHON = ".".join(platform.python_version_tuple()[:2])
+USER_AGENT = f"bearlumen-python/{__version__} python/{_PYTHON}"
 
 
 def backoff_delay(
@@ -57,7 +58,7 @@ def backoff_delay(
     Exponential with "equal jitter" (half fixed, half random), capped at `maximum`; a server's
     `Retry-After` on the failure is a floor, even above the cap.
     """
-    base = min(maximum, initial * (2 ** (attempt - 1)))
+    base = min(maximum, initial * 2.0 ** (attempt - 1))
     delay = base / 2 + jitter() * base / 2
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None and retry_after > delay:
@@ -128,8 +129,9 @@ class HttpCore:
             return
         self._warned_plain_http.set()
         if self.base_url.startswith("http://") and not is_loopback_url(self.base_url):
+            host = urlsplit(self.base_url).hostname
             message = (
-                f"bearlumen is sending the API key over plain http:// to {urlsplit(self.base_url).hostname};"
+                f"bearlumen is sending the API key over plain http:// to {host};"
                 " use https:// for anything but a local server"
             )
             warnings.warn(message, stacklevel=4)

@@ -85,7 +85,9 @@ class _FlushRequest:
 
 def to_record_input(event: QueuedEvent) -> UsageRecordInput:
     """A queued event back in the shape `usage.record_batch` takes, for `on_error`."""
-    record: dict[str, Any] = {name: value for name, value in zip(_FIELDS, event) if value is not None}
+    record: dict[str, Any] = {
+        name: value for name, value in zip(_FIELDS, event) if value is not None
+    }
     if isinstance(record.get("timestamp"), float):
         record["timestamp"] = format_timestamp(record["timestamp"])
     return record  # type: ignore[return-value]
@@ -112,7 +114,9 @@ def _wire_event(event: QueuedEvent) -> dict[str, Any]:
     return wire
 
 
-def encode_batch(chunk: List[QueuedEvent]) -> tuple[bytes, list[QueuedEvent], list[tuple[QueuedEvent, str]]]:
+def encode_batch(
+    chunk: List[QueuedEvent],
+) -> tuple[bytes, list[QueuedEvent], list[tuple[QueuedEvent, str]]]:
     """JSON of a batch, the events in it, and the events that cannot be JSON (with why)."""
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
     wire = [_wire_event(event) for event in chunk]
@@ -148,8 +152,11 @@ class Shipper:
         delivery_timeout: float,
         shutdown_timeout: float,
         on_error: ErrorCallback | None,
+        sleep: Callable[[float], Any] | None = None,
     ) -> None:
         self._http = http
+        # Waits between retries end early when close() gives up; tests inject their own sleep.
+        self._sleep = sleep
         self.flush_at = flush_at
         self.flush_interval = flush_interval
         self.max_queue_size = max_queue_size
@@ -174,6 +181,7 @@ class Shipper:
         self._space = threading.Condition()
         self._blocked_producers = 0
         self._worker: threading.Thread | None = None
+        self._accepting = False  # True while RUNNING: the one flag record() reads
         self._counts_lock = threading.Lock()
         self._dropped_unreported = 0
         self._failing = False
@@ -195,7 +203,7 @@ class Shipper:
         pending = self.pending_events
         if len(pending) >= self.max_queue_size and not self._wait_for_space():
             return False
-        if self._worker is None and not self._start_worker():
+        if not self._accepting and not self._start_worker():
             self._count_drop()
             return False
         pending.append(event)
@@ -232,6 +240,7 @@ class Shipper:
                     target=self._run, name="bearlumen-shipper", daemon=True
                 )
                 self.state = ShipperState.RUNNING
+                self._accepting = True
                 self._worker.start()
             return self.state is ShipperState.RUNNING
 
@@ -250,11 +259,12 @@ class Shipper:
             self.pending_events.append(request)
             self._wake.set()
             complete = request.done.wait(timeout)
-        return {**self.stats(), "complete": complete}  # type: ignore[typeddict-item]
+        return {**self.stats(), "complete": complete}
 
     def close(self, timeout: float | None = None) -> FlushResult:
         """Deliver what is queued (waiting at most `timeout`), then stop the worker."""
         with self._lifecycle_lock:
+            self._accepting = False
             if self.state is ShipperState.IDLE:
                 self.state = ShipperState.CLOSED
             elif self.state is ShipperState.RUNNING:
@@ -268,7 +278,7 @@ class Shipper:
             worker.join(timeout=1.0)
         with self._space:
             self._space.notify_all()
-        result = {**self.stats(), "complete": result["complete"]}  # type: ignore[assignment]
+        result = {**self.stats(), "complete": result["complete"]}
         if not result["complete"]:
             logger.error(
                 "bearlumen: closed with %d usage events undelivered (server unreachable or slow);"
@@ -344,7 +354,7 @@ class Shipper:
         retrying = self._http.retrying(
             deadline=self.delivery_timeout,
             should_stop=self._abandon.is_set,
-            sleep=self._abandon.wait,
+            sleep=self._sleep or self._abandon.wait,
             on_retry=self._count_retry,
         )
         try:

@@ -70,7 +70,8 @@ def date_param(param: str, value: Any, *, required: bool = False) -> str | None:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        stamp: str = value.astimezone(timezone.utc).isoformat()
+        return stamp.replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str) and value:

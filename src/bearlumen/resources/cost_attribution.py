@@ -31,10 +31,10 @@ class CostAttribution:
     def by_agent(self, start_date: DateLike, end_date: DateLike) -> CostBreakdownResponse:
         """Cost breakdown grouped by agent, most expensive first.
 
-            result = client.cost_attribution.by_agent(
-                start_date='2024-01-01T00:00:00Z', end_date='2024-02-01T00:00:00Z')
-            for item in result['items']:
-                print(f"{item['attributionValue']}: ${item['totalCost']}")
+        result = client.cost_attribution.by_agent(
+            start_date='2024-01-01T00:00:00Z', end_date='2024-02-01T00:00:00Z')
+        for item in result['items']:
+            print(f"{item['attributionValue']}: ${item['totalCost']}")
         """
         return cast(CostBreakdownResponse, self._get("by-agent", start_date, end_date))
 

@@ -25,8 +25,8 @@ class EndUsers:
     ) -> EndUserResponse:
         """Create a new end user.
 
-            result = client.end_users.create(external_id='user_123', name='AI Startup Inc')
-            print(result['endUser']['id'])
+        result = client.end_users.create(external_id='user_123', name='AI Startup Inc')
+        print(result['endUser']['id'])
         """
         body = validated(
             EndUserCreate,

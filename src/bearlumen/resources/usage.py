@@ -45,9 +45,7 @@ def _check_metadata(metadata: Any) -> None:
     if type(metadata) is not dict:
         raise _bad("metadata", "must be a dict")
     cost = metadata.get(COST_KEY)
-    if cost is not None and (
-        type(cost) not in (int, float) or not 0 <= cost <= MAX_EVENT_COST
-    ):
+    if cost is not None and (type(cost) not in (int, float) or not 0 <= cost <= MAX_EVENT_COST):
         raise _bad(f"metadata.{COST_KEY}", f"must be a number from 0 to {MAX_EVENT_COST:g}")
 
 
@@ -139,7 +137,9 @@ class Usage:
             )  # fmt: skip
         else:
             if type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
-                raise _bad("idempotency_key", "must be a non-empty string of at most 255 characters")
+                raise _bad(
+                    "idempotency_key", "must be a non-empty string of at most 255 characters"
+                )
             event = (
                 event_type, metric_name, quantity, idempotency_key, stamp,
                 subscription_id, end_user_id, agent_id, workflow_id, metadata,
@@ -149,7 +149,7 @@ class Usage:
             if recent.setdefault(idempotency_key, event) is not event:
                 return {"recorded": False, "idempotency_key": idempotency_key}
             if len(recent) > RECENT_KEYS_REMEMBERED:
-                try:
+                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
                     del recent[next(iter(recent))]
                 except (KeyError, RuntimeError, StopIteration):
                     pass  # another thread evicted it first
@@ -188,7 +188,9 @@ class Usage:
         if not 0 < len(events) <= MAX_BATCH_SIZE:
             raise _bad("events", f"must hold 1 to {MAX_BATCH_SIZE} events, not {len(events)}")
         body = {"events": _validated_events(events)}
-        return cast(UsageBatchResult, self._http.request("POST", "/v1/usage/events/batch", body=body))
+        return cast(
+            UsageBatchResult, self._http.request("POST", "/v1/usage/events/batch", body=body)
+        )
 
     def query(
         self,
@@ -230,7 +232,9 @@ class Usage:
             "startDate": date_param("start_date", start_date),
             "endDate": date_param("end_date", end_date),
         }
-        return cast(UsageAggregation, self._http.request("GET", "/v1/usage/aggregation", params=params))
+        return cast(
+            UsageAggregation, self._http.request("GET", "/v1/usage/aggregation", params=params)
+        )
 
     def summary(
         self,

@@ -80,9 +80,7 @@ class ServerThread:
     def __init__(self, server: Any, sock: socket.socket) -> None:
         self.server = server
         self.socket = sock
-        self.thread = threading.Thread(
-            target=self._run, name="bearlumen-local-server", daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, name="bearlumen-local-server", daemon=True)
 
     def _run(self) -> None:
         asyncio.run(self.server.serve(sockets=[self.socket]))

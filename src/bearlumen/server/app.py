@@ -156,7 +156,9 @@ class Call:
         try:
             return canonical_timestamp(raw)
         except ValueError:
-            raise _invalid(f"{name} must be a date (2024-01-01) or an RFC 3339 timestamp", name) from None
+            raise _invalid(
+                f"{name} must be a date (2024-01-01) or an RFC 3339 timestamp", name
+            ) from None
 
     def query_text(self, name: str) -> str | None:
         raw = self.query.get(name)
@@ -424,7 +426,9 @@ def _distinct(group_by: str) -> Handler:
     def handler(state: ServerState, call: Call) -> tuple[int, Any]:
         start, end = call.date_range(required=True)
         assert start is not None and end is not None
-        return 200, {"values": state.store.distinct_values(call.tenant, f"{group_by}_id", start, end)}
+        return 200, {
+            "values": state.store.distinct_values(call.tenant, f"{group_by}_id", start, end)
+        }
 
     return handler
 
@@ -462,7 +466,9 @@ def _tenant(state: ServerState, request: Request) -> int:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_API_KEY_LENGTH:
-        raise ApiError(401, "authentication_error", "Missing API key: send Authorization: Bearer <key>")
+        raise ApiError(
+            401, "authentication_error", "Missing API key: send Authorization: Bearer <key>"
+        )
     if state.api_keys is not None and token not in state.api_keys:
         raise ApiError(401, "authentication_error", "Invalid API key")
     return state.store.tenant_for_key(token)
@@ -592,7 +598,9 @@ def _admin_routes(state: ServerState) -> list[Route]:
             settings = FaultSettings.from_mapping(_parse_json(await request.body()) or {})
         except (ValueError, TypeError, ApiError) as exc:
             message = exc.message if isinstance(exc, ApiError) else str(exc)
-            return json_response(400, {"error": {"type": "invalid_request", "message": message}}, {})
+            return json_response(
+                400, {"error": {"type": "invalid_request", "message": message}}, {}
+            )
         state.faults.configure(settings)
         return json_response(200, state.faults.settings(), {})
 
@@ -609,9 +617,7 @@ def create_app(
     faults: FaultInjector | None = None,
 ) -> ASGIApp:
     """The ASGI application; `faults` None means no fault injection and no admin routes."""
-    state = ServerState(
-        store, api_keys, faults, RequestIds(), Counter(), set(), threading.Lock()
-    )
+    state = ServerState(store, api_keys, faults, RequestIds(), Counter(), set(), threading.Lock())
     table: list[tuple[str, str, Handler]] = [
         ("POST", "/v1/end-users", create_end_user),
         ("GET", "/v1/end-users", list_end_users),

@@ -138,7 +138,9 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "/v1/end-users/{id}": {
-            "patch": op("updateEndUser", 200, "EndUserResponse", body="EndUserUpdate", parameters=[_ID])
+            "patch": op(
+                "updateEndUser", 200, "EndUserResponse", body="EndUserUpdate", parameters=[_ID]
+            )
         },
         "/v1/end-users/{id}/deactivate": {
             "post": op("deactivateEndUser", 200, "EndUserResponse", parameters=[_ID])
@@ -158,7 +160,11 @@ def openapi_document() -> dict[str, Any]:
         "/v1/subscriptions/{id}": {
             "get": op("retrieveSubscription", 200, "Subscription", parameters=[_ID]),
             "patch": op(
-                "updateSubscription", 200, "Subscription", body="SubscriptionUpdate", parameters=[_ID]
+                "updateSubscription",
+                200,
+                "Subscription",
+                body="SubscriptionUpdate",
+                parameters=[_ID],
             ),
         },
         "/v1/subscriptions/{id}/cancel": {

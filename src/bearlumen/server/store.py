@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS subscriptions_by_org ON subscriptions (tenant, organization_id, created_at);
+CREATE INDEX IF NOT EXISTS subscriptions_by_org
+    ON subscriptions (tenant, organization_id, created_at);
 CREATE INDEX IF NOT EXISTS subscriptions_by_created ON subscriptions (tenant, created_at);
 CREATE TABLE IF NOT EXISTS usage_events (
     seq INTEGER PRIMARY KEY,
@@ -210,7 +211,9 @@ class Store:
 
     _END_USER_COLUMNS = "id, external_id, email, name, metadata, status, created_at, updated_at"
 
-    def _get_end_user(self, db: sqlite3.Connection, tenant: int, end_user_id: str) -> dict[str, Any]:
+    def _get_end_user(
+        self, db: sqlite3.Connection, tenant: int, end_user_id: str
+    ) -> dict[str, Any]:
         row = db.execute(
             f"SELECT {self._END_USER_COLUMNS} FROM end_users WHERE tenant = ? AND id = ?",
             (tenant, end_user_id),
@@ -235,7 +238,9 @@ class Store:
                 raise Conflict(f"An end user with external id {external_id!r} exists") from None
             return self._get_end_user(db, tenant, end_user_id)
 
-    def update_end_user(self, tenant: int, end_user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update_end_user(
+        self, tenant: int, end_user_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
         columns = {"email": "email", "name": "name", "metadata": "metadata"}
         with self._transaction() as db:
             self._get_end_user(db, tenant, end_user_id)
@@ -397,9 +402,7 @@ class Store:
 
     # -- usage events ----------------------------------------------------------------------
 
-    def record_events(
-        self, tenant: int, rows: list[list[Any]]
-    ) -> list[tuple[str, int]]:
+    def record_events(self, tenant: int, rows: list[list[Any]]) -> list[tuple[str, int]]:
         """Store events exactly once per idempotency key, in one transaction.
 
         Each row is [event_type, metric_name, quantity, idempotency_key, ts, subscription_id,

@@ -1,0 +1,345 @@
+"""The buffered shipper: record() off the hot path, every event accounted for, nothing lost."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from freezegun import freeze_time
+
+from bearlumen import Client, InvalidRequestError, NetworkError
+from bearlumen._types import UsageRecordInput
+from bearlumen.testing import LocalServer
+
+from .conftest import RecordingSleep
+
+
+class ObservedTransport(httpx.HTTPTransport):
+    """The real transport to the real server, noting which thread sends and letting a test hold
+    the worker inside a request until it opens `gate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.threads.add(threading.current_thread().name)
+        self.entered.set()
+        self.gate.wait()
+        return super().handle_request(request)
+
+
+@pytest.fixture
+def transport() -> ObservedTransport:
+    return ObservedTransport()
+
+
+@pytest.fixture
+def observed(server: LocalServer, api_key: str, transport: ObservedTransport) -> Iterator[Client]:
+    with Client(
+        api_key=api_key, base_url=server.base_url, http_client=httpx.Client(transport=transport)
+    ) as c:
+        yield c
+
+
+def stored_events(client: Client) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while True:
+        page = client.usage.query(limit=1000, offset=len(events))
+        events += page["events"]
+        if len(events) >= page["total"]:
+            return events
+
+
+def test_record_returns_before_any_network_io(
+    observed: Client, transport: ObservedTransport
+) -> None:
+    transport.gate.clear()  # the server is unreachable until the gate opens
+    result = observed.usage.record("token_usage", "llm_tokens", 10)
+    assert result["recorded"] is True and result["idempotency_key"]
+    assert threading.current_thread().name not in transport.threads
+    transport.gate.set()
+    assert observed.flush()["recorded"] == 1
+    assert transport.threads == {"bearlumen-shipper"}
+
+
+def test_flush_delivers_everything_recorded_before_it(client: Client) -> None:
+    keys = [
+        client.usage.record("token_usage", "llm_tokens", i)["idempotency_key"] for i in range(2500)
+    ]
+    result = client.flush()
+    assert result["complete"] is True
+    assert (result["recorded"], result["queued"], result["failed"], result["dropped"]) == (
+        2500,
+        0,
+        0,
+        0,
+    )
+    assert result["batches"] == 3  # chunks of at most 1000 (the server refuses more)
+    assert len(set(keys)) == 2500
+    assert sorted(e["idempotencyKey"] for e in stored_events(client)) == sorted(keys)
+
+
+def test_a_repeated_idempotency_key_is_a_duplicate_and_sent_once(client: Client) -> None:
+    first = client.usage.record("token_usage", "llm_tokens", 1, idempotency_key="job-42")
+    second = client.usage.record("token_usage", "llm_tokens", 1, idempotency_key="job-42")
+    assert first == {"recorded": True, "idempotency_key": "job-42"}
+    assert second == {"recorded": False, "idempotency_key": "job-42"}
+    client.flush()
+    assert client.usage.summary()["totalEvents"] == 1
+
+
+def test_the_server_dedups_what_the_client_no_longer_remembers(
+    server: LocalServer, api_key: str
+) -> None:
+    for _ in range(2):
+        with Client(api_key=api_key, base_url=server.base_url) as c:
+            c.usage.record("token_usage", "llm_tokens", 1, idempotency_key="from-yesterday")
+            result = c.flush()
+    assert (result["recorded"], result["duplicate"]) == (0, 1)
+
+
+def test_the_event_is_stamped_when_recorded_not_when_delivered(client: Client) -> None:
+    with freeze_time("2024-03-01 12:00:00.25"):
+        client.usage.record("token_usage", "llm_tokens", 5)
+    client.flush()
+    assert stored_events(client)[0]["timestamp"] == "2024-03-01T12:00:00.250000Z"
+
+
+def test_every_argument_reaches_the_server(client: Client) -> None:
+    client.usage.record(
+        "token_usage", "llm_tokens", 1.5, "key-1", timestamp="2024-05-05T05:05:05+02:00",
+        subscription_id="sub_1", end_user_id="eu_1", agent_id="bot", workflow_id="flow",
+        metadata={"model": "m", "nested": {"a": [1, 2]}, "provider_cost_usd": 0.25},
+    )  # fmt: skip
+    client.flush()
+    (stored,) = stored_events(client)
+    assert stored["timestamp"] == "2024-05-05T03:05:05.000000Z"
+    assert stored["quantity"] == 1.5 and stored["idempotencyKey"] == "key-1"
+    assert (stored["subscriptionId"], stored["endUserId"], stored["agentId"], stored["workflowId"]) == (
+        "sub_1", "eu_1", "bot", "flow",
+    )  # fmt: skip
+    assert stored["metadata"] == {"model": "m", "nested": {"a": [1, 2]}, "provider_cost_usd": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "param"),
+    [
+        ({"event_type": "", "metric_name": "m", "quantity": 1}, "event_type"),
+        ({"event_type": 5, "metric_name": "m", "quantity": 1}, "event_type"),
+        ({"event_type": "t", "metric_name": None, "quantity": 1}, "metric_name"),
+        ({"event_type": "t", "metric_name": "m" * 256, "quantity": 1}, "metric_name"),
+        ({"event_type": "t", "metric_name": "m", "quantity": -1}, "quantity"),
+        ({"event_type": "t", "metric_name": "m", "quantity": float("nan")}, "quantity"),
+        ({"event_type": "t", "metric_name": "m", "quantity": float("inf")}, "quantity"),
+        ({"event_type": "t", "metric_name": "m", "quantity": "10"}, "quantity"),
+        ({"event_type": "t", "metric_name": "m", "quantity": True}, "quantity"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 10**30}, "quantity"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 1, "agent_id": ""}, "agent_id"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 1, "workflow_id": 3}, "workflow_id"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 1, "metadata": []}, "metadata"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 1, "metadata": {"provider_cost_usd": "1"}},
+         "metadata.provider_cost_usd"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 1, "metadata": {"provider_cost_usd": -2}},
+         "metadata.provider_cost_usd"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 1, "timestamp": "soon"}, "timestamp"),
+        ({"event_type": "t", "metric_name": "m", "quantity": 1, "idempotency_key": ""}, "idempotency_key"),
+    ],
+)  # fmt: skip
+def test_bad_input_raises_at_the_call_and_queues_nothing(
+    client: Client, arguments: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        client.usage.record(**arguments)
+    assert caught.value.param == param and param in str(caught.value)
+    assert client.stats()["queued"] == 0 and client.flush()["sent"] == 0
+
+
+def test_one_bad_event_never_costs_the_others_their_delivery(
+    server: LocalServer, api_key: str
+) -> None:
+    failures: list[tuple[list[UsageRecordInput], BaseException]] = []
+    with Client(
+        api_key=api_key, base_url=server.base_url, on_error=lambda e, x: failures.append((e, x))
+    ) as c:
+        c.usage.record("t", "m", 1, "good-1")
+        c.usage.record("t", "m", 1, "not-json", metadata={"when": object()})
+        c.usage.record("t", "m", 1, "too-big", metadata={"blob": "x" * 20_000})
+        c.usage.record("t", "m", 1, "good-2")
+        result = c.flush()
+        stored = stored_events(c)
+    assert (result["recorded"], result["rejected"], result["failed"]) == (2, 2, 0)
+    assert sorted(e["idempotencyKey"] for e in stored) == ["good-1", "good-2"]
+    rejected = {events[0]["idempotency_key"]: exc for events, exc in failures}
+    assert set(rejected) == {"not-json", "too-big"}
+    assert all(isinstance(exc, InvalidRequestError) for exc in rejected.values())
+    assert rejected["too-big"].param == "metadata"
+
+
+def test_a_full_queue_drops_the_new_event_and_counts_it(
+    server: LocalServer,
+    api_key: str,
+    transport: ObservedTransport,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport.gate.clear()
+    client = Client(
+        api_key=api_key, base_url=server.base_url, max_queue_size=3,
+        http_client=httpx.Client(transport=transport),
+    )  # fmt: skip
+    client.usage.record("t", "m", 0)
+    client.flush(timeout=0.01)  # wakes the worker, which takes the event and waits at the gate
+    assert transport.entered.wait(10)
+    kept = [client.usage.record("t", "m", i) for i in range(1, 4)]
+    dropped = [client.usage.record("t", "m", i) for i in range(4, 6)]
+    assert all(r["recorded"] for r in kept)
+    assert all(r["recorded"] is False and r.get("dropped") for r in dropped)
+    assert client.stats()["dropped"] == 2
+    transport.gate.set()
+    result = client.close()
+    assert (result["recorded"], result["dropped"]) == (4, 2)
+    drop_logs = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drop_logs) == 1 and "2 usage event(s)" in drop_logs[0].getMessage()
+
+
+def test_block_on_overflow_waits_for_space_instead(
+    server: LocalServer, api_key: str, transport: ObservedTransport
+) -> None:
+    transport.gate.clear()
+    client = Client(
+        api_key=api_key, base_url=server.base_url, max_queue_size=2, on_overflow="block",
+        http_client=httpx.Client(transport=transport),
+    )  # fmt: skip
+    client.usage.record("t", "m", 0)
+    client.flush(timeout=0.01)
+    assert transport.entered.wait(10)
+    client.usage.record("t", "m", 1)
+    client.usage.record("t", "m", 2)
+    returned = threading.Event()
+
+    def producer() -> None:
+        client.usage.record("t", "m", 3)
+        returned.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    assert not returned.wait(0.2)  # still blocked: the queue is full and the worker is held
+    transport.gate.set()
+    thread.join(10)
+    result = client.close()
+    assert returned.is_set() and (result["recorded"], result["dropped"]) == (4, 0)
+
+
+def test_flush_gives_up_at_its_timeout(observed: Client, transport: ObservedTransport) -> None:
+    transport.gate.clear()
+    observed.usage.record("t", "m", 1)
+    assert observed.flush(timeout=0.05)["complete"] is False
+    transport.gate.set()
+    assert observed.flush()["complete"] is True
+
+
+def test_exactly_once_through_429_503_drops_and_store_then_500(
+    fault_server: LocalServer, api_key: str, recording_sleep: RecordingSleep
+) -> None:
+    fault_server.set_faults(
+        script=["429:4", "503", "drop", "store_500", "ok", "store_500", "drop", "429:2"],
+        rate_503=0.1, rate_drop=0.1, rate_store_500=0.1, seed=11,
+    )  # fmt: skip
+    client = Client(
+        api_key=api_key, base_url=fault_server.base_url, sleep=recording_sleep, flush_at=500
+    )
+    for i in range(5000):
+        client.usage.record("token_usage", "llm_tokens", i, metadata={"provider_cost_usd": 0.001})
+    result = client.close(timeout=60)
+    fault_server.set_faults()
+    with Client(api_key=api_key, base_url=fault_server.base_url) as reader:
+        summary = reader.usage.summary()
+    assert result["complete"] and (result["failed"], result["rejected"], result["dropped"]) == (
+        0,
+        0,
+        0,
+    )
+    assert result["recorded"] + result["duplicate"] == 5000
+    assert result["duplicate"] == 0  # a replayed batch answers as first recorded
+    assert summary["totalEvents"] == 5000 and summary["totalCost"] == 5.0
+    assert result["retries"] == len(recording_sleep.waits) >= 7  # the script's seven faults
+    assert recording_sleep.waits[0] >= 4.0  # never before the server's Retry-After
+
+
+def test_delivery_gives_up_at_the_deadline_and_reports(api_key: str) -> None:
+    with LocalServer() as base_url:
+        pass  # nothing listens there any more
+    failures: list[tuple[list[UsageRecordInput], BaseException]] = []
+    client = Client(
+        api_key=api_key, base_url=base_url, delivery_timeout=0.2,
+        on_error=lambda events, exc: failures.append((events, exc)),
+    )  # fmt: skip
+    client.usage.record("t", "m", 7, "lost-cause")
+    result = client.flush()
+    assert (result["failed"], result["recorded"]) == (1, 0)
+    ((events, exc),) = failures
+    assert events[0]["idempotency_key"] == "lost-cause" and events[0]["quantity"] == 7
+    assert isinstance(exc, NetworkError)
+    client.close()
+
+
+def test_a_failing_on_error_callback_never_reaches_the_caller(
+    server: LocalServer, api_key: str
+) -> None:
+    def broken(events: object, exc: object) -> None:
+        raise RuntimeError("callback bug")
+
+    with Client(api_key=api_key, base_url=server.base_url, on_error=broken) as c:
+        c.usage.record("t", "m", 1, metadata={"x": {1, 2}})
+        c.usage.record("t", "m", 1)
+        assert c.flush()["recorded"] == 1
+        c.usage.record("t", "m", 2)
+        assert c.flush()["recorded"] == 2
+
+
+def test_record_after_close_is_dropped_and_counted(server: LocalServer, api_key: str) -> None:
+    client = Client(api_key=api_key, base_url=server.base_url)
+    client.usage.record("t", "m", 1)
+    client.close()
+    late = client.usage.record("t", "m", 2, "too-late")
+    assert late == {"recorded": False, "idempotency_key": "too-late", "dropped": True}
+    stats = client.stats()
+    assert (stats["recorded"], stats["dropped"]) == (1, 1)
+
+
+def test_unbuffered_record_returns_the_servers_answer(server: LocalServer, api_key: str) -> None:
+    with Client(api_key=api_key, base_url=server.base_url, buffered=False) as c:
+        first = c.usage.record("token_usage", "llm_tokens", 3, "k", agent_id="bot")
+        again = c.usage.record("token_usage", "llm_tokens", 3, "k")
+        assert first["recorded"] is True and first["event"]["agentId"] == "bot"
+        assert again["recorded"] is False and again["event"]["id"] == first["event"]["id"]
+        assert c.stats()["sent"] == 0
+
+
+def test_record_batch_checks_every_event_before_sending(client: Client) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        client.usage.record_batch(
+            [
+                {"event_type": "t", "metric_name": "m", "quantity": 1},
+                {"event_type": "t", "quantity": 1},
+            ]  # type: ignore[list-item]
+        )
+    assert caught.value.param == "events[1].metric_name"
+    with pytest.raises(InvalidRequestError, match=r"events\[0\].quantity"):
+        client.usage.record_batch([{"event_type": "t", "metric_name": "m", "quantity": "1"}])  # type: ignore[list-item]
+    with pytest.raises(InvalidRequestError, match="1 to 1000"):
+        client.usage.record_batch([{"event_type": "t", "metric_name": "m", "quantity": 1}] * 1001)
+    with pytest.raises(InvalidRequestError, match="1 to 1000"):
+        client.usage.record_batch([])
+    assert client.usage.summary()["totalEvents"] == 0
+
+
+def test_stats_reports_every_counter(client: Client) -> None:
+    assert set(client.stats()) == {
+        "queued", "sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches",
+    }  # fmt: skip
