@@ -262,5 +262,5 @@ def _validated_events(events: Any) -> List[dict[str, Any]]:
             model = UsageEvent.model_validate(event, by_name=True, by_alias=False)
         except ValidationError as exc:
             raise from_validation_error(exc, prefix=f"events[{index}].") from None
-        bodies.append(model.model_dump(by_alias=True, exclude_none=True))
+        bodies.append(model.model_dump(mode="json", by_alias=True, exclude_none=True))
     return bodies

@@ -17,7 +17,8 @@ import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from pydantic import ValidationError
 from pydantic_core import from_json, to_json
@@ -37,7 +38,9 @@ from .._wire import (
     SubscriptionUpdate,
     UsageBatch,
     UsageEvent,
+    ValidUsageBatch,
     canonical_timestamp,
+    format_utc,
 )
 from .faults import Fault, FaultInjector, FaultSettings
 from .openapi import openapi_document
@@ -282,14 +285,8 @@ def list_subscriptions(state: ServerState, call: Call) -> tuple[int, Any]:
 # -- handlers: usage -----------------------------------------------------------------------
 
 
-def _event_row(raw: Any) -> list[Any]:
-    """Validate one wire event and turn it into a storage row; raises ApiError naming the field."""
-    if not isinstance(raw, dict):
-        raise _invalid("An event must be a JSON object")
-    try:
-        event = UsageEvent.model_validate(raw)
-    except ValidationError as exc:
-        raise _validation_error(exc) from None
+def _event_row(event: UsageEvent, now: str) -> list[Any]:
+    """A validated event as a storage row; ApiError when its metadata is too large to store."""
     metadata_text = None
     cost = 0
     if event.metadata is not None:
@@ -302,7 +299,7 @@ def _event_row(raw: Any) -> list[Any]:
         event.metric_name,
         event.quantity,
         event.idempotency_key,
-        event.timestamp,
+        _stamp(event.timestamp, now),
         event.subscription_id,
         event.end_user_id,
         event.agent_id,
@@ -312,14 +309,30 @@ def _event_row(raw: Any) -> list[Any]:
     ]
 
 
-def _fill_timestamp(row: list[Any], now: str) -> list[Any]:
-    if row[4] is None:
-        row[4] = now
-    return row
+def _stamp(timestamp: str | datetime | None, now: str) -> str:
+    if timestamp is None:
+        return now
+    if isinstance(timestamp, str):
+        try:  # the pattern admits 2024-02-30: only a real date may be stored
+            datetime.fromisoformat(timestamp[:26])
+        except ValueError:
+            raise _invalid(f"timestamp {timestamp!r} is not a real date", "timestamp") from None
+        return timestamp
+    return format_utc(timestamp)
+
+
+def _validated_row(raw: Any, now: str) -> list[Any]:
+    if not isinstance(raw, dict):
+        raise _invalid("An event must be a JSON object")
+    try:
+        event = UsageEvent.model_validate(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    return _event_row(event, now)
 
 
 def record_event(state: ServerState, call: Call) -> tuple[int, Any]:
-    row = _fill_timestamp(_event_row(call.json_object()), now_timestamp())
+    row = _validated_row(call.json_object(), now_timestamp())
     ((outcome, seq),) = state.store.record_events(call.tenant, [row])
     event = state.store.get_event(call.tenant, seq)
     return (201 if outcome == "recorded" else 200), {
@@ -328,26 +341,25 @@ def record_event(state: ServerState, call: Call) -> tuple[int, Any]:
     }
 
 
+def _all_valid_rows(body: Any, now: str) -> list[list[Any]] | None:
+    """The fast path: all events valid, checked in one call; None means take the slow path."""
+    try:
+        batch = ValidUsageBatch.model_validate(body)
+        return [_event_row(event, now) for event in batch.events]
+    except (ValidationError, ApiError):
+        return None
+
+
 def record_batch(state: ServerState, call: Call) -> tuple[int, Any]:
-    envelope: UsageBatch = _validate(UsageBatch, call.json_object())
     now = now_timestamp()
-    rows: list[list[Any]] = []
-    results: list[dict[str, Any]] = []
-    accepted_at: list[int] = []
-    for index, raw in enumerate(envelope.events):
-        try:
-            rows.append(_fill_timestamp(_event_row(raw), now))
-        except ApiError as exc:
-            results.append(
-                {
-                    "index": index,
-                    "status": "rejected",
-                    "error": {"type": exc.kind, "message": exc.message, "param": exc.param},
-                }
-            )
-            continue
-        accepted_at.append(len(results))
-        results.append({"index": index, "status": "recorded"})
+    rows = _all_valid_rows(call.body, now)
+    results: list[dict[str, Any]]
+    accepted_at: Sequence[int]
+    if rows is not None:
+        results = [{"index": index, "status": "recorded"} for index in range(len(rows))]
+        accepted_at = range(len(rows))
+    else:
+        rows, results, accepted_at = _rows_one_by_one(call, now)
     recorded = 0
     if rows:
         outcomes = state.store.record_events(call.tenant, rows)
@@ -358,13 +370,32 @@ def record_batch(state: ServerState, call: Call) -> tuple[int, Any]:
                 recorded += 1
             else:
                 result["status"] = "duplicate"
-    rejected = len(results) - len(rows)
     return 200, {
         "recorded_count": recorded,
         "skipped_count": len(rows) - recorded,
-        "rejected_count": rejected,
+        "rejected_count": len(results) - len(rows),
         "results": results,
     }
+
+
+def _rows_one_by_one(
+    call: Call, now: str
+) -> tuple[list[list[Any]], list[dict[str, Any]], list[int]]:
+    """The slow path: each event on its own, so a bad one is rejected alone."""
+    envelope: UsageBatch = _validate(UsageBatch, call.json_object())
+    rows: list[list[Any]] = []
+    results: list[dict[str, Any]] = []
+    accepted_at: list[int] = []
+    for index, raw in enumerate(envelope.events):
+        try:
+            rows.append(_validated_row(raw, now))
+        except ApiError as exc:
+            error = {"type": exc.kind, "message": exc.message, "param": exc.param}
+            results.append({"index": index, "status": "rejected", "error": error})
+            continue
+        accepted_at.append(len(results))
+        results.append({"index": index, "status": "recorded"})
+    return rows, results, accepted_at
 
 
 def _usage_filters(call: Call, *names: str) -> list[tuple[str, str, Any]]:

@@ -1,0 +1,107 @@
+"""Events per second persisted by the local server from 1000-event batches.
+
+Starts `bearlumen serve` (SQLite file in a temporary folder, WAL) as its own process, then
+posts pre-encoded 1000-event batches from 1 and from 4 client threads, each event with its own
+idempotency key, and divides the events stored (checked on the server afterwards) by the time.
+
+    python benchmarks/server_ingest.py [--batches 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import httpx
+
+from bearlumen._http import NO_DELAY
+
+
+def batch_body(prefix: str, n: int) -> bytes:
+    events = [
+        {
+            "eventType": "token_usage",
+            "metricName": "llm_tokens",
+            "quantity": 1200 + i,
+            "idempotencyKey": f"{prefix}-{i}",
+            "timestamp": "2026-11-25T12:00:00.000000Z",
+            "agentId": f"agent-{i % 5}",
+            "workflowId": f"flow-{i % 3}",
+            "endUserId": "eu_bench",
+            "metadata": {"model": "gpt-4o-mini", "provider_cost_usd": 0.00042},
+        }
+        for i in range(n)
+    ]
+    return json.dumps({"events": events}).encode()
+
+
+def run(url: str, clients: int, batches: int) -> float:
+    key = "sk_bench_" + secrets.token_hex(4)
+    bodies = [
+        batch_body(f"{c}-{b}", 1000) for c in range(clients) for b in range(batches // clients)
+    ]
+    per_client = [bodies[c::clients] for c in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def post_all(mine: list[bytes]) -> None:
+        transport = httpx.HTTPTransport(socket_options=NO_DELAY)
+        with httpx.Client(headers=headers, timeout=60, transport=transport) as http:
+            barrier.wait()
+            for body in mine:
+                answer = http.post(url + "/v1/usage/events/batch", content=body)
+                assert answer.status_code == 200 and answer.json()["recorded_count"] == 1000, (
+                    answer.text[:200]
+                )
+
+    threads = [threading.Thread(target=post_all, args=(m,)) for m in per_client]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    stored = httpx.get(url + "/v1/usage/summary", headers=headers).json()["totalEvents"]
+    assert stored == len(bodies) * 1000, stored
+    return stored / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--db", default=None, help="SQLite file (default: a temporary file)")
+    args = parser.parse_args()
+    folder = tempfile.mkdtemp()
+    db = args.db or os.path.join(folder, "ingest.sqlite3")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", db],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split("listening on ", 1)[1].split()[0]
+        print(
+            f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores; db {db}"
+        )
+        for clients in (1, 4):
+            rate = run(url, clients, args.batches)
+            print(
+                f"server ingest, {clients} client(s), {args.batches} x 1000-event batches: {rate:,.0f} events/s"
+            )
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
