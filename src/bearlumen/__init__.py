@@ -19,6 +19,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
+from ._spool import SpoolLockedError
 from ._types import (
     AttributionValues,
     CostBreakdownItem,
@@ -62,6 +63,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ShipperStats",
+    "SpoolLockedError",
     "Subscription",
     "SubscriptionList",
     "UsageAggregation",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import httpx
 
@@ -56,6 +56,7 @@ class Client:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         on_error: Optional[ErrorCallback] = None,
         sleep: Optional[Callable[[float], Any]] = None,
+        spool_dir: Union[str, os.PathLike[str], None] = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("BEARLUMEN_API_KEY")
         if not key or not key.strip():
@@ -86,6 +87,8 @@ class Client:
             **({"sleep": sleep} if sleep is not None else {}),
         )
         self._shipper: Optional[Shipper] = None
+        if spool_dir is not None and not buffered:
+            raise InvalidRequestError("spool_dir needs buffered=True", param="spool_dir")
         if buffered:
             self._shipper = Shipper(
                 self._http,
@@ -97,6 +100,7 @@ class Client:
                 shutdown_timeout=shutdown_timeout,
                 on_error=on_error,
                 sleep=sleep,
+                spool_dir=None if spool_dir is None else os.fspath(spool_dir),
             )
         self.end_users = EndUsers(self._http)
         self.subscriptions = Subscriptions(self._http)

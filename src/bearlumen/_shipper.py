@@ -33,6 +33,7 @@ from . import _ids
 from ._constants import MAX_BATCH_SIZE
 from ._errors import BearLumenError, InvalidRequestError
 from ._http import HttpCore
+from ._spool import Spool
 from ._types import FlushResult, ShipperStats, UsageRecordInput
 
 logger = logging.getLogger("bearlumen")
@@ -153,6 +154,7 @@ class Shipper:
         shutdown_timeout: float,
         on_error: ErrorCallback | None,
         sleep: Callable[[float], Any] | None = None,
+        spool_dir: str | None = None,
     ) -> None:
         self._http = http
         # Waits between retries end early when close() gives up; tests inject their own sleep.
@@ -165,6 +167,13 @@ class Shipper:
         self.shutdown_timeout = shutdown_timeout
         self.on_error = on_error
         self._reset()
+        self._spool: Spool | None = None
+        if spool_dir is not None:
+            self._spool = Spool(os.fspath(spool_dir), format_timestamp)
+            recovered = self._spool.recover()
+            if recovered:
+                self.pending_events.extend(recovered)
+                self._start_worker()
         self_ref = weakref.ref(self)
         atexit.register(_close_at_exit, self_ref)
         if hasattr(os, "register_at_fork"):
@@ -206,10 +215,21 @@ class Shipper:
         if not self._accepting and not self._start_worker():
             self._count_drop()
             return False
+        if self._spool is not None:
+            event = self._spool_append(event)
         pending.append(event)
         if len(pending) >= self.flush_at and not self._wake.is_set():
             self._wake.set()
         return True
+
+    def _spool_append(self, event: QueuedEvent) -> QueuedEvent:
+        try:
+            return self._spool.append(event)  # type: ignore[union-attr]
+        except InvalidRequestError:
+            # Not queued after all: forget its key, so a corrected retry is not a "duplicate".
+            if self.recent_keys.get(event[3]) is event:
+                self.recent_keys.pop(event[3], None)
+            raise
 
     def _wait_for_space(self) -> bool:
         if not self.block_on_overflow:
@@ -295,6 +315,8 @@ class Shipper:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             try:
+                if self._spool is not None:
+                    self._spool.sync()
                 self._drain()
             except Exception:  # never let the worker die: log, and go on with the next batch
                 logger.exception("bearlumen: unexpected error in the usage shipper")
@@ -304,6 +326,8 @@ class Shipper:
             ):
                 break
         self._fail_remaining()
+        if self._spool is not None:
+            self._spool.close()
         with self._lifecycle_lock:
             self.state = ShipperState.CLOSED
 
@@ -394,6 +418,8 @@ class Shipper:
             self.counts["sent"] += len(events)
             self.counts["recorded"] += recorded
             self.counts["duplicate"] += duplicate
+        if self._spool is not None:
+            self._spool.acknowledge(events)  # rejected ones too: a retry cannot help them
         if self._failing:
             self._failing = False
             logger.warning("bearlumen: usage delivery recovered")
@@ -423,10 +449,11 @@ class Shipper:
         if not self._failing:
             self._failing = True
             logger.error(
-                "bearlumen: gave up delivering %d usage event(s): %s: %s",
+                "bearlumen: gave up delivering %d usage event(s): %s: %s%s",
                 len(events),
                 type(exc).__name__,
                 exc,
+                "; they stay in the spool for the next client" if self._spool else "",
             )
         self._call_on_error(events, exc)
 
@@ -465,5 +492,9 @@ def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:
         if shipper is not None:
             shipper._reset()
             shipper._http.reset_after_fork()
+            if shipper._spool is not None:
+                # The spool (and its lock) belong to the parent; the child runs without one.
+                shipper._spool = None
+                logger.warning("bearlumen: a forked child does not share its parent's spool_dir")
 
     return reset
