@@ -1,9 +1,11 @@
 """Crash-safe mode: a write-ahead spool of usage events on local disk (`Client(spool_dir=...)`).
 
-`record()` appends each event as one JSON line to the current segment file with a single
-unbuffered `os.write`, so once `record()` returns the event is in the operating system's hands:
-a SIGKILL or SIGTERM of the process loses nothing. The worker fsyncs (batched, never on the
-caller's thread) and rotates segments. A segment is deleted only when every event in it was
+`record()` copies each event, as one JSON line, into the current segment: a file of fixed size
+mapped into memory (`mmap`, shared). Once `record()` returns, the line is in the kernel's page
+cache, so a SIGKILL or SIGTERM of the process loses nothing; and a memory copy needs no system
+call, so `record()` never gives up the GIL (an `os.write` per event would, and would then wait
+for the worker thread to hand it back). The worker flushes the mappings to disk (msync,
+batched, never on the caller's thread) and closes segments that are full. A segment is deleted only when every event in it was
 acknowledged by the server (recorded, duplicate or rejected); events that failed for good stay on
 disk for the next `Client` with the same `spool_dir`, which replays every segment it finds. The
 server's idempotency keys make a replay of already-delivered events harmless (duplicates).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import os
 import threading
 from dataclasses import dataclass, field
@@ -26,7 +29,8 @@ from ._errors import BearLumenError, InvalidRequestError
 
 logger = logging.getLogger("bearlumen")
 
-SEGMENT_BYTES = 8 * 1024 * 1024  # rotate the current segment past this size
+SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapped whole
+
 _WIRE_FIELDS = (
     "eventType",
     "metricName",
@@ -52,8 +56,10 @@ class _Segment:
     path: str
     written: int = 0  # events appended
     acknowledged: int = 0  # events the server answered for (recorded, duplicate, rejected)
-    sealed: bool = False  # no more appends: rotated away, or left by an earlier process
-    size: int = 0
+    sealed: bool = False  # no more appends: full, or left by an earlier process
+    fd: int = -1
+    mapping: mmap.mmap | None = None
+    position: int = 0  # where the next line goes
 
 
 @dataclass
@@ -76,8 +82,8 @@ class Spool:
                 " its own spool_dir"
             ) from None
         self._write_lock = threading.Lock()
-        self._fd = -1
         self._current: _Segment | None = None
+        self._full: list[_Segment] = []  # sealed, still mapped: the worker closes them
         self._unsynced = False
         self._owner_pid = os.getpid()
 
@@ -95,7 +101,7 @@ class Spool:
             segment = _Segment(number, self._path(number), sealed=True)
             self.segments[number] = segment
             with open(segment.path, "rb") as handle:
-                lines = handle.read().split(b"\n")
+                lines = handle.read().rstrip(b"\0").split(b"\n")
             skipped = 0
             for line in lines[:-1]:  # the last piece has no newline: empty, or a torn write
                 event = _decode(line)
@@ -136,32 +142,33 @@ class Spool:
             raise InvalidRequestError(f"metadata: is not JSON ({exc})", param="metadata") from None
         with self._write_lock:
             segment = self._current
-            assert segment is not None
-            os.write(self._fd, line)
+            assert segment is not None and segment.mapping is not None
+            end = segment.position + len(line)
+            if end > SEGMENT_BYTES:
+                segment = self._rotate(segment)
+                assert segment.mapping is not None
+                end = len(line)
+            segment.mapping[segment.position : end] = line
+            segment.position = end
             segment.written += 1
-            segment.size += len(line)
             self._unsynced = True
         return (*event, segment.number)
 
     # -- the worker ------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """fsync what was appended, and rotate a full segment; called by the worker."""
-        if not self._unsynced:
-            return
+        """Flush the mappings to disk and close full segments; called by the worker."""
         with self._write_lock:
+            if not self._unsynced and not self._full:
+                return
             self._unsynced = False
-            fd = self._fd
-            rotate = self._current is not None and self._current.size >= SEGMENT_BYTES
-        os.fsync(fd)
-        if rotate:
-            with self._write_lock:
-                assert self._current is not None
-                old_fd, self._current.sealed = self._fd, True
-                self._open_new_segment(self._current.number + 1)
-            os.fsync(old_fd)
-            os.close(old_fd)
-            self._trim()
+            full, self._full = self._full, []
+            current = self._current
+        for segment in full:
+            _release(segment)
+        if current is not None and current.mapping is not None:
+            current.mapping.flush()
+        self._trim()
 
     def acknowledge(self, events: list[tuple[Any, ...]]) -> None:
         """The server answered for these events: segments wholly answered can go."""
@@ -182,23 +189,45 @@ class Spool:
         if os.getpid() != self._owner_pid:
             return
         with self._write_lock:
-            if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
-            if self._current is not None:
-                self._current.sealed = True
+            segments = [*self._full, *([self._current] if self._current else [])]
+            self._full = []
+            for segment in segments:
+                segment.sealed = True
+        for segment in segments:
+            _release(segment)
+        self._current = None
         self._trim()
         self._lock_file.close()
 
     def _path(self, number: int) -> str:
         return os.path.join(self.directory, f"segment-{number:010d}.jsonl")
 
+    def _rotate(self, full: _Segment) -> _Segment:
+        """Called with the write lock held, about once per 4 MiB of events."""
+        full.sealed = True
+        self._full.append(full)
+        self._open_new_segment(full.number + 1)
+        assert self._current is not None
+        return self._current
+
     def _open_new_segment(self, number: int) -> None:
         segment = _Segment(number, self._path(number))
-        self._fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        segment.fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.ftruncate(segment.fd, SEGMENT_BYTES)
+        segment.mapping = mmap.mmap(segment.fd, SEGMENT_BYTES)
         self.segments[number] = segment
         self._current = segment
+
+
+def _release(segment: _Segment) -> None:
+    """Flush a segment's mapping to disk and close it."""
+    if segment.mapping is not None:
+        segment.mapping.flush()
+        segment.mapping.close()
+        segment.mapping = None
+    if segment.fd >= 0:
+        os.close(segment.fd)
+        segment.fd = -1
 
 
 def _decode(line: bytes) -> tuple[Any, ...] | None:
