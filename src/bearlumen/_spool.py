@@ -5,10 +5,12 @@ mapped into memory (`mmap`, shared). Once `record()` returns, the line is in the
 cache, so a SIGKILL or SIGTERM of the process loses nothing; and a memory copy needs no system
 call, so `record()` never gives up the GIL (an `os.write` per event would, and would then wait
 for the worker thread to hand it back). The worker flushes the mappings to disk (msync,
-batched, never on the caller's thread) and closes segments that are full. A segment is deleted only when every event in it was
-acknowledged by the server (recorded, duplicate or rejected); events that failed for good stay on
-disk for the next `Client` with the same `spool_dir`, which replays every segment it finds. The
-server's idempotency keys make a replay of already-delivered events harmless (duplicates).
+batched, never on the caller's thread) and closes segments that are full.
+
+A segment is deleted only when every event in it was acknowledged by the server (recorded,
+duplicate or rejected); events that failed for good stay on disk for the next `Client` with the
+same `spool_dir`, which replays every segment it finds. The server's idempotency keys make a
+replay of already-delivered events harmless (they come back as duplicates).
 
 One process owns a spool at a time (an exclusive lock on `spool_dir/lock`); a second gets
 `SpoolLockedError`. A truncated or corrupt line (a crash mid-write) is skipped with a warning.
@@ -142,13 +144,14 @@ class Spool:
             raise InvalidRequestError(f"metadata: is not JSON ({exc})", param="metadata") from None
         with self._write_lock:
             segment = self._current
-            assert segment is not None and segment.mapping is not None
+            assert segment is not None
             end = segment.position + len(line)
             if end > SEGMENT_BYTES:
                 segment = self._rotate(segment)
-                assert segment.mapping is not None
                 end = len(line)
-            segment.mapping[segment.position : end] = line
+            mapping = segment.mapping
+            assert mapping is not None
+            mapping[segment.position : end] = line
             segment.position = end
             segment.written += 1
             self._unsynced = True
