@@ -6,12 +6,14 @@ each other's data. Tests that inject faults get a server of their own (`fault_se
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Iterator
 
 import freezegun
 import httpx
 import pytest
+from hypothesis import settings
 
 import bearlumen
 from bearlumen.testing import LocalServer
@@ -21,6 +23,12 @@ from bearlumen.testing import LocalServer
 freezegun.configure(
     extend_ignore_list=["asyncio", "uvicorn", "anyio", "starlette", "httpcore", "httpx"]
 )
+
+
+# In CI, property-based tests draw the same examples every run: a red CI is reproducible.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

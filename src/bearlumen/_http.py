@@ -222,9 +222,13 @@ class HttpCore:
         headers: Mapping[str, str],
     ) -> Any:
         try:
-            response = self._http_client.request(
+            request = self._http_client.build_request(
                 method, url, params=params, content=content, headers=headers
             )
+        except (httpx.InvalidURL, UnicodeError, TypeError, ValueError) as exc:
+            raise InvalidRequestError(f"The request cannot be built: {exc}") from None
+        try:
+            response = self._http_client.send(request)
         except httpx.TransportError as exc:
             raise NetworkError(
                 f"{type(exc).__name__} talking to {urlsplit(url).netloc}: {exc}"

@@ -121,7 +121,7 @@ def encode_batch(
     """JSON of a batch, the events in it, and the events that cannot be JSON (with why)."""
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
     wire = [_wire_event(event) for event in chunk]
-    try:
+    try:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
         return ('{"events":' + dumps(wire) + "}").encode(), chunk, []
     except (TypeError, ValueError, RecursionError):
         pass
@@ -131,10 +131,12 @@ def encode_batch(
     bad: list[tuple[QueuedEvent, str]] = []
     for event, fields in zip(chunk, wire):
         try:
-            parts.append(dumps(fields))
+            part = dumps(fields)
+            part.encode()
         except (TypeError, ValueError, RecursionError) as exc:
-            bad.append((event, f"metadata is not JSON: {exc}"))
+            bad.append((event, f"the event cannot be sent as JSON: {exc}"))
             continue
+        parts.append(part)
         good.append(event)
     return ('{"events":[' + ",".join(parts) + "]}").encode(), good, bad
 
@@ -390,12 +392,16 @@ class Shipper:
                 idempotency_key=_ids.request_keys.next(),
             )
         except InvalidRequestError as exc:
-            if exc.status_code == 413 and len(events) > 1:
+            if exc.status_code is None:  # the request could not even be built
+                self._reject(events, exc)
+            elif len(events) > 1:
+                # Too large (413), or one event the server could not parse so the whole batch
+                # was refused (400): halve until the culprit is alone; the rest go through.
                 middle = len(events) // 2
                 self._deliver(events[:middle])
                 self._deliver(events[middle:])
-                return
-            self._give_up(events, exc)
+            else:
+                self._reject(events, exc)
             return
         except BearLumenError as exc:
             self._give_up(events, exc)

@@ -42,7 +42,10 @@ def path_id(param: str, value: Any) -> str:
     """An id for a URL path, escaped so that no id can reach another route."""
     if not isinstance(value, str) or not value:
         raise invalid(param, "must be a non-empty string")
-    return quote(value, safe="")
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError:
+        raise invalid(param, "must be valid Unicode text (no lone surrogates)") from None
 
 
 def optional_text(param: str, value: Any) -> str | None:

@@ -124,9 +124,25 @@ def format_utc(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
+Email = Annotated[
+    str, Field(max_length=MAX_NAME_LENGTH, strict=True, json_schema_extra={"format": "email"})
+]
+Timestamp = Annotated[
+    str,
+    Field(
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+            ]
+        }
+    ),
+]
+
+
 class EndUserCreate(_WireModel):
     external_id: Name
-    email: Optional[Annotated[str, Field(max_length=MAX_NAME_LENGTH, strict=True)]] = None
+    email: Optional[Email] = None
     name: OptionalName = None
     metadata: Metadata = None
 
@@ -134,7 +150,7 @@ class EndUserCreate(_WireModel):
 
 
 class EndUserUpdate(_WireModel):
-    email: Optional[Annotated[str, Field(max_length=MAX_NAME_LENGTH, strict=True)]] = None
+    email: Optional[Email] = None
     name: OptionalName = None
     metadata: Metadata = None
 
@@ -159,7 +175,7 @@ class SubscriptionCreate(_WireModel):
     organization_id: Name
     plan_id: Name
     billing_cycle: BillingCycle
-    start_date: str
+    start_date: Timestamp
     end_user_id: OptionalName = None
     metadata: Metadata = None
 
@@ -171,7 +187,7 @@ class SubscriptionUpdate(_WireModel):
     plan_id: OptionalName = None
     billing_cycle: Optional[BillingCycle] = None
     metadata: Metadata = None
-    end_date: Optional[str] = None
+    end_date: Optional[Timestamp] = None
 
     _end = field_validator("end_date", mode="before")(lambda cls, v: _timestamp_field(v))
     _metadata = field_validator("metadata")(lambda cls, v: check_metadata(v))

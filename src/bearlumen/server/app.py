@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping, Sequence
+from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
 from pydantic_core import from_json, to_json
@@ -140,7 +141,7 @@ class Call:
 
     def query_int(self, name: str, *, default: int, low: int, high: int) -> int:
         raw = self.query.get(name)
-        if raw is None or raw == "":
+        if raw is None:
             return default
         try:
             value = int(raw)
@@ -152,7 +153,7 @@ class Call:
 
     def query_date(self, name: str, *, required: bool = False) -> str | None:
         raw = self.query.get(name)
-        if raw is None or raw == "":
+        if raw is None:
             if required:
                 raise _invalid(f"{name} is required", name)
             return None
@@ -227,7 +228,7 @@ def update_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
 
 
 def list_end_users(state: ServerState, call: Call) -> tuple[int, Any]:
-    status = call.query.get("status") or None
+    status = call.query.get("status")
     if status not in (None, "ACTIVE", "DEACTIVATED"):
         raise _invalid("status must be ACTIVE or DEACTIVATED", "status")
     limit, offset = call.limit_offset()
@@ -514,12 +515,17 @@ def _parse_json(body: bytes) -> Any:
         raise _invalid("The request body is not valid JSON") from None
 
 
-def _endpoint(state: ServerState, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(
+    state: ServerState, handler: Handler, known_query: frozenset[str]
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         request_id = state.request_ids.next()
         claimed: tuple[int, str, str] | None = None
         try:
             tenant = _tenant(state, request)
+            for name, _ in parse_qsl(request.url.query, keep_blank_values=True):
+                if name not in known_query:  # parse_qsl keeps the nameless `&=` too
+                    raise _invalid(f"Unknown query parameter {name!r}", name)
             body_bytes = b""
             if request.method in ("POST", "PATCH"):
                 body_bytes = await _read_body(request)
@@ -597,6 +603,15 @@ def _replay_or_claim(
     )
 
 
+def _by_method(
+    endpoints: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        return await endpoints[request.method](request)
+
+    return dispatch
+
+
 def _release(state: ServerState, tenant: int, key: str) -> None:
     with state.in_flight_lock:
         state.in_flight.discard((tenant, key))
@@ -649,28 +664,48 @@ def create_app(
 ) -> ASGIApp:
     """The ASGI application; `faults` None means no fault injection and no admin routes."""
     state = ServerState(store, api_keys, faults, RequestIds(), Counter(), set(), threading.Lock())
-    table: list[tuple[str, str, Handler]] = [
-        ("POST", "/v1/end-users", create_end_user),
-        ("GET", "/v1/end-users", list_end_users),
-        ("PATCH", "/v1/end-users/{id}", update_end_user),
-        ("POST", "/v1/end-users/{id}/deactivate", deactivate_end_user),
-        ("POST", "/v1/end-users/{id}/reactivate", reactivate_end_user),
-        ("POST", "/v1/subscriptions", create_subscription),
-        ("GET", "/v1/subscriptions", list_subscriptions),
-        ("GET", "/v1/subscriptions/{id}", retrieve_subscription),
-        ("PATCH", "/v1/subscriptions/{id}", update_subscription),
-        ("POST", "/v1/subscriptions/{id}/cancel", cancel_subscription),
-        ("POST", "/v1/usage/events", record_event),
-        ("GET", "/v1/usage/events", query_events),
-        ("POST", "/v1/usage/events/batch", record_batch),
-        ("GET", "/v1/usage/aggregation", usage_aggregation),
-        ("GET", "/v1/usage/summary", usage_summary),
-        ("GET", "/v1/cost-attribution/by-agent", _breakdown("agent")),
-        ("GET", "/v1/cost-attribution/by-workflow", _breakdown("workflow")),
-        ("GET", "/v1/cost-attribution/agents", _distinct("agent")),
-        ("GET", "/v1/cost-attribution/workflows", _distinct("workflow")),
+    paging, dates = ("limit", "offset"), ("startDate", "endDate")
+    # (method, path, handler, the query parameters it takes: any other is a 400, so that a
+    # misspelt filter never silently returns unfiltered data)
+    table: list[tuple[str, str, Handler, tuple[str, ...]]] = [
+        ("POST", "/v1/end-users", create_end_user, ()),
+        ("GET", "/v1/end-users", list_end_users, ("status", *paging)),
+        ("PATCH", "/v1/end-users/{id}", update_end_user, ()),
+        ("POST", "/v1/end-users/{id}/deactivate", deactivate_end_user, ()),
+        ("POST", "/v1/end-users/{id}/reactivate", reactivate_end_user, ()),
+        ("POST", "/v1/subscriptions", create_subscription, ()),
+        ("GET", "/v1/subscriptions", list_subscriptions, ("organizationId", *paging)),
+        ("GET", "/v1/subscriptions/{id}", retrieve_subscription, ()),
+        ("PATCH", "/v1/subscriptions/{id}", update_subscription, ()),
+        ("POST", "/v1/subscriptions/{id}/cancel", cancel_subscription, ()),
+        ("POST", "/v1/usage/events", record_event, ()),
+        (
+            "GET",
+            "/v1/usage/events",
+            query_events,
+            ("subscriptionId", "metricName", "agentId", "workflowId", *dates, *paging),
+        ),
+        ("POST", "/v1/usage/events/batch", record_batch, ()),
+        (
+            "GET",
+            "/v1/usage/aggregation",
+            usage_aggregation,
+            ("subscriptionId", "metricName", *dates),
+        ),
+        ("GET", "/v1/usage/summary", usage_summary, ("subscriptionId", *dates)),
+        ("GET", "/v1/cost-attribution/by-agent", _breakdown("agent"), dates),
+        ("GET", "/v1/cost-attribution/by-workflow", _breakdown("workflow"), dates),
+        ("GET", "/v1/cost-attribution/agents", _distinct("agent"), dates),
+        ("GET", "/v1/cost-attribution/workflows", _distinct("workflow"), dates),
     ]
-    routes = [Route(path, _endpoint(state, h), methods=[m]) for m, path, h in table]
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for method, path, handler, query in table:
+        by_path.setdefault(path, {})[method] = _endpoint(state, handler, frozenset(query))
+    # One Route per path, so that a 405 lists every method the path has in `Allow`.
+    routes = [
+        Route(path, _by_method(endpoints), methods=list(endpoints))
+        for path, endpoints in by_path.items()
+    ]
 
     async def health(request: Request) -> Response:
         return json_response(200, {"status": "ok"}, {})

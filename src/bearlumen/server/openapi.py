@@ -72,7 +72,7 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _TEXT = {"type": "string", "maxLength": 255}
-_DATE = {"type": "string", "format": "date-time"}
+_DATE = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
 _PAGING = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
     _query("offset", {"type": "integer", "minimum": 0}),

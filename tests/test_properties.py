@@ -1,0 +1,199 @@
+"""Property-based: whatever a caller passes, bearlumen answers with a typed error or accepts and
+delivers it; the worker never dies, and good events queued beside bad ones still arrive."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any, Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bearlumen import BearLumenError, Client
+from bearlumen.testing import LocalServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+text = st.text(max_size=300) | st.text(
+    alphabet=st.characters(codec="utf-8"), min_size=1, max_size=20
+)
+odd_text = st.sampled_from(
+    ["\ud800", "\x00", "é" * 300, "'; DROP TABLE usage_events; --", "🦙" * 70, " "]
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | text
+    | odd_text
+    | st.binary(max_size=8)
+)
+json_like = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=20,
+)
+anything = (
+    json_like | st.builds(object) | st.sets(st.integers(), max_size=3) | st.just(float("nan"))
+)
+
+
+def deep(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
+metadata = (
+    st.none()
+    | st.dictionaries(text | odd_text, anything, max_size=5)
+    | st.builds(deep, st.integers(300, 1200))
+    | st.builds(lambda n: {"blob": "x" * n}, st.integers(15_000, 40_000))
+    | st.builds(lambda c: {"provider_cost_usd": c}, anything)
+    | anything
+)
+
+
+@pytest.fixture(scope="module")
+def prop_client(server: LocalServer) -> Iterator[Client]:
+    with Client(
+        api_key="sk_test_props_" + secrets.token_hex(4), base_url=server.base_url
+    ) as client:
+        yield client
+
+
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def mostly(
+    valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]
+) -> st.SearchStrategy[Any]:
+    """Valid nine times in ten, so that many examples are accepted and must then be delivered."""
+    return st.integers(0, 9).flatmap(lambda roll: invalid if roll == 0 else valid)
+
+
+name = st.text(min_size=1, max_size=255)
+accepted: list[str] = []
+
+
+@SETTINGS
+@given(
+    event_type=mostly(name | odd_text, anything),
+    metric_name=mostly(name, anything),
+    quantity=mostly(
+        st.integers(0, 2**53) | st.floats(0, 1e300), st.integers() | st.floats() | anything
+    ),
+    idempotency_key=mostly(st.none(), text | odd_text | anything),
+    agent_id=mostly(st.none() | name, odd_text | anything),
+    timestamp=mostly(st.none() | st.datetimes(), text | anything),
+    metadata=mostly(st.none() | st.dictionaries(name, json_like, max_size=4), metadata),
+)
+def test_record_takes_anything_and_answers_typed(prop_client: Client, **arguments: Any) -> None:
+    try:
+        result = prop_client.usage.record(**arguments)
+    except BearLumenError:
+        return
+    assert isinstance(result["recorded"], bool) and isinstance(result["idempotency_key"], str)
+    if arguments["idempotency_key"] is None:
+        assert result["recorded"] is True
+    accepted.append(result["idempotency_key"])
+
+
+def test_after_all_that_the_worker_is_alive_and_good_events_arrive(prop_client: Client) -> None:
+    good = [
+        prop_client.usage.record("token_usage", "llm_tokens", i, f"good-{secrets.token_hex(6)}")
+        for i in range(20)
+    ]
+    result = prop_client.flush(timeout=120)
+    stats = prop_client.stats()
+    assert len(accepted) > 10  # the properties above really sent events, good and bad
+    assert result["complete"] and stats["queued"] == 0 and stats["failed"] == 0
+    assert all(r["recorded"] for r in good)
+    # Every event that went out was answered for: stored, duplicate, or rejected alone.
+    assert stats["sent"] + stats["rejected"] >= stats["recorded"] + stats["duplicate"] >= 20
+    keys = {e["idempotencyKey"] for e in prop_client.usage.query(limit=1000)["events"]}
+    keys |= {
+        e["idempotencyKey"] for e in prop_client.usage.query(limit=1000, offset=1000)["events"]
+    }
+    assert {r["idempotency_key"] for r in good} <= keys
+
+
+@SETTINGS
+@given(
+    events=st.lists(
+        st.dictionaries(
+            st.sampled_from(["event_type", "metric_name", "quantity", "metadata", "x"]), anything
+        ),
+        max_size=3,
+    )
+    | anything
+)
+def test_record_batch_takes_anything_and_answers_typed(prop_client: Client, events: Any) -> None:
+    try:
+        result = prop_client.usage.record_batch(events)
+    except BearLumenError:
+        return
+    assert result["recorded_count"] + result["skipped_count"] + result["rejected_count"] == len(
+        events
+    )
+
+
+CALLS: list[tuple[str, Callable[[Client, Any, Any], Any]]] = [
+    ("end_users.create", lambda c, a, b: c.end_users.create(a, email=b, name=b, metadata=b)),
+    ("end_users.update", lambda c, a, b: c.end_users.update(a, email=b, name=b, metadata=b)),
+    ("end_users.list", lambda c, a, b: c.end_users.list(status=a, limit=b, offset=b)),
+    ("end_users.deactivate", lambda c, a, b: c.end_users.deactivate(a)),
+    (
+        "subscriptions.create",
+        lambda c, a, b: c.subscriptions.create(a, a, b, b, end_user_id=a, metadata=b),
+    ),
+    ("subscriptions.retrieve", lambda c, a, b: c.subscriptions.retrieve(a)),
+    (
+        "subscriptions.update",
+        lambda c, a, b: c.subscriptions.update(a, plan_id=b, billing_cycle=b, end_date=b),
+    ),
+    (
+        "subscriptions.list",
+        lambda c, a, b: c.subscriptions.list(organization_id=a, limit=b, offset=b),
+    ),
+    (
+        "usage.query",
+        lambda c, a, b: c.usage.query(a, metric_name=a, start_date=b, end_date=b, limit=b),
+    ),
+    ("usage.aggregation", lambda c, a, b: c.usage.aggregation(a, start_date=b, end_date=a)),
+    ("usage.summary", lambda c, a, b: c.usage.summary(a, start_date=a, end_date=b)),
+    ("cost_attribution.by_agent", lambda c, a, b: c.cost_attribution.by_agent(a, b)),
+    ("cost_attribution.list_workflows", lambda c, a, b: c.cost_attribution.list_workflows(b, a)),
+]
+
+
+@SETTINGS
+@given(
+    call=st.sampled_from(CALLS),
+    first=text | odd_text | anything,
+    second=anything | st.dates() | st.datetimes(),
+)
+def test_every_resource_call_answers_typed(
+    prop_client: Client,
+    call: tuple[str, Callable[[Client, Any, Any], Any]],
+    first: Any,
+    second: Any,
+) -> None:
+    try:
+        result = call[1](prop_client, first, second)
+    except BearLumenError as exc:
+        assert exc.status_code is None or exc.status_code < 500, (call[0], exc)
+        return
+    assert isinstance(result, dict)
+
+
+def test_quantities_at_the_edges(prop_client: Client) -> None:
+    for quantity in (0, 0.0, 2**53, 1e308, 5e-324, math.pi):
+        assert prop_client.usage.record("t", "m", quantity)["recorded"] is True
+    assert prop_client.flush()["failed"] == 0
