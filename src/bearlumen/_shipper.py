@@ -195,6 +195,8 @@ class Shipper:
         self._accepting = False  # True while RUNNING: the one flag record() reads
         self._counts_lock = threading.Lock()
         self._dropped_unreported = 0
+        self._rejected_unreported = 0  # worker only
+        self._first_rejection: str | None = None
         self._failing = False
         self.counts = {
             "sent": 0,
@@ -300,6 +302,8 @@ class Shipper:
             worker.join(timeout=1.0)
         with self._space:
             self._space.notify_all()
+        if worker is None or not worker.is_alive():
+            self._report_bursts()  # what was dropped or rejected since the worker's last wake
         result = {**self.stats(), "complete": result["complete"]}
         if not result["complete"]:
             logger.error(
@@ -322,7 +326,7 @@ class Shipper:
                 self._drain()
             except Exception:  # never let the worker die: log, and go on with the next batch
                 logger.exception("bearlumen: unexpected error in the usage shipper")
-            self._report_drops()
+            self._report_bursts()
             if self.state is not ShipperState.RUNNING and (
                 self._abandon.is_set() or not self.pending_events
             ):
@@ -446,7 +450,9 @@ class Shipper:
     def _reject(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
         with self._counts_lock:
             self.counts["rejected"] += len(events)
-        logger.warning("bearlumen: %d usage event(s) rejected: %s", len(events), exc.message)
+        self._rejected_unreported += len(events)
+        if self._first_rejection is None:
+            self._first_rejection = exc.message
         self._call_on_error(events, exc)
 
     def _give_up(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
@@ -471,7 +477,15 @@ class Shipper:
         except Exception:
             logger.exception("bearlumen: the on_error callback raised")
 
-    def _report_drops(self) -> None:
+    def _report_bursts(self) -> None:
+        """Log drops and rejections once per wake of the worker, never once per event."""
+        if self._rejected_unreported:
+            logger.warning(
+                "bearlumen: the server or the encoder rejected %d usage event(s), e.g.: %s",
+                self._rejected_unreported,
+                self._first_rejection,
+            )
+            self._rejected_unreported, self._first_rejection = 0, None
         if not self._dropped_unreported:
             return
         with self._counts_lock:

@@ -1,0 +1,87 @@
+"""Every example runs against the local server, as a user would run it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bearlumen.testing import LocalServer
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run_example(name: str, base_url: str, key: str, *args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "BEARLUMEN_BASE_URL": base_url, "BEARLUMEN_API_KEY": key}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_quickstart(server: LocalServer, api_key: str) -> None:
+    out = run_example("quickstart.py", server.base_url, api_key)
+    assert "delivered: 1 recorded, 0 failed" in out
+    assert "support-bot: $4.5" in out and "Total: $4.5" in out
+
+
+def test_llm_call(server: LocalServer, api_key: str) -> None:
+    out = run_example("llm_call.py", server.base_url, api_key)
+    # 1250 in at $0.15/M + 310 out at $0.60/M = $0.0003735
+    assert "metered 1560 tokens costing $0.0003735" in out
+
+
+def test_backfill_is_idempotent(server: LocalServer, api_key: str, tmp_path: Path) -> None:
+    first = run_example("backfill.py", server.base_url, api_key, cwd=tmp_path)
+    assert "{'recorded': 2500, 'skipped': 0, 'rejected': 0}" in first
+    again = run_example("backfill.py", server.base_url, api_key, str(tmp_path / "usage-sample.csv"))
+    assert "{'recorded': 0, 'skipped': 2500, 'rejected': 0}" in again
+
+
+def test_error_handling_triggers_every_exception() -> None:
+    with LocalServer(api_keys=["sk_test_errors"]) as base_url:
+        out = run_example("error_handling.py", base_url, "sk_test_errors")
+    assert out.splitlines() == [
+        "create: ok",
+        "create again: Duplicate customer",
+        "bad email: Invalid email format",
+        "bad limit: Invalid request (limit)",
+        "unknown id: Not found",
+        "wrong key: Invalid API key",
+        "rate limited: Rate limit hit, retry after 2.5 seconds",
+        "server error: Error: Injected fault: 503",
+        "dropped connection: Network error",
+    ]
+
+
+def test_fastapi_app_meters_requests_and_flushes_on_shutdown(
+    server: LocalServer, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("BEARLUMEN_BASE_URL", server.base_url)
+    monkeypatch.setenv("BEARLUMEN_API_KEY", api_key)
+    spec = importlib.util.spec_from_file_location("fastapi_app", EXAMPLES / "fastapi_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with TestClient(module.app) as http:
+        for prompt in ("hello there", "how much did that cost"):
+            assert http.post("/chat", json={"user": "eu_1", "prompt": prompt}).status_code == 200
+        http.post("/chat", json={"user": "eu_2", "prompt": "bye"})
+    # The app's shutdown closed the client, which delivered everything.
+    assert module.metering.stats()["recorded"] == 3
+    from bearlumen import Client
+
+    with Client(api_key=api_key, base_url=server.base_url) as reader:
+        assert reader.usage.summary()["totalEvents"] == 3
