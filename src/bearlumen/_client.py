@@ -16,11 +16,10 @@ from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TIMEOUT,
-    MAX_BATCH_SIZE,
 )
 from ._errors import AuthenticationError, InvalidRequestError
 from ._http import HttpCore
-from ._shipper import ErrorCallback, Shipper
+from ._shipper import COUNTERS, ErrorCallback, Shipper, ShipperSettings, is_positive_number
 from ._types import FlushResult, ShipperStats
 from .resources import CostAttribution, EndUsers, Subscriptions, Usage
 
@@ -68,15 +67,21 @@ class Client:
             raise InvalidRequestError(
                 "base_url must start with http:// or https://", param="base_url"
             )
-        _check_settings(
-            max_retries=max_retries,
+        if type(max_retries) is not int or max_retries < 0:
+            raise InvalidRequestError(
+                f"max_retries must be an int >= 0, not {max_retries!r}", param="max_retries"
+            )
+        if not is_positive_number(timeout):
+            raise InvalidRequestError(
+                f"timeout must be a number > 0, not {timeout!r}", param="timeout"
+            )
+        settings = ShipperSettings(
             flush_at=flush_at,
             flush_interval=flush_interval,
             max_queue_size=max_queue_size,
             on_overflow=on_overflow,
             delivery_timeout=delivery_timeout,
             shutdown_timeout=shutdown_timeout,
-            timeout=timeout,
         )
         self._http = HttpCore(
             api_key=key.strip(),
@@ -92,12 +97,7 @@ class Client:
         if buffered:
             self._shipper = Shipper(
                 self._http,
-                flush_at=flush_at,
-                flush_interval=flush_interval,
-                max_queue_size=max_queue_size,
-                on_overflow=on_overflow,
-                delivery_timeout=delivery_timeout,
-                shutdown_timeout=shutdown_timeout,
+                settings,
                 on_error=on_error,
                 sleep=sleep,
                 spool_dir=None if spool_dir is None else os.fspath(spool_dir),
@@ -148,45 +148,4 @@ class Client:
         return f"<bearlumen.Client base_url={self._http.base_url!r} {mode}>"
 
 
-_NO_STATS = {
-    "queued": 0,
-    "sent": 0,
-    "recorded": 0,
-    "duplicate": 0,
-    "rejected": 0,
-    "dropped": 0,
-    "failed": 0,
-    "retries": 0,
-    "batches": 0,
-}
-
-
-def _check_settings(**settings: Any) -> None:
-    def require(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            raise InvalidRequestError(f"{name} {what}, not {settings[name]!r}", param=name)
-
-    def number(name: str) -> bool:
-        value = settings[name]
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-    require(
-        type(settings["max_retries"]) is int and settings["max_retries"] >= 0,
-        "max_retries",
-        "must be an int >= 0",
-    )
-    require(
-        type(settings["flush_at"]) is int and 1 <= settings["flush_at"] <= MAX_BATCH_SIZE,
-        "flush_at",
-        f"must be an int from 1 to {MAX_BATCH_SIZE}",
-    )
-    require(
-        type(settings["max_queue_size"]) is int and settings["max_queue_size"] >= 1,
-        "max_queue_size",
-        "must be an int >= 1",
-    )
-    require(
-        settings["on_overflow"] in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'"
-    )
-    for name in ("flush_interval", "delivery_timeout", "shutdown_timeout", "timeout"):
-        require(number(name), name, "must be a number > 0")
+_NO_STATS = {"queued": 0, **dict.fromkeys(COUNTERS, 0)}

@@ -24,47 +24,28 @@ import json
 import logging
 import os
 import threading
-import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Deque, List, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, List, Union
 
 from . import _ids
-from ._constants import MAX_BATCH_SIZE
+from ._constants import (
+    DEFAULT_DELIVERY_TIMEOUT,
+    DEFAULT_FLUSH_AT,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    MAX_BATCH_SIZE,
+)
 from ._errors import BearLumenError, InvalidRequestError
+from ._events import QueuedEvent, to_record_input, wire_event
 from ._http import HttpCore
 from ._spool import Spool
 from ._types import FlushResult, ShipperStats, UsageRecordInput
 
 logger = logging.getLogger("bearlumen")
 
-# (event_type, metric_name, quantity, idempotency_key, timestamp, subscription_id, end_user_id,
-#  agent_id, workflow_id, metadata); timestamp is a float from time.time() or a canonical string.
-QueuedEvent = Tuple[Any, ...]
-_FIELDS = (
-    "event_type",
-    "metric_name",
-    "quantity",
-    "idempotency_key",
-    "timestamp",
-    "subscription_id",
-    "end_user_id",
-    "agent_id",
-    "workflow_id",
-    "metadata",
-)
-_WIRE_FIELDS = (
-    "eventType",
-    "metricName",
-    "quantity",
-    "idempotencyKey",
-    "timestamp",
-    "subscriptionId",
-    "endUserId",
-    "agentId",
-    "workflowId",
-    "metadata",
-)
 ErrorCallback = Callable[[List[UsageRecordInput], BaseException], Any]
 
 
@@ -84,43 +65,12 @@ class _FlushRequest:
         self.done = threading.Event()
 
 
-def to_record_input(event: QueuedEvent) -> UsageRecordInput:
-    """A queued event back in the shape `usage.record_batch` takes, for `on_error`."""
-    record: dict[str, Any] = {
-        name: value for name, value in zip(_FIELDS, event) if value is not None
-    }
-    if isinstance(record.get("timestamp"), float):
-        record["timestamp"] = format_timestamp(record["timestamp"])
-    return record  # type: ignore[return-value]
-
-
-_second_cache: list[Any] = [None, ""]
-
-
-def format_timestamp(seconds: float) -> str:
-    """RFC 3339 UTC with microseconds; the date part is cached per second, which is most calls."""
-    whole = int(seconds)
-    if _second_cache[0] != whole:
-        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
-        _second_cache[0] = whole
-    micros = int((seconds - whole) * 1_000_000)
-    return f"{_second_cache[1]}{micros:06d}Z"
-
-
-def _wire_event(event: QueuedEvent) -> dict[str, Any]:
-    wire = {name: value for name, value in zip(_WIRE_FIELDS, event) if value is not None}
-    stamp = event[4]
-    if type(stamp) is float:
-        wire["timestamp"] = format_timestamp(stamp)
-    return wire
-
-
 def encode_batch(
     chunk: List[QueuedEvent],
 ) -> tuple[bytes, list[QueuedEvent], list[tuple[QueuedEvent, str]]]:
     """JSON of a batch, the events in it, and the events that cannot be JSON (with why)."""
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
-    wire = [_wire_event(event) for event in chunk]
+    wire = [wire_event(event) for event in chunk]
     try:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
         return ('{"events":' + dumps(wire) + "}").encode(), chunk, []
     except (TypeError, ValueError, RecursionError):
@@ -141,37 +91,72 @@ def encode_batch(
     return ('{"events":[' + ",".join(parts) + "]}").encode(), good, bad
 
 
+COUNTERS = ("sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches")
+
+
+@dataclass(frozen=True)
+class ShipperSettings:
+    """How the shipper batches, bounds and retries; checked once, at construction."""
+
+    flush_at: int = DEFAULT_FLUSH_AT
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    on_overflow: str = "drop"
+    delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+    def __post_init__(self) -> None:
+        def require(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise InvalidRequestError(f"{name} {what}, not {value!r}", param=name)
+
+        require(
+            type(self.flush_at) is int and 1 <= self.flush_at <= MAX_BATCH_SIZE,
+            "flush_at",
+            f"must be an int from 1 to {MAX_BATCH_SIZE}",
+        )
+        require(
+            type(self.max_queue_size) is int and self.max_queue_size >= 1,
+            "max_queue_size",
+            "must be an int >= 1",
+        )
+        require(self.on_overflow in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'")
+        for name in ("flush_interval", "delivery_timeout", "shutdown_timeout"):
+            require(is_positive_number(getattr(self, name)), name, "must be a number > 0")
+
+
+def is_positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 class Shipper:
     """The queue and worker behind buffered `usage.record()`; one per `Client`."""
 
     def __init__(
         self,
         http: HttpCore,
+        settings: ShipperSettings,
         *,
-        flush_at: int,
-        flush_interval: float,
-        max_queue_size: int,
-        on_overflow: str,
-        delivery_timeout: float,
-        shutdown_timeout: float,
-        on_error: ErrorCallback | None,
+        on_error: ErrorCallback | None = None,
         sleep: Callable[[float], Any] | None = None,
         spool_dir: str | None = None,
     ) -> None:
         self._http = http
         # Waits between retries end early when close() gives up; tests inject their own sleep.
         self._sleep = sleep
-        self.flush_at = flush_at
-        self.flush_interval = flush_interval
-        self.max_queue_size = max_queue_size
-        self.block_on_overflow = on_overflow == "block"
-        self.delivery_timeout = delivery_timeout
-        self.shutdown_timeout = shutdown_timeout
+        # Copied to attributes: the hot path reads them on every record().
+        self.flush_at = settings.flush_at
+        self.flush_interval = settings.flush_interval
+        self.max_queue_size = settings.max_queue_size
+        self.block_on_overflow = settings.on_overflow == "block"
+        self.delivery_timeout = settings.delivery_timeout
+        self.shutdown_timeout = settings.shutdown_timeout
         self.on_error = on_error
         self._reset()
         self._spool: Spool | None = None
         if spool_dir is not None:
-            self._spool = Spool(os.fspath(spool_dir), format_timestamp)
+            self._spool = Spool(os.fspath(spool_dir))
             recovered = self._spool.recover()
             if recovered:
                 self.pending_events.extend(recovered)
@@ -198,16 +183,7 @@ class Shipper:
         self._rejected_unreported = 0  # worker only
         self._first_rejection: str | None = None
         self._failing = False
-        self.counts = {
-            "sent": 0,
-            "recorded": 0,
-            "duplicate": 0,
-            "rejected": 0,
-            "dropped": 0,
-            "failed": 0,
-            "retries": 0,
-            "batches": 0,
-        }
+        self.counts = dict.fromkeys(COUNTERS, 0)
 
     # -- producers (callers' threads) ------------------------------------------------------
 

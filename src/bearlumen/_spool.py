@@ -28,23 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import BearLumenError, InvalidRequestError
+from ._events import from_wire, wire_event
 
 logger = logging.getLogger("bearlumen")
 
 SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapped whole
 
-_WIRE_FIELDS = (
-    "eventType",
-    "metricName",
-    "quantity",
-    "idempotencyKey",
-    "timestamp",
-    "subscriptionId",
-    "endUserId",
-    "agentId",
-    "workflowId",
-    "metadata",
-)
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
 
@@ -67,7 +56,6 @@ class _Segment:
 @dataclass
 class Spool:
     directory: str
-    format_timestamp: Any
     segments: dict[int, _Segment] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -134,12 +122,8 @@ class Spool:
 
     def append(self, event: tuple[Any, ...]) -> tuple[Any, ...]:
         """Write one event; returns it tagged with its segment. Raises if it cannot be JSON."""
-        wire = {name: value for name, value in zip(_WIRE_FIELDS, event) if value is not None}
-        stamp = event[4]
-        if type(stamp) is float:
-            wire["timestamp"] = self.format_timestamp(stamp)
         try:
-            line = (_encode(wire) + "\n").encode()
+            line = (_encode(wire_event(event)) + "\n").encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidRequestError(f"metadata: is not JSON ({exc})", param="metadata") from None
         with self._write_lock:
@@ -238,6 +222,6 @@ def _decode(line: bytes) -> tuple[Any, ...] | None:
         wire = json.loads(line)
         if not isinstance(wire, dict) or not isinstance(wire.get("eventType"), str):
             return None
-        return tuple(wire.get(name) for name in _WIRE_FIELDS)
+        return from_wire(wire)
     except ValueError:
         return None

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from .. import _ids
 from .._constants import MAX_BATCH_SIZE, RECENT_KEYS_REMEMBERED
 from .._errors import InvalidRequestError
+from .._events import to_record_input
 from .._http import HttpCore
 from .._shipper import Shipper
 from .._types import (
@@ -159,8 +160,6 @@ class Usage:
 
     def _record_now(self, *event: Any) -> UsageRecordResult:
         """Unbuffered (`Client(buffered=False)`): one POST, the server's answer."""
-        from .._shipper import to_record_input
-
         fields = dict(to_record_input(event))
         fields.setdefault("idempotency_key", _ids.event_keys.next())
         body = _validated_events([cast(UsageRecordInput, fields)])[0]

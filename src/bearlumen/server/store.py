@@ -98,6 +98,12 @@ _INSERT_EVENT = (
 )
 
 
+_UPDATABLE = {
+    "end_users": frozenset({"email", "name", "metadata"}),
+    "subscriptions": frozenset({"plan_id", "billing_cycle", "metadata", "end_date"}),
+}
+
+
 class NotFound(Exception):
     """No such id for this tenant."""
 
@@ -179,6 +185,44 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
+    def _page(
+        self,
+        table: str,
+        columns: str,
+        order: str,
+        tenant: int,
+        filters: Sequence[Filter],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Any], int]:
+        """One page of a tenant's rows and the count of all that match (one read, one lock)."""
+        where, params = _where(tenant, filters)
+        with self._lock:
+            (total,) = self._db.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE {where}", params
+            ).fetchone()
+            rows = self._db.execute(
+                f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+        return rows, total
+
+    @staticmethod
+    def _update(
+        db: sqlite3.Connection, table: str, tenant: int, row_id: str, changes: dict[str, Any]
+    ) -> None:
+        """Set the changed fields (their names are the columns; metadata is stored as JSON)."""
+        assignments = ["updated_at = ?"]
+        params: list[Any] = [now_timestamp()]
+        for column, value in changes.items():
+            assert column in _UPDATABLE[table], column  # names come from pydantic models
+            assignments.append(f"{column} = ?")
+            params.append(_json_text(value) if column == "metadata" else value)
+        db.execute(
+            f"UPDATE {table} SET {', '.join(assignments)} WHERE tenant = ? AND id = ?",
+            (*params, tenant, row_id),
+        )
+
     # -- tenants ---------------------------------------------------------------------------
 
     def tenant_for_key(self, api_key: str) -> int:
@@ -241,18 +285,9 @@ class Store:
     def update_end_user(
         self, tenant: int, end_user_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        columns = {"email": "email", "name": "name", "metadata": "metadata"}
         with self._transaction() as db:
             self._get_end_user(db, tenant, end_user_id)
-            assignments = ["updated_at = ?"]
-            params: list[Any] = [now_timestamp()]
-            for field, value in changes.items():
-                assignments.append(f"{columns[field]} = ?")
-                params.append(_json_text(value) if field == "metadata" else value)
-            db.execute(
-                f"UPDATE end_users SET {', '.join(assignments)} WHERE tenant = ? AND id = ?",
-                (*params, tenant, end_user_id),
-            )
+            self._update(db, "end_users", tenant, end_user_id, changes)
             return self._get_end_user(db, tenant, end_user_id)
 
     def set_end_user_status(self, tenant: int, end_user_id: str, status: str) -> dict[str, Any]:
@@ -274,16 +309,10 @@ class Store:
     def list_end_users(
         self, tenant: int, status: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        where, params = _where(tenant, [("status", "=", status)])
-        with self._lock:
-            (total,) = self._db.execute(
-                f"SELECT COUNT(*) FROM end_users WHERE {where}", params
-            ).fetchone()
-            rows = self._db.execute(
-                f"SELECT {self._END_USER_COLUMNS} FROM end_users WHERE {where}"
-                " ORDER BY created_at, id LIMIT ? OFFSET ?",
-                (*params, limit, offset),
-            ).fetchall()
+        rows, total = self._page(
+            "end_users", self._END_USER_COLUMNS, "created_at, id",
+            tenant, [("status", "=", status)], limit, offset,
+        )  # fmt: skip
         return [self._end_user(row) for row in rows], total
 
     # -- subscriptions ---------------------------------------------------------------------
@@ -354,23 +383,9 @@ class Store:
     def update_subscription(
         self, tenant: int, subscription_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        columns = {
-            "plan_id": "plan_id",
-            "billing_cycle": "billing_cycle",
-            "metadata": "metadata",
-            "end_date": "end_date",
-        }
         with self._transaction() as db:
             self._get_subscription(db, tenant, subscription_id)
-            assignments = ["updated_at = ?"]
-            params: list[Any] = [now_timestamp()]
-            for field, value in changes.items():
-                assignments.append(f"{columns[field]} = ?")
-                params.append(_json_text(value) if field == "metadata" else value)
-            db.execute(
-                f"UPDATE subscriptions SET {', '.join(assignments)} WHERE tenant = ? AND id = ?",
-                (*params, tenant, subscription_id),
-            )
+            self._update(db, "subscriptions", tenant, subscription_id, changes)
             return self._get_subscription(db, tenant, subscription_id)
 
     def cancel_subscription(self, tenant: int, subscription_id: str) -> dict[str, Any]:
@@ -388,16 +403,10 @@ class Store:
     def list_subscriptions(
         self, tenant: int, organization_id: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        where, params = _where(tenant, [("organization_id", "=", organization_id)])
-        with self._lock:
-            (total,) = self._db.execute(
-                f"SELECT COUNT(*) FROM subscriptions WHERE {where}", params
-            ).fetchone()
-            rows = self._db.execute(
-                f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {where}"
-                " ORDER BY created_at, id LIMIT ? OFFSET ?",
-                (*params, limit, offset),
-            ).fetchall()
+        rows, total = self._page(
+            "subscriptions", self._SUBSCRIPTION_COLUMNS, "created_at, id",
+            tenant, [("organization_id", "=", organization_id)], limit, offset,
+        )  # fmt: skip
         return [self._subscription(row) for row in rows], total
 
     # -- usage events ----------------------------------------------------------------------
@@ -467,16 +476,9 @@ class Store:
     def query_events(
         self, tenant: int, filters: Sequence[Filter], limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        where, params = _where(tenant, filters)
-        with self._lock:
-            (total,) = self._db.execute(
-                f"SELECT COUNT(*) FROM usage_events WHERE {where}", params
-            ).fetchone()
-            rows = self._db.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM usage_events WHERE {where}"
-                " ORDER BY ts, seq LIMIT ? OFFSET ?",
-                (*params, limit, offset),
-            ).fetchall()
+        rows, total = self._page(
+            "usage_events", _EVENT_COLUMNS, "ts, seq", tenant, filters, limit, offset
+        )
         return [self._event(row) for row in rows], total
 
     def aggregate_by_metric(self, tenant: int, filters: Sequence[Filter]) -> list[dict[str, Any]]:

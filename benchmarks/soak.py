@@ -1,0 +1,106 @@
+"""Soak: 8 producer threads for minutes against the local server with faults on.
+
+Checks, and prints: the client's memory stays flat (its queue is bounded), the server never
+fails on its own ("database is locked" would show as 5xx beyond the injected ones), and the
+totals match exactly: events recorded by the app = events stored by the server + events the
+client reported dropped (blocking on overflow makes that zero) and nothing failed.
+
+    python benchmarks/soak.py [--seconds 120] [--rate 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import httpx
+
+import bearlumen
+
+FAULTS = "rate_429=0.05,retry_after=0.2,rate_503=0.05,rate_drop=0.02,rate_store_500=0.03,rate_latency=0.05,latency_ms=50,seed=5"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--rate", type=int, default=6_000, help="events/s, all producers together")
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    db = os.path.join(tempfile.mkdtemp(), "soak.sqlite3")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", db, "--faults", FAULTS],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    url = server.stdout.readline().split("listening on ", 1)[1].split()[0]
+    key = "sk_soak_" + secrets.token_hex(4)
+    client = bearlumen.Client(api_key=key, base_url=url, max_queue_size=50_000, on_overflow="block")
+    produced = [0] * args.threads
+    stop = threading.Event()
+    per_thread_rate = args.rate / args.threads
+
+    def producer(index: int) -> None:
+        began = time.perf_counter()
+        while not stop.is_set():
+            due = int((time.perf_counter() - began) * per_thread_rate)
+            for _ in range(min(due - produced[index], 1000)):  # never far behind the stop
+                client.usage.record(
+                    "token_usage", "llm_tokens", 1000, agent_id=f"agent-{index}",
+                    metadata={"model": "gpt-4o-mini", "provider_cost_usd": 0.0001},
+                )  # fmt: skip
+                produced[index] += 1
+            stop.wait(0.005)
+
+    threads = [threading.Thread(target=producer, args=(i,)) for i in range(args.threads)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    samples = []
+    while time.perf_counter() - start < args.seconds:
+        stop.wait(min(10, args.seconds / 6))
+        stats = client.stats()
+        samples.append(rss_mb())
+        print(
+            f"t={time.perf_counter() - start:5.0f}s produced={sum(produced):>9,} queued={stats['queued']:>6,}"
+            f" recorded={stats['recorded']:>9,} retries={stats['retries']:>5,} rss={samples[-1]:.1f} MB",
+            flush=True,
+        )
+    stop.set()
+    for t in threads:
+        t.join()
+    result = client.close(timeout=300)
+    admin = httpx.get(url + "/_admin/stats").json()
+    server.terminate()
+    server.wait(10)
+    total = sum(produced)
+    stored = admin["eventsStored"]
+    injected = admin["faults"]["injected"]
+    by_status = admin["requestsByStatus"]
+    unexplained_5xx = sum(v for k, v in by_status.items() if k.startswith("5")) - injected.get("500", 0) - injected.get(
+        "503", 0
+    ) - injected.get("store_500", 0)
+    print(f"produced {total:,} in {args.seconds:.0f}s by {args.threads} threads; stored {stored:,};"
+          f" dropped {result['dropped']}; failed {result['failed']}; retries {result['retries']:,}")
+    print(f"client RSS first/peak/last sample: {samples[0]:.1f} / {max(samples):.1f} / {samples[-1]:.1f} MB;"
+          f" peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB")
+    print(f"server answers by status: {by_status}; injected: {injected}; unexplained 5xx: {unexplained_5xx}")
+    ok = stored == total - result["dropped"] and result["failed"] == 0 and unexplained_5xx == 0
+    print("TOTALS MATCH EXACTLY" if ok else "MISMATCH")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""A queued usage event and its JSON form, shared by the shipper and the spool.
+
+On the hot path an event is a plain tuple (cheaper than any object); this module is the one
+place that knows its layout and turns it into the wire's camelCase dict.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Tuple
+
+from ._types import UsageRecordInput
+
+# (event_type, metric_name, quantity, idempotency_key, timestamp, subscription_id, end_user_id,
+#  agent_id, workflow_id, metadata[, spool segment]); timestamp is a float from time.time() or a
+# canonical RFC 3339 string.
+QueuedEvent = Tuple[Any, ...]
+FIELDS = (
+    "event_type",
+    "metric_name",
+    "quantity",
+    "idempotency_key",
+    "timestamp",
+    "subscription_id",
+    "end_user_id",
+    "agent_id",
+    "workflow_id",
+    "metadata",
+)
+WIRE_FIELDS = (
+    "eventType",
+    "metricName",
+    "quantity",
+    "idempotencyKey",
+    "timestamp",
+    "subscriptionId",
+    "endUserId",
+    "agentId",
+    "workflowId",
+    "metadata",
+)
+TIMESTAMP = 4
+
+_second_cache: list[Any] = [None, ""]
+
+
+def format_timestamp(seconds: float) -> str:
+    """RFC 3339 UTC with microseconds; the date part is cached per second, which is most calls."""
+    whole = int(seconds)
+    if _second_cache[0] != whole:
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+        _second_cache[0] = whole
+    micros = int((seconds - whole) * 1_000_000)
+    return f"{_second_cache[1]}{micros:06d}Z"
+
+
+def wire_event(event: QueuedEvent) -> dict[str, Any]:
+    """The event as the API takes it: camelCase keys, no nulls, the timestamp as text."""
+    wire = {name: value for name, value in zip(WIRE_FIELDS, event) if value is not None}
+    stamp = event[TIMESTAMP]
+    if type(stamp) is float:
+        wire["timestamp"] = format_timestamp(stamp)
+    return wire
+
+
+def from_wire(wire: dict[str, Any]) -> QueuedEvent:
+    return tuple(wire.get(name) for name in WIRE_FIELDS)
+
+
+def to_record_input(event: QueuedEvent) -> UsageRecordInput:
+    """The event in the shape `usage.record_batch` takes, for `on_error`."""
+    record: dict[str, Any] = {
+        name: value for name, value in zip(FIELDS, event) if value is not None
+    }
+    if isinstance(record.get("timestamp"), float):
+        record["timestamp"] = format_timestamp(record["timestamp"])
+    return record  # type: ignore[return-value]
