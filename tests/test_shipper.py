@@ -169,14 +169,16 @@ def test_one_bad_event_never_costs_the_others_their_delivery(
     ) as c:
         c.usage.record("t", "m", 1, "good-1")
         c.usage.record("t", "m", 1, "not-json", metadata={"when": object()})
+        c.usage.record("t", "m", 1, "not-a-number", metadata={"score": float("nan")})
+        c.usage.record("t", "m", 1, "nan-in-text", metadata={"note": "NaN and Infinity"})
         c.usage.record("t", "m", 1, "too-big", metadata={"blob": "x" * 20_000})
         c.usage.record("t", "m", 1, "good-2")
         result = c.flush()
         stored = stored_events(c)
-    assert (result["recorded"], result["rejected"], result["failed"]) == (2, 2, 0)
-    assert sorted(e["idempotencyKey"] for e in stored) == ["good-1", "good-2"]
+    assert (result["recorded"], result["rejected"], result["failed"]) == (3, 3, 0)
+    assert sorted(e["idempotencyKey"] for e in stored) == ["good-1", "good-2", "nan-in-text"]
     rejected = {events[0]["idempotency_key"]: exc for events, exc in failures}
-    assert set(rejected) == {"not-json", "too-big"}
+    assert set(rejected) == {"not-json", "not-a-number", "too-big"}
     assert all(isinstance(exc, InvalidRequestError) for exc in rejected.values())
     assert rejected["too-big"].param == "metadata"
 
@@ -295,7 +297,7 @@ def test_a_failing_on_error_callback_never_reaches_the_caller(
         raise RuntimeError("callback bug")
 
     with Client(api_key=api_key, base_url=server.base_url, on_error=broken) as c:
-        c.usage.record("t", "m", 1, metadata={"x": {1, 2}})
+        c.usage.record("t", "m", 1, metadata={"x": object()})
         c.usage.record("t", "m", 1)
         assert c.flush()["recorded"] == 1
         c.usage.record("t", "m", 2)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any, Tuple
 
+from pydantic_core import PydanticSerializationError, from_json, to_json
+
 from ._types import UsageRecordInput
 
 # (event_type, metric_name, quantity, idempotency_key, timestamp, subscription_id, end_user_id,
@@ -55,12 +57,46 @@ def format_timestamp(seconds: float) -> str:
 
 
 def wire_event(event: QueuedEvent) -> dict[str, Any]:
-    """The event as the API takes it: camelCase keys, no nulls, the timestamp as text."""
-    wire = {name: value for name, value in zip(WIRE_FIELDS, event) if value is not None}
-    stamp = event[TIMESTAMP]
-    if type(stamp) is float:
-        wire["timestamp"] = format_timestamp(stamp)
+    """The event as the API takes it: camelCase keys, no nulls, the timestamp as text.
+
+    Spelled out rather than zipped with WIRE_FIELDS: the worker calls it for every event, and
+    this is about twice as fast.
+    """
+    stamp = event[4]
+    wire: dict[str, Any] = {
+        "eventType": event[0],
+        "metricName": event[1],
+        "quantity": event[2],
+        "idempotencyKey": event[3],
+        "timestamp": format_timestamp(stamp) if type(stamp) is float else stamp,
+    }
+    if event[5] is not None:
+        wire["subscriptionId"] = event[5]
+    if event[6] is not None:
+        wire["endUserId"] = event[6]
+    if event[7] is not None:
+        wire["agentId"] = event[7]
+    if event[8] is not None:
+        wire["workflowId"] = event[8]
+    if event[9] is not None:
+        wire["metadata"] = event[9]
     return wire
+
+
+def encode_event(event: QueuedEvent) -> bytes:
+    """One event as JSON, or ValueError when it has none (an unknown object, NaN, a surrogate).
+
+    pydantic_core.to_json is about four times faster than json.dumps (benchmarks/RESULTS.md);
+    it writes datetimes, sets and the like in their usual JSON forms, but NaN and Infinity as
+    bare words, which are not JSON: whenever those words appear, the text is parsed back strictly.
+    """
+    try:
+        text = to_json(wire_event(event))
+    except PydanticSerializationError as exc:
+        raise ValueError(str(exc)) from None
+    if b"NaN" in text or b"Infinity" in text:
+        from_json(text, allow_inf_nan=False)  # ValueError when a number is NaN or infinite
+    return text
 
 
 def from_wire(wire: dict[str, Any]) -> QueuedEvent:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import enum
-import json
 import logging
 import os
 import threading
@@ -28,6 +27,8 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, List, Union
+
+from pydantic_core import PydanticSerializationError, to_json
 
 from . import _ids
 from ._constants import (
@@ -39,7 +40,7 @@ from ._constants import (
     MAX_BATCH_SIZE,
 )
 from ._errors import BearLumenError, InvalidRequestError
-from ._events import QueuedEvent, to_record_input, wire_event
+from ._events import QueuedEvent, encode_event, to_record_input, wire_event
 from ._http import HttpCore
 from ._spool import Spool
 from ._types import FlushResult, ShipperStats, UsageRecordInput
@@ -68,27 +69,29 @@ class _FlushRequest:
 def encode_batch(
     chunk: List[QueuedEvent],
 ) -> tuple[bytes, list[QueuedEvent], list[tuple[QueuedEvent, str]]]:
-    """JSON of a batch, the events in it, and the events that cannot be JSON (with why)."""
-    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
-    wire = [wire_event(event) for event in chunk]
-    try:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
-        return ('{"events":' + dumps(wire) + "}").encode(), chunk, []
-    except (TypeError, ValueError, RecursionError):
-        pass
-    # Something in the chunk is not JSON: encode one by one and set the bad events apart.
-    parts: list[str] = []
+    """JSON of a batch, the events in it, and the events that cannot be JSON (with why).
+
+    The whole chunk is encoded in one call; only when that fails, or writes a NaN or an
+    Infinity, is it encoded again one event at a time to set the bad ones apart.
+    """
+    try:
+        body = to_json({"events": [wire_event(event) for event in chunk]})
+    except PydanticSerializationError:
+        pass  # an object with no JSON form, or a lone surrogate: find it below
+    else:
+        if b"NaN" not in body and b"Infinity" not in body:
+            return body, chunk, []
+    parts: list[bytes] = []
     good: list[QueuedEvent] = []
     bad: list[tuple[QueuedEvent, str]] = []
-    for event, fields in zip(chunk, wire):
+    for event in chunk:
         try:
-            part = dumps(fields)
-            part.encode()
-        except (TypeError, ValueError, RecursionError) as exc:
+            parts.append(encode_event(event))
+        except (ValueError, RecursionError) as exc:
             bad.append((event, f"the event cannot be sent as JSON: {exc}"))
             continue
-        parts.append(part)
         good.append(event)
-    return ('{"events":[' + ",".join(parts) + "]}").encode(), good, bad
+    return b'{"events":[' + b",".join(parts) + b"]}", good, bad
 
 
 COUNTERS = ("sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches")

@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import BearLumenError, InvalidRequestError
-from ._events import from_wire, wire_event
+from ._events import encode_event, from_wire
 
 logger = logging.getLogger("bearlumen")
 
 SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapped whole
 
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
 
 class SpoolLockedError(BearLumenError):
@@ -123,8 +122,8 @@ class Spool:
     def append(self, event: tuple[Any, ...]) -> tuple[Any, ...]:
         """Write one event; returns it tagged with its segment. Raises if it cannot be JSON."""
         try:
-            line = (_encode(wire_event(event)) + "\n").encode()
-        except (TypeError, ValueError, RecursionError) as exc:
+            line = encode_event(event) + b"\n"
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequestError(f"metadata: is not JSON ({exc})", param="metadata") from None
         with self._write_lock:
             segment = self._current
