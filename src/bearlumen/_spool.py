@@ -35,7 +35,6 @@ logger = logging.getLogger("bearlumen")
 SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapped whole
 
 
-
 class SpoolLockedError(BearLumenError):
     """Another process owns this `spool_dir`."""
 
