@@ -308,10 +308,13 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
             ("failed", flushed["failed"]),
             ("retries", flushed["retries"]),
             ("batches", flushed["batches"]),
-            ("record() p50 (µs)", _percentile(every, 0.50)),
-            ("record() p99 (µs)", _percentile(every, 0.99)),
-            ("record() calls/s", args.events / recorded_in),
-            ("end-to-end events/s (until flush returned)", args.events / elapsed),
+            ("record() p50", f"{_percentile(every, 0.50):.2f} µs"),
+            ("record() p99", f"{_percentile(every, 0.99):.2f} µs"),
+            (
+                "record() calls/s (8 threads)" if args.threads == 8 else "record() calls/s",
+                int(args.events / recorded_in),
+            ),
+            ("end-to-end events/s (until flush returned)", int(args.events / elapsed)),
         ],
     )
     delivered = flushed["recorded"] + flushed["duplicate"]
