@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Sequence
 
+from ._errors import BearLumenError
+
 
 def _serve(args: argparse.Namespace) -> int:
     try:
@@ -81,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except BearLumenError as exc:  # a clear line, not a traceback
+        print(f"bearlumen {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
