@@ -40,3 +40,21 @@ def test_the_server_keeps_its_schema(case: Any, keyed_server: str) -> None:
 
 def test_the_served_document_is_the_one_tested(server: LocalServer) -> None:
     assert httpx.get(server.base_url + "/openapi.json").json() == openapi_document()
+
+
+def test_the_document_links_each_created_id_to_the_calls_that_take_it(keyed_server: str) -> None:
+    document = openapi_document()
+    created = document["paths"]["/v1/end-users"]["post"]["responses"]["201"]["links"]
+    assert {link["operationId"] for link in created.values()} == {
+        "updateEndUser", "deactivateEndUser", "reactivateEndUser",
+    }  # fmt: skip
+    # Follow one link by hand: the pointer really finds the id in a real answer.
+    answer = httpx.post(
+        keyed_server + "/v1/end-users", json={"externalId": "linked"}, headers=AUTH
+    ).json()
+    pointer = created["DeactivateEndUser"]["parameters"]["id"].split("#")[1]
+    end_user_id = answer
+    for part in pointer.strip("/").split("/"):
+        end_user_id = end_user_id[part]
+    deactivated = httpx.post(f"{keyed_server}/v1/end-users/{end_user_id}/deactivate", headers=AUTH)
+    assert deactivated.json()["endUser"]["status"] == "DEACTIVATED"

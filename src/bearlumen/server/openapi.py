@@ -113,6 +113,16 @@ def _operation(
     return operation
 
 
+def _link(operation: dict[str, Any], status: str, pointer: str, targets: list[str]) -> None:
+    operation["responses"][status]["links"] = {
+        target[0].upper() + target[1:]: {
+            "operationId": target,
+            "parameters": {"id": f"$response.body{pointer}"},
+        }
+        for target in targets
+    }
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     _, request_schemas = models_json_schema(
@@ -218,6 +228,11 @@ def openapi_document() -> dict[str, Any]:
             "get": op("listWorkflows", 200, "AttributionValues", parameters=_REQUIRED_DATES)
         },
     }
+    # Links let stateful testing (and readers) follow an id from the answer that made it.
+    _link(paths["/v1/end-users"]["post"], "201", "#/endUser/id",
+          ["updateEndUser", "deactivateEndUser", "reactivateEndUser"])  # fmt: skip
+    _link(paths["/v1/subscriptions"]["post"], "201", "#/id",
+          ["retrieveSubscription", "updateSubscription", "cancelSubscription"])  # fmt: skip
     # A duplicate usage event is answered 200 with the earlier event.
     paths["/v1/usage/events"]["post"]["responses"]["200"] = paths["/v1/usage/events"]["post"][
         "responses"
