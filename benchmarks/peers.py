@@ -21,10 +21,10 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _spawn import SINK, bearlumen_serve, spawn
+
 QUEUE = 1_000_000
 
 
@@ -47,6 +47,16 @@ def make_bearlumen(url: str) -> tuple[Callable[[int], Any], Callable[[], Any], C
     return call, lambda: client.flush(), lambda: client.stats()["dropped"]
 
 
+PROPERTIES = {
+    "metric_name": "llm_tokens",
+    "quantity": 1200,
+    "agent_id": "support-bot",
+    "workflow_id": "onboarding",
+    "model": "gpt-4o-mini",
+    "provider_cost_usd": 0.00042,
+}
+
+
 def make_segment(url: str) -> tuple[Callable[[int], Any], Callable[[], Any], Callable[[], int]]:
     from segment.analytics import Client
 
@@ -57,14 +67,7 @@ def make_segment(url: str) -> tuple[Callable[[int], Any], Callable[[], Any], Cal
         return track(
             user_id="user-1",
             event="token_usage",
-            properties={
-                "metric_name": "llm_tokens",
-                "quantity": 1200,
-                "agent_id": "support-bot",
-                "workflow_id": "onboarding",
-                "model": "gpt-4o-mini",
-                "provider_cost_usd": 0.00042,
-            },
+            properties=PROPERTIES,
         )
 
     return call, client.flush, lambda: 0
@@ -80,14 +83,7 @@ def make_posthog(url: str) -> tuple[Callable[[int], Any], Callable[[], Any], Cal
         return capture(
             "token_usage",
             distinct_id="user-1",
-            properties={
-                "metric_name": "llm_tokens",
-                "quantity": 1200,
-                "agent_id": "support-bot",
-                "workflow_id": "onboarding",
-                "model": "gpt-4o-mini",
-                "provider_cost_usd": 0.00042,
-            },
+            properties=PROPERTIES,
         )
 
     return call, client.flush, lambda: 0
@@ -149,18 +145,6 @@ def child(sdk: str, threads: int, calls: int, url: str) -> None:
     )
 
 
-@contextmanager
-def spawn(command: list[str]) -> Iterator[str]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        yield line.split("listening on ", 1)[1].split()[0]
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 def run_child(sdk: str, threads: int, calls: int, url: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", sdk, str(threads), str(calls), url],
@@ -186,7 +170,7 @@ def main() -> None:
     )
     header = f"{'sdk':<10} {'thr':>3} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9} {'max µs':>9} {'calls/s':>10} {'e2e ev/s':>10} {'RSS MB':>7} {'drop':>5}"
     rows = []
-    with spawn([sys.executable, os.path.join(HERE, "_sink.py")]) as sink:
+    with spawn(SINK) as sink:
         print(f"# sink: {sink}, {args.calls} calls per run")
         print(header)
         for threads in (1, 4):
@@ -198,7 +182,7 @@ def main() -> None:
                     f" {r['calls_per_s']:>10,.0f} {r['e2e_events_per_s']:>10,.0f} {r['peak_rss_mb']:>7.1f} {r['dropped']:>5}",
                     flush=True,
                 )
-    with spawn([sys.executable, "-m", "bearlumen", "serve", "--port", "0"]) as server:
+    with spawn(bearlumen_serve()) as server:
         r = run_child("bearlumen", 1, args.calls, server)
         print(
             f"# bearlumen into the local server (bearlumen serve, :memory:): {r['e2e_events_per_s']:,.0f} events/s end to end, "

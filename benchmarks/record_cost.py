@@ -9,15 +9,12 @@ then flush. Prints p50 / p99 / p99.9 per call and calls/s for each mode.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
+
+from _spawn import SINK, spawn
 
 import bearlumen
-
-HERE = Path(__file__).parent
 
 
 def measure(url: str, calls: int, **options: object) -> str:
@@ -59,18 +56,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=100_000)
     args = parser.parse_args()
-    sink = subprocess.Popen(
-        [sys.executable, str(HERE / "_sink.py")], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert sink.stdout is not None
-        url = sink.stdout.readline().split("listening on ", 1)[1].split()[0]
+    with spawn(SINK) as url:
         print(f"record() in memory         : {measure(url, args.calls)}")
         with tempfile.TemporaryDirectory() as spool:
             print(f"record() with spool_dir    : {measure(url, args.calls, spool_dir=spool)}")
-    finally:
-        sink.terminate()
-        sink.wait(10)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,12 @@ import json
 import os
 import platform
 import secrets
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import httpx
+from _spawn import bearlumen_serve, spawn
 
 from bearlumen._http import NO_DELAY
 
@@ -82,14 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = tempfile.mkdtemp()
     db = args.db or os.path.join(folder, "ingest.sqlite3")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", db],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split("listening on ", 1)[1].split()[0]
+    with spawn(bearlumen_serve("--db", db)) as url:
         print(
             f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores; db {db}"
         )
@@ -98,9 +90,6 @@ def main() -> None:
             print(
                 f"server ingest, {clients} client(s), {args.batches} x 1000-event batches: {rate:,.0f} events/s"
             )
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ import argparse
 import os
 import resource
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 import httpx
+from _spawn import bearlumen_serve, spawn
 
 import bearlumen
 
@@ -39,13 +39,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
     db = os.path.join(tempfile.mkdtemp(), "soak.sqlite3")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", db, "--faults", FAULTS],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    url = server.stdout.readline().split("listening on ", 1)[1].split()[0]
+    with spawn(bearlumen_serve("--db", db, "--faults", FAULTS)) as url:
+        ok = soak(url, args)
+    sys.exit(0 if ok else 1)
+
+
+def soak(url: str, args: argparse.Namespace) -> bool:
     key = "sk_soak_" + secrets.token_hex(4)
     client = bearlumen.Client(api_key=key, base_url=url, max_queue_size=50_000, on_overflow="block")
     produced = [0] * args.threads
@@ -83,23 +82,30 @@ def main() -> None:
         t.join()
     result = client.close(timeout=300)
     admin = httpx.get(url + "/_admin/stats").json()
-    server.terminate()
-    server.wait(10)
     total = sum(produced)
     stored = admin["eventsStored"]
     injected = admin["faults"]["injected"]
     by_status = admin["requestsByStatus"]
-    unexplained_5xx = sum(v for k, v in by_status.items() if k.startswith("5")) - injected.get("500", 0) - injected.get(
-        "503", 0
-    ) - injected.get("store_500", 0)
-    print(f"produced {total:,} in {args.seconds:.0f}s by {args.threads} threads; stored {stored:,};"
-          f" dropped {result['dropped']}; failed {result['failed']}; retries {result['retries']:,}")
-    print(f"client RSS first/peak/last sample: {samples[0]:.1f} / {max(samples):.1f} / {samples[-1]:.1f} MB;"
-          f" peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB")
-    print(f"server answers by status: {by_status}; injected: {injected}; unexplained 5xx: {unexplained_5xx}")
+    unexplained_5xx = (
+        sum(v for k, v in by_status.items() if k.startswith("5"))
+        - injected.get("500", 0)
+        - injected.get("503", 0)
+        - injected.get("store_500", 0)
+    )
+    print(
+        f"produced {total:,} in {args.seconds:.0f}s by {args.threads} threads; stored {stored:,};"
+        f" dropped {result['dropped']}; failed {result['failed']}; retries {result['retries']:,}"
+    )
+    print(
+        f"client RSS first/peak/last sample: {samples[0]:.1f} / {max(samples):.1f} / {samples[-1]:.1f} MB;"
+        f" peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB"
+    )
+    print(
+        f"server answers by status: {by_status}; injected: {injected}; unexplained 5xx: {unexplained_5xx}"
+    )
     ok = stored == total - result["dropped"] and result["failed"] == 0 and unexplained_5xx == 0
     print("TOTALS MATCH EXACTLY" if ok else "MISMATCH")
-    sys.exit(0 if ok else 1)
+    return ok
 
 
 if __name__ == "__main__":
