@@ -1,0 +1,56 @@
+"""`mypy --strict` on a user's code sees the keys of every result."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+mypy_api = pytest.importorskip("mypy.api")
+
+USER_CODE = """
+import bearlumen
+from bearlumen import CostBreakdownResponse, EndUser, Subscription, UsageRecordInput
+
+client: bearlumen.Client = bearlumen.Client(api_key="k")
+user: EndUser = client.end_users.create(external_id="u")["endUser"]
+name: str = user["externalId"]
+sub: Subscription = client.subscriptions.retrieve("sub_1")
+result = client.usage.record(event_type="t", metric_name="m", quantity=1)
+ok: bool = result["recorded"]
+batch: list[UsageRecordInput] = [{"event_type": "t", "metric_name": "m", "quantity": 1}]
+counts: int = client.usage.record_batch(batch)["recorded_count"]
+costs: CostBreakdownResponse = client.cost_attribution.by_agent("2024-01-01", "2024-02-01")
+total: float = costs["totalCost"] + costs["items"][0]["totalCost"]
+values: list[str] = client.cost_attribution.list_agents("2024-01-01", "2024-02-01")["values"]
+"""
+
+MISTAKES = """
+import bearlumen
+client = bearlumen.Client(api_key="k")
+client.end_users.create(external_id="u")["endUser"]["externalID"]
+client.usage.record(event_type="t", metric_name="m", quantity=1)["recordd"]
+client.usage.record_batch([{"event_type": "t", "metric_name": "m"}])
+"""
+
+
+def check(tmp_path: Path, code: str) -> tuple[str, int]:
+    source = tmp_path / "user_code.py"
+    source.write_text(textwrap.dedent(code))
+    out, err, status = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(source)]
+    )
+    return out + err, status
+
+
+def test_correct_use_type_checks(tmp_path: Path) -> None:
+    out, status = check(tmp_path, USER_CODE)
+    assert status == 0, out
+
+
+def test_wrong_keys_and_missing_fields_are_caught(tmp_path: Path) -> None:
+    out, status = check(tmp_path, MISTAKES)
+    assert status == 1
+    assert '"externalID"' in out and '"recordd"' in out
+    assert "quantity" in out  # the batch event lacks a required key
