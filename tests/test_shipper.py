@@ -202,11 +202,16 @@ def test_a_full_queue_drops_the_new_event_and_counts_it(
     assert all(r["recorded"] for r in kept)
     assert all(r["recorded"] is False and r.get("dropped") for r in dropped)
     assert client.stats()["dropped"] == 2
+    refused = client.usage.record("t", "m", 9, "mine-1")
+    assert refused["recorded"] is False and refused.get("dropped")
     transport.gate.set()
+    assert client.flush()["recorded"] == 4
+    # A dropped event was never queued: the same key may be recorded again.
+    assert client.usage.record("t", "m", 9, "mine-1")["recorded"] is True
     result = client.close()
-    assert (result["recorded"], result["dropped"]) == (4, 2)
+    assert (result["recorded"], result["dropped"]) == (5, 3)
     drop_logs = [r for r in caplog.records if "dropped" in r.getMessage()]
-    assert len(drop_logs) == 1 and "2 usage event(s)" in drop_logs[0].getMessage()
+    assert len(drop_logs) == 1 and "3 usage event(s)" in drop_logs[0].getMessage()
 
 
 def test_block_on_overflow_waits_for_space_instead(

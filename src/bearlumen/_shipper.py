@@ -194,9 +194,11 @@ class Shipper:
         """Queue one event; False when it was dropped (queue full, or client closed)."""
         pending = self.pending_events
         if len(pending) >= self.max_queue_size and not self._wait_for_space():
+            self._forget_key(event)
             return False
         if not self._accepting and not self._start_worker():
             self._count_drop()
+            self._forget_key(event)
             return False
         if self._spool is not None:
             event = self._spool_append(event)
@@ -209,10 +211,13 @@ class Shipper:
         try:
             return self._spool.append(event)  # type: ignore[union-attr]
         except InvalidRequestError:
-            # Not queued after all: forget its key, so a corrected retry is not a "duplicate".
-            if self.recent_keys.get(event[3]) is event:
-                self.recent_keys.pop(event[3], None)
+            self._forget_key(event)
             raise
+
+    def _forget_key(self, event: QueuedEvent) -> None:
+        """The event was not queued after all: a retry with its key must not be a "duplicate"."""
+        if self.recent_keys.get(event[3]) is event:
+            self.recent_keys.pop(event[3], None)
 
     def _wait_for_space(self) -> bool:
         if not self.block_on_overflow:

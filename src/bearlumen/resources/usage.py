@@ -130,23 +130,19 @@ class Usage:
                 event_type, metric_name, quantity, idempotency_key, stamp,
                 subscription_id, end_user_id, agent_id, workflow_id, metadata,
             )  # fmt: skip
-        if idempotency_key is None:
+        given_key = idempotency_key is not None
+        if not given_key:
             idempotency_key = _ids.event_keys.next()
-            event = (
-                event_type, metric_name, quantity, idempotency_key, stamp,
-                subscription_id, end_user_id, agent_id, workflow_id, metadata,
-            )  # fmt: skip
-        else:
-            if type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
-                raise _bad(
-                    "idempotency_key", "must be a non-empty string of at most 255 characters"
-                )
-            event = (
-                event_type, metric_name, quantity, idempotency_key, stamp,
-                subscription_id, end_user_id, agent_id, workflow_id, metadata,
-            )  # fmt: skip
+        elif type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
+            raise _bad("idempotency_key", "must be a non-empty string of at most 255 characters")
+        event = (
+            event_type, metric_name, quantity, idempotency_key, stamp,
+            subscription_id, end_user_id, agent_id, workflow_id, metadata,
+        )  # fmt: skip
+        if given_key:
+            # Only a caller's key can repeat (ours never do). setdefault is atomic: of two
+            # threads racing with one key, exactly one wins.
             recent = shipper.recent_keys
-            # setdefault is atomic: of two threads racing with one key, exactly one wins.
             if recent.setdefault(idempotency_key, event) is not event:
                 return {"recorded": False, "idempotency_key": idempotency_key}
             if len(recent) > RECENT_KEYS_REMEMBERED:
