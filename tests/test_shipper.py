@@ -309,6 +309,19 @@ def test_a_failing_on_error_callback_never_reaches_the_caller(
         assert c.flush()["recorded"] == 2
 
 
+def test_flush_from_on_error_does_not_wait_for_itself(server: LocalServer, api_key: str) -> None:
+    seen: list[bool] = []
+    clients: list[Client] = []
+    client = Client(
+        api_key=api_key, base_url=server.base_url,
+        on_error=lambda events, exc: seen.append(clients[0].flush(timeout=30)["complete"]),
+    )  # fmt: skip
+    clients.append(client)
+    client.usage.record("t", "m", 1, metadata={"bad": object()})
+    assert client.flush(timeout=30)["complete"] is True and seen == [True]
+    client.close()
+
+
 def test_record_after_close_is_dropped_and_counted(server: LocalServer, api_key: str) -> None:
     client = Client(api_key=api_key, base_url=server.base_url)
     client.usage.record("t", "m", 1)

@@ -262,7 +262,11 @@ class Shipper:
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Block until everything recorded before this call is delivered or failed for good."""
         complete = True
-        if self._worker is not None and self._worker.is_alive():
+        worker = self._worker
+        if worker is threading.current_thread():
+            # Called from on_error, on the worker itself: waiting for it would wait for ever.
+            complete = not self.pending_events
+        elif worker is not None and worker.is_alive():
             request = _FlushRequest()
             self.pending_events.append(request)
             self._wake.set()
