@@ -363,3 +363,23 @@ def test_stats_reports_every_counter(client: Client) -> None:
     assert set(client.stats()) == {
         "queued", "sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches",
     }  # fmt: skip
+
+
+def test_gzip_bodies_arrive_whole(server: LocalServer, api_key: str) -> None:
+    encodings: list[str | None] = []
+
+    class Recording(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            encodings.append(request.headers.get("content-encoding"))
+            return super().handle_request(request)
+
+    http_client = httpx.Client(transport=Recording())
+    with Client(
+        api_key=api_key, base_url=server.base_url, compress=True, http_client=http_client
+    ) as c:
+        for i in range(1500):
+            c.usage.record("token_usage", "llm_tokens", i, metadata={"note": "x" * 100})
+        assert c.flush()["recorded"] == 1500
+        batch = c.usage.record_batch([{"event_type": "t", "metric_name": "m", "quantity": 1}] * 50)
+        assert batch["recorded_count"] == 50 and c.usage.summary()["totalEvents"] == 1550
+    assert encodings[:3] == ["gzip", "gzip", "gzip"]  # two shipper batches, one record_batch

