@@ -201,46 +201,63 @@ def test_backoff_is_exponential_with_jitter_and_retry_after_is_a_floor() -> None
     assert backoff_delay(4, short, jitter=lambda: 1.0) == 4.0
 
 
-def test_requests_carry_user_agent_and_one_idempotency_key_per_call() -> None:
-    # The local server cannot show what headers it received; a MockTransport can.
-    seen: list[httpx.Request] = []
+class RecordingTransport(httpx.HTTPTransport):
+    """The real transport, noting each request it sends (to the real local server), and
+    optionally sending every request to `redirect_to` whatever host its URL names."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        if len(seen) == 1:
-            return httpx.Response(503, json={"error": {"type": "server_error", "message": "x"}})
-        return httpx.Response(201, json={"endUser": {"id": "eu_1"}})
+    def __init__(self, redirect_to: str | None = None) -> None:
+        super().__init__()
+        self.sent: list[httpx.Request] = []
+        self.hosts: list[str] = []  # as the client addressed them
+        self.redirect_to = httpx.URL(redirect_to) if redirect_to else None
 
-    transport = httpx.Client(transport=httpx.MockTransport(answer))
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        self.hosts.append(request.url.host)
+        if self.redirect_to is not None:
+            request.url = request.url.copy_with(
+                scheme=self.redirect_to.scheme,
+                host=self.redirect_to.host,
+                port=self.redirect_to.port,
+            )
+        return super().handle_request(request)
+
+
+def test_requests_carry_user_agent_and_one_idempotency_key_per_call(
+    fault_server: LocalServer, recording_sleep: RecordingSleep
+) -> None:
+    fault_server.set_faults(script=["503"])  # the first attempt fails and is retried
+    transport = RecordingTransport()
     client = Client(
-        api_key="sk_test_h",
-        base_url="http://127.0.0.1:9",
-        http_client=transport,
-        sleep=lambda s: None,
-    )
+        api_key="sk_test_h", base_url=fault_server.base_url,
+        http_client=httpx.Client(transport=transport), sleep=recording_sleep,
+    )  # fmt: skip
     client.end_users.create(external_id="a")
     client.end_users.create(external_id="b")
+    seen = transport.sent
     version = ".".join(platform.python_version_tuple()[:2])
     assert (
         seen[0].headers["user-agent"]
         == f"bearlumen-python/{bearlumen.__version__} python/{version}"
     )
     keys = [r.headers["idempotency-key"] for r in seen]
-    assert keys[0] == keys[1] != keys[2]
+    assert len(keys) == 3 and keys[0] == keys[1] != keys[2]  # the retry reused its call's key
     assert seen[0].headers["authorization"] == "Bearer sk_test_h"
+    assert client.end_users.list()["total"] == 2
 
 
-def test_plain_http_to_a_remote_host_warns_once() -> None:
-    transport = httpx.Client(
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"endUsers": []}))
-    )
+def test_plain_http_to_a_remote_host_warns_once(server: LocalServer) -> None:
+    # The client believes it talks to a remote host; the transport delivers to the local server.
+    transport = RecordingTransport(redirect_to=server.base_url)
     client = Client(
-        api_key="sk_live_secret", base_url="http://metering.example.com", http_client=transport
-    )
+        api_key="sk_live_secret", base_url="http://metering.example.com",
+        http_client=httpx.Client(transport=transport),
+    )  # fmt: skip
     with pytest.warns(UserWarning, match="plain http") as warned:
         client.end_users.list()
         client.end_users.list()
     assert len(warned) == 1 and "sk_live_secret" not in str(warned[0].message)
+    assert transport.hosts == ["metering.example.com"] * 2
 
 
 def test_the_api_key_never_appears_in_logs_reprs_or_errors(
