@@ -41,7 +41,6 @@ WIRE_FIELDS = (
     "workflowId",
     "metadata",
 )
-TIMESTAMP = 4
 
 _second_cache: list[Any] = [None, ""]
 

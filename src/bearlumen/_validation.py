@@ -3,13 +3,14 @@ naming the field, before anything is queued or sent."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
 from ._errors import InvalidRequestError
+from ._wire import canonical_timestamp, format_utc
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -71,16 +72,12 @@ def date_param(param: str, value: Any, *, required: bool = False) -> str | None:
             raise invalid(param, "is required")
         return None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        stamp: str = value.astimezone(timezone.utc).isoformat()
-        return stamp.replace("+00:00", "Z")
+        return format_utc(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str) and value:
-        text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
         try:
-            datetime.fromisoformat(text)
+            canonical_timestamp(value)  # only to check it: the server reads the caller's form
         except ValueError:
             raise invalid(param, "must be a date (2024-01-01) or an RFC 3339 timestamp") from None
         return value

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from typing_extensions import Annotated
 
-MAX_BATCH_EVENTS = 1000
+from ._constants import MAX_BATCH_SIZE
+
 MAX_NAME_LENGTH = 255
 MAX_METADATA_BYTES = 16 * 1024
 COST_KEY = "provider_cost_usd"
@@ -104,13 +105,13 @@ class UsageEvent(_WireModel):
 class UsageBatch(_WireModel):
     """The envelope of `POST /v1/usage/events/batch`; events are validated one by one."""
 
-    events: Annotated[List[Any], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    events: Annotated[List[Any], Field(min_length=1, max_length=MAX_BATCH_SIZE)]
 
 
 class ValidUsageBatch(_WireModel):
     """A batch whose every event is valid: the server's fast path validates it in one call."""
 
-    events: Annotated[List[UsageEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+    events: Annotated[List[UsageEvent], Field(min_length=1, max_length=MAX_BATCH_SIZE)]
 
 
 def format_utc(moment: datetime) -> str:
@@ -127,17 +128,11 @@ def format_utc(moment: datetime) -> str:
 Email = Annotated[
     str, Field(max_length=MAX_NAME_LENGTH, strict=True, json_schema_extra={"format": "email"})
 ]
-Timestamp = Annotated[
-    str,
-    Field(
-        json_schema_extra={
-            "anyOf": [
-                {"type": "string", "format": "date"},
-                {"type": "string", "format": "date-time"},
-            ]
-        }
-    ),
-]
+# What a date parameter or field accepts: `2024-01-01` or an RFC 3339 timestamp.
+DATE_OR_TIMESTAMP_SCHEMA: Dict[str, Any] = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
+Timestamp = Annotated[str, Field(json_schema_extra=DATE_OR_TIMESTAMP_SCHEMA)]
 
 
 class EndUserCreate(_WireModel):

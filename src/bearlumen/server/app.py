@@ -399,7 +399,10 @@ def _rows_one_by_one(
     return rows, results, accepted_at
 
 
-def _usage_filters(call: Call, *names: str) -> list[tuple[str, str, Any]]:
+def _usage_filters(
+    call: Call, *names: str
+) -> tuple[list[tuple[str, str, Any]], dict[str, str | None]]:
+    """The filters named, and the date range as the answer repeats it."""
     columns = {
         "subscriptionId": "subscription_id",
         "metricName": "metric_name",
@@ -409,30 +412,24 @@ def _usage_filters(call: Call, *names: str) -> list[tuple[str, str, Any]]:
     filters = [(columns[name], "=", call.query_text(name)) for name in names]
     start, end = call.date_range(required=False)
     filters += [("ts", ">=", start), ("ts", "<", end)]
-    return filters
+    return filters, {"startDate": start, "endDate": end}
 
 
 def query_events(state: ServerState, call: Call) -> tuple[int, Any]:
-    filters = _usage_filters(call, "subscriptionId", "metricName", "agentId", "workflowId")
+    filters, _ = _usage_filters(call, "subscriptionId", "metricName", "agentId", "workflowId")
     limit, offset = call.limit_offset()
     events, total = state.store.query_events(call.tenant, filters, limit, offset)
     return 200, {"events": events, "total": total, "limit": limit, "offset": offset}
 
 
 def usage_aggregation(state: ServerState, call: Call) -> tuple[int, Any]:
-    filters = _usage_filters(call, "subscriptionId", "metricName")
-    return 200, {
-        "aggregations": state.store.aggregate_by_metric(call.tenant, filters),
-        "startDate": filters[-2][2],
-        "endDate": filters[-1][2],
-    }
+    filters, dates = _usage_filters(call, "subscriptionId", "metricName")
+    return 200, {"aggregations": state.store.aggregate_by_metric(call.tenant, filters), **dates}
 
 
 def usage_summary(state: ServerState, call: Call) -> tuple[int, Any]:
-    filters = _usage_filters(call, "subscriptionId")
-    summary = state.store.summarize(call.tenant, filters)
-    summary.update(startDate=filters[-2][2], endDate=filters[-1][2])
-    return 200, summary
+    filters, dates = _usage_filters(call, "subscriptionId")
+    return 200, {**state.store.summarize(call.tenant, filters), **dates}
 
 
 # -- handlers: cost attribution ------------------------------------------------------------

@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 from .. import _types as types
 from .._wire import (
+    DATE_OR_TIMESTAMP_SCHEMA,
     EndUserCreate,
     EndUserUpdate,
     SubscriptionCreate,
@@ -72,7 +73,7 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _TEXT = {"type": "string", "maxLength": 255}
-_DATE = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+_DATE = DATE_OR_TIMESTAMP_SCHEMA
 _PAGING = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
     _query("offset", {"type": "integer", "minimum": 0}),

@@ -307,13 +307,6 @@ class Store:
             )
             return self._get_end_user(db, tenant, end_user_id)
 
-    def end_user_exists(self, tenant: int, end_user_id: str) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM end_users WHERE tenant = ? AND id = ?", (tenant, end_user_id)
-            ).fetchone()
-        return row is not None
-
     def list_end_users(
         self, tenant: int, status: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
