@@ -37,6 +37,7 @@ def served(tmp_path: Path) -> Iterator[str]:
     yield first.split("listening on ", 1)[1].split()[0]
     child.terminate()
     child.wait(10)
+    child.stdout.close()
 
 
 def test_serve_answers_the_client_and_refuses_other_keys(served: str) -> None:

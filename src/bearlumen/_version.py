@@ -1,8 +1,3 @@
-"""The package version, read from the installed metadata."""
+"""The package version: the one place it is written (pyproject.toml reads it from here)."""
 
-try:
-    from importlib.metadata import PackageNotFoundError, version
-
-    __version__ = version("bearlumen")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = "0.1.0"
