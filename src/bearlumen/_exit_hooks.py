@@ -8,12 +8,19 @@
   every new child through `register_after_fork`, because a new child clears the registry.
 * SIGTERM (`docker stop`, Kubernetes, `Pool.terminate()`, gunicorn's and uvicorn's shutdown): by
   default it kills the process before atexit. A client created in the main thread installs one
-  handler per process that flushes every client (bounded by the largest `shutdown_timeout`),
+  handler per process. It flushes every client (bounded by the largest `shutdown_timeout`),
   switches them to shipping each event at once (an app still finishing requests records more),
-  and then does exactly what the handler it found would have done: call it (uvicorn's, gunicorn's,
-  the app's own), ignore the signal, or die by SIGTERM as the default does (status 143 / -15).
-  uvicorn saves the handler it finds at startup and re-raises SIGTERM through it after its
-  graceful shutdown, which lands here again with whatever was recorded meanwhile.
+  and does what the handler it found would have done: call it (uvicorn's, gunicorn's, the app's
+  own), ignore the signal, or die by SIGTERM as the default does (status 143 / -15). uvicorn
+  saves the handler it finds at startup and re-raises SIGTERM through it after its graceful
+  shutdown, which lands here again with whatever was recorded meanwhile.
+
+  A signal handler runs on the main thread wherever the signal interrupted it, possibly inside
+  one of the shipper's locks or an Event's: if it waited for the worker there, it could wait on
+  itself. So it waits for nothing: it queues a flush marker (a lock-free deque append) and a
+  helper thread wakes the worker, waits, and then, if the default was to die, sends SIGTERM
+  again with the default restored. Meanwhile the main thread goes on; if it reaches the exit
+  hooks first, they wait for the helper, so the exit status is still death by SIGTERM.
 * A forked server worker (gunicorn's UvicornWorker) resets SIGTERM to the default after the
   fork and then installs uvicorn's: the first event recorded on the main thread of such a child
   installs the handler again, chained to the one it finds.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import threading
 import time
@@ -41,7 +49,7 @@ FINALIZER_PRIORITY = 50
 # The shippers that flush on SIGTERM (their clients did not pass handle_sigterm=False).
 _sigterm_shippers: weakref.WeakSet[Shipper] = weakref.WeakSet()
 _previous_handler: Any = None  # what SIGTERM did before our handler: called, ignored or default
-_flushing = False  # a second SIGTERM during the flush goes straight to the previous behaviour
+_dying: threading.Thread | None = None  # the helper that ends the process by SIGTERM
 
 
 def watch(shipper: Shipper, *, handle_sigterm: bool) -> None:
@@ -71,44 +79,51 @@ def install_sigterm_handler() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    global _flushing
-    if not _flushing:
-        _flushing = True
-        try:
-            flush_for_exit()
-        finally:
-            _flushing = False
+    global _dying
     previous = _previous_handler
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:
-        # The default (or a handler installed from C, which Python cannot call): die by SIGTERM,
-        # so the parent sees the same exit status as without us.
+    die = not callable(previous) and previous != signal.SIG_IGN
+    if die:
+        # The default (or a handler installed from C, which Python cannot call): the helper
+        # ends the process by SIGTERM once the flush is done, so the parent sees the same exit
+        # status as without us; a second SIGTERM meanwhile ends it at once.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGTERM)
+    flushes = [(shipper, shipper.start_exit_flush()) for shipper in list(_sigterm_shippers)]
+    helper = threading.Thread(
+        target=_finish_exit_flush, args=(flushes, die), name="bearlumen-sigterm", daemon=True
+    )
+    helper.start()
+    if die:
+        _dying = helper
+    elif callable(previous):
+        previous(signum, frame)
 
 
-def flush_for_exit() -> None:
-    """Flush every SIGTERM-handling shipper at once, bounded by the largest shutdown_timeout."""
-    shippers = list(_sigterm_shippers)
-    if not shippers:
-        return
-    waits = [(shipper, shipper.start_exit_flush()) for shipper in shippers]
-    deadline = time.monotonic() + max(shipper.shutdown_timeout for shipper in shippers)
-    for shipper, done in waits:
-        if done is not None and not done.wait(max(0.0, deadline - time.monotonic())):
-            logger.error(
-                "bearlumen: SIGTERM: %d usage event(s) still undelivered after"
-                " shutdown_timeout=%ss; the process ends now",
-                shipper.queued_estimate(),
-                shipper.shutdown_timeout,
-            )
+def _finish_exit_flush(flushes: list[tuple[Shipper, threading.Event | None]], die: bool) -> None:
+    """On the helper thread: wake the workers, wait (bounded), then die if that was the plan."""
+    waits = [(shipper, done) for shipper, done in flushes if done is not None]
+    for shipper, _ in waits:
+        shipper.wake()
+    if waits:
+        deadline = time.monotonic() + max(shipper.shutdown_timeout for shipper, _ in waits)
+        for shipper, done in waits:
+            if not done.wait(max(0.0, deadline - time.monotonic())):
+                logger.error(
+                    "bearlumen: SIGTERM: %d usage event(s) still undelivered after"
+                    " shutdown_timeout=%ss",
+                    shipper.queued_estimate(),
+                    shipper.shutdown_timeout,
+                )
+    if die:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _close_at_exit(shipper_ref: weakref.ref[Shipper]) -> None:
     shipper = shipper_ref()
     if shipper is not None:
         shipper.close_at_exit()
+    dying = _dying
+    if dying is not None and dying is not threading.current_thread():
+        dying.join()  # bounded by shutdown_timeout; it ends the process by SIGTERM
 
 
 def _register_finalizer(shipper: Shipper) -> None:

@@ -364,19 +364,22 @@ class Shipper:
             self.close()
 
     def start_exit_flush(self) -> threading.Event | None:
-        """SIGTERM arrived: from now on ship every event at once, and flush what is queued.
+        """SIGTERM arrived: from now on ship every event at once, and queue a flush marker.
 
-        Returns what to wait on (None when there is no worker). Runs in a signal handler, so
-        it takes no lock: the interrupted code may hold any of them.
+        Returns what to wait on (None when there is no worker). Called in a signal handler, so
+        it takes no lock and sets no Event: the interrupted code may hold any of them. The
+        caller wakes the worker (`wake()`) from another thread.
         """
         self.flush_at = 1
         worker = self._worker
-        if worker is None or not worker.is_alive() or worker is threading.current_thread():
+        if worker is None or not worker.is_alive():
             return None
         request = _FlushRequest()
         self.pending_events.append(request)
-        self._wake.set()
         return request.done
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def queued_estimate(self) -> int:
         """Events still queued; no lock, for a signal handler's log line."""
