@@ -269,3 +269,37 @@ def test_metadata_that_cannot_be_spooled_fails_at_the_call(
 def test_spool_needs_the_buffered_client(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError, match="spool_dir"):
         Client(api_key="k", base_url="http://127.0.0.1:9", buffered=False, spool_dir=tmp_path)
+
+
+FORKING = """
+import os, sys, bearlumen
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          spool_dir=os.environ["SPOOL"], flush_interval=3600)
+client.usage.record("t", "m", 1, "parent-before")
+parent_part = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
+pid = os.fork()
+if pid == 0:
+    client.usage.record("t", "m", 1, "child")
+    parts = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
+    ok = client.close()["recorded"] == 1 and len(parts) == 2  # its own part, beside the parent's
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+# The child closed its part, and let go of nothing of the parent's.
+assert [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")] == parent_part
+client.usage.record("t", "m", 1, "parent-after")
+assert client.close()["recorded"] == 2
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_spools_into_its_own_part(
+    server: LocalServer, api_key: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "KEY": api_key, "URL": server.base_url, "SPOOL": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORKING)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert total_events(server.base_url, api_key) == 3
+    assert owners(tmp_path) == [] and segments(tmp_path) == []

@@ -196,6 +196,7 @@ class Shipper:
         self._first_rejection: str | None = None
         self._failing = False  # a batch was given up on: logged once until delivery recovers
         self._outage = False  # an attempt failed: logged once until delivery recovers
+        self._in_flight = 0  # events in the batch being sent (worker only)
         self._closed_drops_logged_at = -DROP_REPORT_INTERVAL * 10
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
         self.counts = dict.fromkeys(COUNTERS, 0)
@@ -452,6 +453,7 @@ class Shipper:
             self._reject([event], InvalidRequestError(reason, param="metadata"))
         if not events:
             return
+        self._in_flight = len(events)
         retrying = self._http.retrying(
             deadline=self.delivery_timeout,
             should_stop=self._abandon.is_set,
@@ -524,7 +526,7 @@ class Shipper:
                 "bearlumen: usage delivery failing (%s); %d event(s) waiting; retrying in %.1fs"
                 " and until delivery_timeout=%ss",
                 describe_failure(exc),
-                self.queued_estimate(),
+                self._in_flight + self.queued_estimate(),
                 delay,
                 self.delivery_timeout,
             )
