@@ -253,6 +253,38 @@ def test_sigterm_delivers_the_queue_then_ends_as_it_would_have(
         assert child.stdout.read().strip() == "app handler ran"
 
 
+BLOCKED_LOOP = """
+import asyncio, os, bearlumen
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          max_queue_size=10, on_overflow="block", shutdown_timeout=1)
+
+async def main():
+    i = 0
+    while True:  # the server is down: the queue fills, and every record() would block
+        client.usage.record("token_usage", "llm_tokens", 1)
+        i += 1
+        if i == 1:
+            print("ready", flush=True)
+        await asyncio.sleep(0)
+
+asyncio.run(main())
+"""
+
+
+def test_sigterm_ends_an_event_loop_blocked_on_a_full_queue(api_key: str) -> None:
+    with LocalServer() as dead_url:
+        pass  # nothing listens there any more
+    env = {**os.environ, "KEY": api_key, "URL": dead_url}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(BLOCKED_LOOP)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(60) == -signal.SIGTERM
+    assert child.stderr is not None and "undelivered" in child.stderr.read()
+
+
 # -- uvicorn and gunicorn -------------------------------------------------------------------
 
 ASGI_APP = """

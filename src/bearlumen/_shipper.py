@@ -258,7 +258,7 @@ class Shipper:
             self._count_drop()
             return False
         # On an event loop's thread every task would wait with us: wait briefly, then drop.
-        limit = LOOP_BLOCK_LIMIT if asyncio._get_running_loop() is not None else None
+        limit = LOOP_BLOCK_LIMIT if _on_event_loop() else None
         deadline = None if limit is None else time.monotonic() + limit
         with self._space:
             self._blocked_producers += 1
@@ -599,6 +599,15 @@ class Shipper:
             total,
             self.max_queue_size,
         )
+
+
+def _on_event_loop() -> bool:
+    """Is this thread running an asyncio event loop?"""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def describe_failure(exc: BaseException | None) -> str:
