@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import mmap
@@ -40,7 +39,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import encode_event, from_wire
@@ -51,8 +50,8 @@ SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapp
 RETRY_DISK_EVERY = 5.0  # seconds between attempts to reserve a segment once the disk was full
 OWNER_PREFIX = "owner-"
 
-# Reserves a segment's blocks; tests inject a full disk here.
-_allocate = os.posix_fallocate
+# Reserves a segment's blocks (Linux and most Unixes; not macOS); tests inject a full disk here.
+_allocate: Callable[[int, int, int], None] | None = getattr(os, "posix_fallocate", None)
 
 
 class SpoolLockedError(BearLumenError):
@@ -351,12 +350,14 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 def _reserve(fd: int, size: int) -> None:
     """Give the file `size` bytes of real disk blocks, so writes through a mapping cannot fail."""
-    try:
-        _allocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise
-        os.ftruncate(fd, size)  # a filesystem that cannot reserve: size it, as before
+    if _allocate is not None:
+        try:
+            _allocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    os.ftruncate(fd, size)  # a system or filesystem that cannot reserve: size it, as before
 
 
 def _claim_new_owner(directory: str) -> _Owner:
@@ -366,7 +367,7 @@ def _claim_new_owner(directory: str) -> _Owner:
     staging = os.path.join(directory, "." + name)
     os.mkdir(staging, 0o700)
     fd = os.open(os.path.join(staging, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _lock(fd)
     path = os.path.join(directory, name)
     os.rename(staging, path)
     return _Owner(path, fd)
@@ -380,7 +381,7 @@ def _try_lock(path: str, *, legacy: bool) -> _Owner | None:
     except OSError:
         return None  # removed by the client that adopted it, or not ours to open
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(fd)
     except OSError:
         os.close(fd)
         return None
@@ -388,6 +389,13 @@ def _try_lock(path: str, *, legacy: bool) -> _Owner | None:
         os.close(fd)  # adopted and removed between our open and our lock
         return None
     return _Owner(path, fd, legacy=legacy)
+
+
+def _lock(fd: int) -> None:
+    """Take the lock on `fd` or raise OSError; the kernel drops it when the process dies."""
+    import fcntl  # POSIX only: imported here so that bearlumen itself imports anywhere
+
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _unusable(directory: str, exc: OSError) -> InvalidRequestError:
