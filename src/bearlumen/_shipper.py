@@ -14,6 +14,12 @@ logged once per burst by the worker, never on the caller's thread, and handed to
 `flush()` puts a marker in the queue behind everything recorded before it; the worker completes
 the marker once the events ahead of it are delivered or failed for good, so flush cannot return
 early, and needs no count that producers would have to update.
+
+Duplicates: a caller's idempotency key is claimed (`claim_key`) while its event is queued or in
+flight and stays claimed once recorded; a rejected, failed or dropped event lets its key go, so
+recording it again delivers it. Outages are logged at their first failed attempt and at their
+end, once each. How the queue is delivered however the process ends (exit, multiprocessing,
+SIGTERM) is `_exit_hooks.py`.
 """
 
 from __future__ import annotations
