@@ -272,34 +272,47 @@ def test_spool_needs_the_buffered_client(tmp_path: Path) -> None:
 
 
 FORKING = """
-import os, sys, bearlumen
+import fcntl, os, sys, bearlumen
 client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
                           spool_dir=os.environ["SPOOL"], flush_interval=3600)
+print("created", flush=True)
+sys.stdin.readline()  # meanwhile another process dies, leaving 200 undelivered events
 client.usage.record("t", "m", 1, "parent-before")
-parent_part = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
 pid = os.fork()
 if pid == 0:
     client.usage.record("t", "m", 1, "child")
     parts = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
-    ok = client.close()["recorded"] == 1 and len(parts) == 2  # its own part, beside the parent's
+    result = client.close()  # also delivers what the dead process left, adopted by the child
+    ok = (result["recorded"], result["duplicate"]) == (201, 300) and len(parts) >= 2
     os._exit(0 if ok else 3)
 _, status = os.waitpid(pid, 0)
-# The child closed its part, and let go of nothing of the parent's.
-assert [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")] == parent_part
+# The child closed its part and the dead one's; the parent's is left, still locked.
+(part,) = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
+probe = os.open(os.path.join(os.environ["SPOOL"], part, "lock"), os.O_RDWR)
+try:
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    sys.exit("the child let go of the parent's lock")
+except BlockingIOError:
+    pass
 client.usage.record("t", "m", 1, "parent-after")
 assert client.close()["recorded"] == 2
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def test_a_forked_child_spools_into_its_own_part(
+def test_a_forked_child_spools_into_its_own_part_and_adopts_the_dead(
     server: LocalServer, api_key: str, tmp_path: Path
 ) -> None:
     env = {**os.environ, "KEY": api_key, "URL": server.base_url, "SPOOL": str(tmp_path)}
-    done = subprocess.run(
+    forking = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(FORKING)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert total_events(server.base_url, api_key) == 3
+    assert forking.stdout is not None and forking.stdout.readline().strip() == "created"
+    dead = start_child(server, api_key, tmp_path)  # 300 delivered, 200 only in its spool part
+    dead.kill()
+    dead.wait(30)
+    _, errors = forking.communicate("go\n", timeout=60)
+    assert forking.returncode == 0, errors
+    assert total_events(server.base_url, api_key) == 503
     assert owners(tmp_path) == [] and segments(tmp_path) == []

@@ -205,6 +205,7 @@ class Shipper:
         self._in_flight = 0  # events in the batch being sent (worker only)
         self._closed_drops_logged_at = -DROP_REPORT_INTERVAL * 10
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
+        self._adopt_at_start = False  # set in a forked child with a spool
         self.counts = dict.fromkeys(COUNTERS, 0)
 
     # -- producers (callers' threads) ------------------------------------------------------
@@ -395,6 +396,8 @@ class Shipper:
     # -- the worker ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._adopt_at_start:
+            self._adopt_orphans()
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
@@ -414,6 +417,18 @@ class Shipper:
             self._spool.close()
         with self._lifecycle_lock:
             self.state = ShipperState.CLOSED
+
+    def _adopt_orphans(self) -> None:
+        """In a forked child (a pre-forking server's worker), on the worker thread: replay what
+        dead processes left in the spool. Put first, ahead of any flush marker already queued,
+        so that a flush or close waits for them too."""
+        self._adopt_at_start = False
+        try:
+            recovered = self._spool.adopt_orphans() if self._spool is not None else []
+        except Exception:
+            logger.exception("bearlumen: could not replay the spool's orphaned segments")
+            return
+        self.pending_events.extendleft(reversed(recovered))
 
     def _drain(self) -> None:
         while self.pending_events and not self._abandon.is_set():
@@ -633,7 +648,9 @@ def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:
         shipper._http.reset_after_fork()
         shipper._sigterm_after_fork = shipper.handle_sigterm
         if shipper._spool is not None:
-            # The parent's segments are the parent's: the child writes its own, beside them.
+            # The parent's segments are the parent's: the child writes its own, beside them,
+            # and adopts those of dead processes once its worker starts.
             shipper._spool = shipper._spool.for_forked_child()
+            shipper._adopt_at_start = shipper._spool is not None
 
     return reset

@@ -17,7 +17,8 @@ each process writes its own segments under `spool_dir/owner-<pid>-<random>/`, ne
 file it holds with `flock` for as long as it lives. The kernel drops that lock when the process
 dies, however it dies, so a live client that can take the lock knows the owner is gone: it
 adopts the owner's segments, replays them, and keeps holding the lock while it does, so no other
-client replays them too. A client adopts what it finds when it is created.
+client replays them too. A client adopts what it finds when it is created, and a forked child
+(a pre-forking server's worker) when its worker thread starts.
 
 A segment is deleted only when every event in it was acknowledged by the server (recorded,
 duplicate or rejected); events that failed for good stay on disk, and the lock is let go at
