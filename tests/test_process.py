@@ -1,12 +1,21 @@
-"""Whole processes: events arrive at exit without a flush, after a crash, from a forked child;
-and with the server down a process still exits within its configured bound."""
+"""Whole processes, ended every way a process ends: normal exit, an uncaught exception, a
+forked child, multiprocessing pools and executors (fork, forkserver, spawn; joined or
+terminated), SIGTERM (with and without a handler of the app's own), uvicorn and gunicorn shut
+down by SIGTERM. Each counts events recorded against events stored by the real local server,
+and checks the exit status."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
+from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -33,12 +42,17 @@ def run_script(
 
 
 def stored_keys(server: LocalServer, key: str) -> list[str]:
-    page = httpx.get(
-        server.base_url + "/v1/usage/events",
-        params={"limit": 1000},
-        headers={"Authorization": f"Bearer {key}"},
-    ).json()
-    return sorted(e["idempotencyKey"] for e in page["events"])
+    """Every key stored for this tenant (duplicates would show twice)."""
+    keys: list[str] = []
+    while True:
+        page = httpx.get(
+            server.base_url + "/v1/usage/events",
+            params={"limit": 1000, "offset": len(keys)},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()
+        keys += [e["idempotencyKey"] for e in page["events"]]
+        if not page["events"] or len(keys) >= page["total"]:
+            return sorted(keys)
 
 
 def test_events_never_flushed_by_hand_arrive_at_normal_exit(
@@ -93,3 +107,310 @@ def test_with_the_server_down_the_process_exits_within_its_bound(api_key: str) -
     )
     assert done.returncode == 0
     assert "undelivered" in done.stderr
+
+
+# -- multiprocessing ------------------------------------------------------------------------
+
+POOL_JOB = """
+import concurrent.futures, json, multiprocessing, os, sys
+import bearlumen
+
+EVENTS = 50  # per task; flush_at is 1000 and the interval an hour: all wait for the end
+client = None
+
+def make_client():
+    global client
+    client = bearlumen.Client(
+        api_key=os.environ["KEY"], base_url=os.environ["URL"], flush_interval=3600
+    )
+
+if os.environ["CLIENT_AT"] == "import":
+    make_client()  # at import: in the parent, and again in each spawn/forkserver child
+
+def work(task):
+    for i in range(EVENTS):
+        client.usage.record("token_usage", "llm_tokens", 1, f"{task}-{i}")
+    return os.getpid()
+
+if __name__ == "__main__":
+    method, how = sys.argv[1:]
+    context = multiprocessing.get_context(method)
+    init = make_client if os.environ["CLIENT_AT"] == "initializer" else None
+    if how == "executor":
+        with concurrent.futures.ProcessPoolExecutor(2, context, initializer=init) as executor:
+            list(executor.map(work, range(4)))
+            workers = list(executor._processes.values())
+    else:
+        pool = context.Pool(2, initializer=init)
+        workers = list(pool._pool)
+        pool.map(work, range(4))
+        if how == "close-join":
+            pool.close()
+        else:
+            pool.terminate()  # what leaving `with Pool() as pool:` does
+        pool.join()
+    print(json.dumps([worker.exitcode for worker in workers]))
+"""
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+
+
+def run_pool_job(
+    tmp_path: Path, server: LocalServer, key: str, method: str, how: str, client_at: str
+) -> list[int]:
+    """Run POOL_JOB; check that every event its workers recorded is stored once."""
+    job = tmp_path / "job.py"
+    job.write_text(textwrap.dedent(POOL_JOB))
+    env = {**os.environ, "KEY": key, "URL": server.base_url, "CLIENT_AT": client_at}
+    done = subprocess.run(
+        [sys.executable, str(job), method, how],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    keys = stored_keys(server, key)
+    assert keys == sorted(f"{task}-{i}" for task in range(4) for i in range(50)), done.stderr
+    exit_codes: list[int] = json.loads(done.stdout.splitlines()[-1])
+    return exit_codes
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_pool_closed_and_joined_delivers_its_workers_events(
+    tmp_path: Path, server: LocalServer, api_key: str, method: str
+) -> None:
+    exit_codes = run_pool_job(tmp_path, server, api_key, method, "close-join", "import")
+    assert exit_codes == [0, 0]
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_terminated_pool_delivers_its_workers_events(
+    tmp_path: Path, server: LocalServer, api_key: str, method: str
+) -> None:
+    exit_codes = run_pool_job(tmp_path, server, api_key, method, "terminate", "import")
+    # Killed by SIGTERM as they would be (or, racing it, ended by the pool's sentinel).
+    assert set(exit_codes) <= {-signal.SIGTERM, 0}
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_process_pool_executor_delivers_its_workers_events(
+    tmp_path: Path, server: LocalServer, api_key: str, method: str
+) -> None:
+    exit_codes = run_pool_job(tmp_path, server, api_key, method, "executor", "import")
+    assert exit_codes == [0, 0]
+
+
+@pytest.mark.parametrize("how", ["close-join", "terminate"])
+def test_a_client_made_in_a_pool_initializer_delivers_at_the_end(
+    tmp_path: Path, server: LocalServer, api_key: str, how: str
+) -> None:
+    run_pool_job(tmp_path, server, api_key, "spawn", how, "initializer")
+
+
+# -- SIGTERM --------------------------------------------------------------------------------
+
+SIGTERM_SCRIPT = """
+import os, signal, sys, bearlumen
+if os.environ["APP_HANDLER"] == "yes":
+    def app_handler(signum, frame):
+        print("app handler ran", flush=True)
+        sys.exit(3)
+    signal.signal(signal.SIGTERM, app_handler)
+options = dict(api_key=os.environ["KEY"], base_url=os.environ["URL"], flush_interval=3600)
+if os.environ["OPT_OUT"] == "yes":
+    options["handle_sigterm"] = False
+clients = [bearlumen.Client(**options), bearlumen.Client(**options)]  # both must flush
+for n, client in enumerate(clients):
+    for i in range(250):
+        client.usage.record("token_usage", "llm_tokens", 1, f"c{n}-{i}")
+print("ready", flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.parametrize(
+    ("app_handler", "opt_out", "status", "stored"),
+    [
+        ("no", "no", -signal.SIGTERM, 500),  # docker stop, kubectl delete: dies as it would
+        ("yes", "no", 3, 500),  # the app's own handler still runs, after the flush
+        ("no", "yes", -signal.SIGTERM, 0),  # handle_sigterm=False: left alone
+    ],
+)
+def test_sigterm_delivers_the_queue_then_ends_as_it_would_have(
+    server: LocalServer, api_key: str, app_handler: str, opt_out: str, status: int, stored: int
+) -> None:
+    env = {
+        **os.environ, "KEY": api_key, "URL": server.base_url,
+        "APP_HANDLER": app_handler, "OPT_OUT": opt_out,
+    }  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(SIGTERM_SCRIPT)],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(60) == status
+    assert len(stored_keys(server, api_key)) == stored
+    if app_handler == "yes":
+        assert child.stdout.read().strip() == "app handler ran"
+
+
+BLOCKED_LOOP = """
+import asyncio, os, bearlumen
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          max_queue_size=10, on_overflow="block", shutdown_timeout=1)
+
+async def main():
+    i = 0
+    while True:  # the server is down: the queue fills, and every record() would block
+        client.usage.record("token_usage", "llm_tokens", 1)
+        i += 1
+        if i == 1:
+            print("ready", flush=True)
+        await asyncio.sleep(0)
+
+asyncio.run(main())
+"""
+
+
+def test_sigterm_ends_an_event_loop_blocked_on_a_full_queue(api_key: str) -> None:
+    with LocalServer() as dead_url:
+        pass  # nothing listens there any more
+    env = {**os.environ, "KEY": api_key, "URL": dead_url}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(BLOCKED_LOOP)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(60) == -signal.SIGTERM
+    assert child.stderr is not None and "undelivered" in child.stderr.read()
+
+
+# -- uvicorn and gunicorn -------------------------------------------------------------------
+
+ASGI_APP = """
+import asyncio, os, uuid
+import bearlumen
+
+options = {"flush_interval": 3600}
+if os.environ.get("SPOOL"):
+    options["spool_dir"] = os.environ["SPOOL"]
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"], **options)
+
+def wait_for_go():
+    with open(os.environ["GO"]) as fifo:  # blocks until the test writes
+        fifo.read()
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                print("ready", flush=True)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["path"] == "/slow":  # held until the test says go: ends during the shutdown
+        print("slow request started", flush=True)
+        await asyncio.to_thread(wait_for_go)
+    client.usage.record("token_usage", "llm_tokens", 1, str(uuid.uuid4()))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+@pytest.fixture
+def listening() -> Iterator[socket.socket]:
+    """A listening loopback socket, handed to the server process by its file descriptor."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    yield sock
+    sock.close()
+
+
+def start_server_process(
+    command: list[str], tmp_path: Path, server: LocalServer, key: str, sock: socket.socket,
+    readies: int, **extra_env: str,
+) -> subprocess.Popen[str]:  # fmt: skip
+    (tmp_path / "asgi_app.py").write_text(textwrap.dedent(ASGI_APP))
+    env = {**os.environ, "KEY": key, "URL": server.base_url, **extra_env}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, pass_fds=[sock.fileno()],
+    )  # fmt: skip
+    assert process.stdout is not None
+    for _ in range(readies):
+        assert process.stdout.readline().strip() == "ready", process.stderr
+    return process
+
+
+def send_requests(sock: socket.socket, count: int) -> None:
+    """`count` requests answered 200. A worker recycled by --max-requests may close a connection
+    it accepted but never read (no event recorded then): such a request is sent again."""
+    host, port = sock.getsockname()
+    # A connection per request: a recycled worker's graceful exit waits for open keep-alives.
+    with httpx.Client(base_url=f"http://{host}:{port}", headers={"Connection": "close"}) as http:
+        for _ in range(count):
+            for _attempt in range(5):
+                try:
+                    response = http.get("/")
+                except httpx.RemoteProtocolError:
+                    continue
+                break
+            assert response.status_code == 200
+
+
+def test_uvicorn_stopped_by_sigterm_delivers_everything_even_during_its_shutdown(
+    tmp_path: Path, server: LocalServer, api_key: str, listening: socket.socket
+) -> None:
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    command = [
+        sys.executable, "-m", "uvicorn", "asgi_app:app", "--fd", str(listening.fileno()),
+        "--no-access-log",
+    ]  # fmt: skip
+    uvicorn = start_server_process(command, tmp_path, server, api_key, listening, 1, GO=str(go))
+    send_requests(listening, 100)
+    host, port = listening.getsockname()
+    slow = threading.Thread(
+        target=httpx.get, args=(f"http://{host}:{port}/slow",), kwargs={"timeout": 60}
+    )
+    slow.start()
+    assert uvicorn.stdout is not None
+    assert uvicorn.stdout.readline().strip() == "slow request started"
+    uvicorn.send_signal(signal.SIGTERM)  # uvicorn waits for the slow request, then re-raises
+    go.write_text("go")  # the slow request records its event during the graceful shutdown
+    slow.join(60)
+    assert uvicorn.wait(60) == -signal.SIGTERM, uvicorn.stderr.read()  # type: ignore[union-attr]
+    assert len(stored_keys(server, api_key)) == 101
+
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2"]
+
+
+def test_gunicorn_preloaded_with_max_requests_delivers_every_workers_events(
+    tmp_path: Path, server: LocalServer, api_key: str, listening: socket.socket
+) -> None:
+    command = [
+        *GUNICORN, "--preload", "--max-requests", "50", "--bind", f"fd://{listening.fileno()}",
+        "asgi_app:app",
+    ]  # fmt: skip
+    gunicorn = start_server_process(command, tmp_path, server, api_key, listening, 2)
+    send_requests(listening, 230)  # recycled at 50 requests; the last ones end by SIGTERM
+    gunicorn.send_signal(signal.SIGTERM)
+    assert gunicorn.wait(60) == 0, gunicorn.stderr.read()  # type: ignore[union-attr]
+    assert len(stored_keys(server, api_key)) == 230
+
+
+def test_gunicorn_workers_share_one_spool_dir(
+    tmp_path: Path, server: LocalServer, api_key: str, listening: socket.socket
+) -> None:
+    spool = tmp_path / "spool"
+    command = [*GUNICORN, "--bind", f"fd://{listening.fileno()}", "asgi_app:app"]
+    gunicorn = start_server_process(
+        command, tmp_path, server, api_key, listening, 2, SPOOL=str(spool)
+    )
+    send_requests(listening, 100)
+    gunicorn.send_signal(signal.SIGTERM)
+    assert gunicorn.wait(60) == 0, gunicorn.stderr.read()  # type: ignore[union-attr]
+    assert len(stored_keys(server, api_key)) == 100

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from typing import Any, Iterator
 
@@ -322,14 +324,21 @@ def test_flush_from_on_error_does_not_wait_for_itself(server: LocalServer, api_k
     client.close()
 
 
-def test_record_after_close_is_dropped_and_counted(server: LocalServer, api_key: str) -> None:
+def test_record_after_close_is_dropped_counted_and_says_so(
+    server: LocalServer, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
     client = Client(api_key=api_key, base_url=server.base_url)
     client.usage.record("t", "m", 1)
     client.close()
     late = client.usage.record("t", "m", 2, "too-late")
     assert late == {"recorded": False, "idempotency_key": "too-late", "dropped": True}
+    client.usage.record("t", "m", 3)
     stats = client.stats()
-    assert (stats["recorded"], stats["dropped"]) == (1, 1)
+    assert (stats["recorded"], stats["dropped"]) == (1, 2)
+    said = [
+        r.getMessage() for r in caplog.records if "after the client was closed" in r.getMessage()
+    ]
+    assert len(said) == 1  # once per burst, not per event
 
 
 def test_unbuffered_record_returns_the_servers_answer(server: LocalServer, api_key: str) -> None:
@@ -383,3 +392,166 @@ def test_gzip_bodies_arrive_whole(server: LocalServer, api_key: str) -> None:
         batch = c.usage.record_batch([{"event_type": "t", "metric_name": "m", "quantity": 1}] * 50)
         assert batch["recorded_count"] == 50 and c.usage.summary()["totalEvents"] == 1550
     assert encodings[:3] == ["gzip", "gzip", "gzip"]  # two shipper batches, one record_batch
+
+
+# -- idempotency keys: taken while queued or in flight, kept once recorded ---------------------
+
+
+class TamperingTransport(httpx.HTTPTransport):
+    """The real transport to the real server, which spoils the quantity of the events whose key
+    is in `spoil`, so that the server rejects them: a rejection of an event record() accepted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spoil: set[str] = set()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        for key in self.spoil:
+            body = body.replace(
+                b'"quantity":1,"idempotencyKey":"' + key.encode(),
+                b'"quantity":-1,"idempotencyKey":"' + key.encode(),
+            )
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() != "content-length"]
+        spoiled = httpx.Request(request.method, request.url, headers=headers, content=body)
+        return super().handle_request(spoiled)
+
+
+def test_a_recorded_key_stays_a_duplicate_and_the_duplicate_is_counted(client: Client) -> None:
+    assert client.usage.record("t", "m", 1, "once")["recorded"] is True
+    assert client.flush()["recorded"] == 1
+    again = client.usage.record("t", "m", 1, "once")
+    assert again == {"recorded": False, "idempotency_key": "once"}
+    stats = client.stats()
+    assert (stats["recorded"], stats["duplicate"], stats["sent"]) == (1, 1, 1)
+
+
+def test_a_rejected_key_may_be_recorded_again_and_is_delivered(
+    server: LocalServer, api_key: str
+) -> None:
+    transport = TamperingTransport()
+    transport.spoil.add("fix-me")
+    with Client(
+        api_key=api_key, base_url=server.base_url, http_client=httpx.Client(transport=transport)
+    ) as client:
+        client.usage.record("t", "m", 1, "fix-me")
+        assert client.flush()["rejected"] == 1
+        transport.spoil.clear()
+        assert client.usage.record("t", "m", 1, "fix-me")["recorded"] is True
+        result = client.flush()
+        assert (result["rejected"], result["recorded"]) == (1, 1)
+        assert [e["idempotencyKey"] for e in stored_events(client)] == ["fix-me"]
+
+
+def test_a_failed_key_may_be_recorded_again_and_is_delivered(
+    fault_server: LocalServer, api_key: str, recording_sleep: RecordingSleep
+) -> None:
+    fault_server.set_faults(rate_503=1.0)
+    with Client(
+        api_key=api_key, base_url=fault_server.base_url, delivery_timeout=0.2,
+        sleep=recording_sleep,
+    ) as client:  # fmt: skip
+        client.usage.record("t", "m", 1, "try-again")
+        assert client.flush()["failed"] == 1
+        fault_server.set_faults()
+        assert client.usage.record("t", "m", 1, "try-again")["recorded"] is True
+        result = client.flush()
+        assert (result["failed"], result["recorded"]) == (1, 1)
+
+
+# -- outages are visible at once -----------------------------------------------------------
+
+
+class HeldSleep:
+    """An injected sleep that parks the worker between retries until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.sleeping = threading.Semaphore(0)
+        self.proceed = threading.Semaphore(0)
+
+    def __call__(self, seconds: float) -> None:
+        self.sleeping.release()
+        self.proceed.acquire()
+
+
+def test_an_outage_is_logged_at_once_drops_while_it_lasts_and_its_end_once(
+    fault_server: LocalServer, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bearlumen")
+    fault_server.set_faults(rate_503=1.0)
+    held = HeldSleep()
+    client = Client(api_key=api_key, base_url=fault_server.base_url, max_queue_size=2, sleep=held)
+    client.usage.record("t", "m", 1)
+    client.flush(timeout=0)  # wakes the worker: its first attempt fails, then it waits
+    assert held.sleeping.acquire(timeout=30)
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(messages) == 1 and "delivery failing (503" in messages[0]
+    assert "1 event(s) waiting" in messages[0]
+    for i in range(5):  # two fit in the queue, three are dropped
+        client.usage.record("t", "m", 1, f"late-{i}")
+    held.proceed.release()  # another failed attempt; drops are reported before the next wait
+    assert held.sleeping.acquire(timeout=30)
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [m for m in messages if "dropped 3 usage event(s)" in m]
+    assert len([m for m in messages if "delivery failing" in m]) == 1  # not per attempt
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert retries and all(
+        r.levelno == logging.DEBUG for r in retries if "attempt" in r.getMessage()
+    )
+    fault_server.set_faults()
+    held.proceed.release()
+    assert client.flush()["recorded"] == 3
+    recovered = [r for r in caplog.records if "delivery recovered" in r.getMessage()]
+    assert len(recovered) == 1
+    client.close()
+
+
+# -- on_overflow="block" on an event loop ----------------------------------------------------
+
+
+def test_block_on_overflow_never_freezes_an_event_loop(
+    api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with LocalServer() as dead_url:
+        pass  # the worker retries for ever, so the queue never drains
+    client = Client(
+        api_key=api_key, base_url=dead_url, max_queue_size=2, on_overflow="block",
+        shutdown_timeout=0.5,
+    )  # fmt: skip
+    outcome: dict[str, Any] = {}
+
+    async def app() -> None:
+        loop = asyncio.get_running_loop()
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:  # what every other task on the loop experiences
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(0.005)
+                now = loop.time()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        outcome["results"] = []
+        for i in range(8):
+            outcome["results"].append(client.usage.record("t", "m", 1, f"loop-{i}"))
+            await asyncio.sleep(0)
+        done.set()
+        await ticking
+        outcome["worst_gap"] = max(gaps)
+
+    runner = threading.Thread(target=asyncio.run, args=(app(),))
+    runner.start()
+    runner.join(60)
+    frozen = runner.is_alive()
+    client.close()  # also frees a frozen loop, so the test ends either way
+    runner.join(10)
+    assert not frozen, "record() froze the event loop"
+    dropped = [r for r in outcome["results"] if r.get("dropped")]
+    # Two fit in the queue and a few went out in the worker's batch; the rest were dropped.
+    assert dropped and client.stats()["dropped"] == len(dropped)
+    # Each full-queue record() held the loop for at most LOOP_BLOCK_LIMIT (0.1 s), not for ever.
+    assert outcome["worst_gap"] < 2.0
+    assert any("dropped" in r.getMessage() for r in caplog.records)

@@ -35,7 +35,8 @@ class Client:
     synchronous HTTP call with retries; `usage.record` queues the event for a background worker
     (unless `buffered=False`) and returns at once. Call `flush()` to wait for delivery, and
     `close()` (or use `with Client(...) as client:`) when done; a process exiting normally
-    flushes on its way out, waiting at most `shutdown_timeout` seconds.
+    flushes on its way out, waiting at most `shutdown_timeout` seconds; so does a process ended
+    by SIGTERM or by `multiprocessing` (`handle_sigterm=False` leaves SIGTERM alone).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class Client:
         sleep: Optional[Callable[[float], Any]] = None,
         spool_dir: Union[str, os.PathLike[str], None] = None,
         compress: Optional[bool] = None,
+        handle_sigterm: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("BEARLUMEN_API_KEY")
         if not key or not key.strip():
@@ -103,6 +105,7 @@ class Client:
                 on_error=on_error,
                 sleep=sleep,
                 spool_dir=None if spool_dir is None else os.fspath(spool_dir),
+                handle_sigterm=handle_sigterm,
             )
         self.end_users = EndUsers(self._http)
         self.subscriptions = Subscriptions(self._http)

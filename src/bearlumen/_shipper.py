@@ -14,15 +14,22 @@ logged once per burst by the worker, never on the caller's thread, and handed to
 `flush()` puts a marker in the queue behind everything recorded before it; the worker completes
 the marker once the events ahead of it are delivered or failed for good, so flush cannot return
 early, and needs no count that producers would have to update.
+
+Duplicates: a caller's idempotency key is claimed (`claim_key`) while its event is queued or in
+flight and stays claimed once recorded; a rejected, failed or dropped event lets its key go, so
+recording it again delivers it. Outages are logged at their first failed attempt and at their
+end, once each. How the queue is delivered however the process ends (exit, multiprocessing,
+SIGTERM) is `_exit_hooks.py`.
 """
 
 from __future__ import annotations
 
-import atexit
+import asyncio
 import enum
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -30,7 +37,7 @@ from typing import Any, Callable, Deque, List, Union
 
 from pydantic_core import PydanticSerializationError, to_json
 
-from . import _ids
+from . import _exit_hooks, _ids
 from ._constants import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_FLUSH_AT,
@@ -38,6 +45,7 @@ from ._constants import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_BATCH_SIZE,
+    RECENT_KEYS_REMEMBERED,
 )
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import QueuedEvent, encode_event, to_record_input, wire_event
@@ -46,6 +54,12 @@ from ._spool import Spool
 from ._types import FlushResult, ShipperStats, UsageRecordInput
 
 logger = logging.getLogger("bearlumen")
+
+# on_overflow="block" on a thread running an asyncio loop waits at most this long, then drops:
+# every task on the loop would wait with it, and the worker may be waiting for a dead server.
+LOOP_BLOCK_LIMIT = 0.1  # seconds
+# While delivery is failing the worker reports drops at least this often (seconds).
+DROP_REPORT_INTERVAL = 1.0
 
 ErrorCallback = Callable[[List[UsageRecordInput], BaseException], Any]
 
@@ -144,6 +158,7 @@ class Shipper:
         on_error: ErrorCallback | None = None,
         sleep: Callable[[float], Any] | None = None,
         spool_dir: str | None = None,
+        handle_sigterm: bool = True,
     ) -> None:
         self._http = http
         # Waits between retries end early when close() gives up; tests inject their own sleep.
@@ -156,18 +171,18 @@ class Shipper:
         self.delivery_timeout = settings.delivery_timeout
         self.shutdown_timeout = settings.shutdown_timeout
         self.on_error = on_error
+        self.handle_sigterm = handle_sigterm
         self._reset()
         self._spool: Spool | None = None
         if spool_dir is not None:
             self._spool = Spool(os.fspath(spool_dir))
-            recovered = self._spool.recover()
+            recovered = self._spool.adopt_orphans()
             if recovered:
                 self.pending_events.extend(recovered)
                 self._start_worker()
-        self_ref = weakref.ref(self)
-        atexit.register(_close_at_exit, self_ref)
+        _exit_hooks.watch(self, handle_sigterm=handle_sigterm)
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork(self_ref))
+            os.register_at_fork(after_in_child=_after_fork(weakref.ref(self)))
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child (which owns nothing it inherited)."""
@@ -185,10 +200,35 @@ class Shipper:
         self._dropped_unreported = 0
         self._rejected_unreported = 0  # worker only
         self._first_rejection: str | None = None
-        self._failing = False
+        self._failing = False  # a batch was given up on: logged once until delivery recovers
+        self._outage = False  # an attempt failed: logged once until delivery recovers
+        self._in_flight = 0  # events in the batch being sent (worker only)
+        self._closed_drops_logged_at = -DROP_REPORT_INTERVAL * 10
+        self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
+        self._adopt_at_start = False  # set in a forked child with a spool
         self.counts = dict.fromkeys(COUNTERS, 0)
 
     # -- producers (callers' threads) ------------------------------------------------------
+
+    def claim_key(self, key: str, event: QueuedEvent) -> bool:
+        """Claim a caller's idempotency key for `event`; False (and counted) for a duplicate.
+
+        A key is taken while its event is queued or in flight, and stays taken once the server
+        recorded it; when the event is rejected, failed or dropped the key is let go, so the
+        same event may be recorded again. setdefault is atomic: of two threads racing with one
+        key, exactly one wins.
+        """
+        keys = self.recent_keys
+        if keys.setdefault(key, event) is not event:
+            with self._counts_lock:
+                self.counts["duplicate"] += 1
+            return False
+        if len(keys) > RECENT_KEYS_REMEMBERED:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
+                del keys[next(iter(keys))]
+            except (KeyError, RuntimeError, StopIteration):
+                pass  # another thread evicted it first
+        return True
 
     def enqueue(self, event: QueuedEvent) -> bool:
         """Queue one event; False when it was dropped (queue full, or client closed)."""
@@ -197,8 +237,9 @@ class Shipper:
             self._forget_key(event)
             return False
         if not self._accepting and not self._start_worker():
-            self._count_drop()
+            self._count_drop(after_close=True)
             self._forget_key(event)
+            self._log_drop_after_close()
             return False
         if self._spool is not None:
             event = self._spool_append(event)
@@ -210,12 +251,12 @@ class Shipper:
     def _spool_append(self, event: QueuedEvent) -> QueuedEvent:
         try:
             return self._spool.append(event)  # type: ignore[union-attr]
-        except InvalidRequestError:
+        except BaseException:
             self._forget_key(event)
             raise
 
     def _forget_key(self, event: QueuedEvent) -> None:
-        """The event was not queued after all: a retry with its key must not be a "duplicate"."""
+        """The event was not delivered after all: a retry with its key must not be a "duplicate"."""
         if self.recent_keys.get(event[3]) is event:
             self.recent_keys.pop(event[3], None)
 
@@ -223,25 +264,46 @@ class Shipper:
         if not self.block_on_overflow:
             self._count_drop()
             return False
+        # On an event loop's thread every task would wait with us: wait briefly, then drop.
+        limit = LOOP_BLOCK_LIMIT if _on_event_loop() else None
+        deadline = None if limit is None else time.monotonic() + limit
         with self._space:
             self._blocked_producers += 1
             try:
                 while len(self.pending_events) >= self.max_queue_size:
-                    if self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
+                    left = 0.5 if deadline is None else deadline - time.monotonic()
+                    if left <= 0 or self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
                         self._count_drop()
                         return False
                     self._wake.set()
-                    self._space.wait(0.5)
+                    self._space.wait(min(left, 0.5))
             finally:
                 self._blocked_producers -= 1
         return True
 
-    def _count_drop(self) -> None:
+    def _count_drop(self, *, after_close: bool = False) -> None:
         with self._counts_lock:
             self.counts["dropped"] += 1
-            self._dropped_unreported += 1
+            if not after_close:  # those are logged by record() itself: no worker is left
+                self._dropped_unreported += 1
+
+    def _log_drop_after_close(self) -> None:
+        """No worker is left to report drops after close(): say so here, once per burst."""
+        now = time.monotonic()
+        if now - self._closed_drops_logged_at < DROP_REPORT_INTERVAL * 10:
+            return
+        self._closed_drops_logged_at = now
+        logger.warning(
+            "bearlumen: usage.record() called after the client was closed: the event is dropped"
+            " (%d dropped in all)",
+            self.counts["dropped"],
+        )
 
     def _start_worker(self) -> bool:
+        if self._sigterm_after_fork:
+            # A forked server worker (gunicorn's UvicornWorker) reset SIGTERM after the fork.
+            self._sigterm_after_fork = False
+            _exit_hooks.install_sigterm_handler()
         with self._lifecycle_lock:
             if self.state is ShipperState.IDLE:
                 self._worker = threading.Thread(
@@ -292,6 +354,8 @@ class Shipper:
             self._space.notify_all()
         if worker is None or not worker.is_alive():
             self._report_bursts()  # what was dropped or rejected since the worker's last wake
+        if worker is None and self._spool is not None:
+            self._spool.close()  # no worker ever ran to close it
         result = {**self.stats(), "complete": result["complete"]}
         if not result["complete"]:
             logger.error(
@@ -302,9 +366,38 @@ class Shipper:
             )
         return result
 
+    def close_at_exit(self) -> None:
+        """The process is ending (atexit, or a multiprocessing child's finalizers)."""
+        if self.state is ShipperState.RUNNING:
+            self.close()
+
+    def start_exit_flush(self) -> threading.Event | None:
+        """SIGTERM arrived: from now on ship every event at once, and queue a flush marker.
+
+        Returns what to wait on (None when there is no worker). Called in a signal handler, so
+        it takes no lock and sets no Event: the interrupted code may hold any of them. The
+        caller wakes the worker (`wake()`) from another thread.
+        """
+        self.flush_at = 1
+        worker = self._worker
+        if worker is None or not worker.is_alive():
+            return None
+        request = _FlushRequest()
+        self.pending_events.append(request)
+        return request.done
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def queued_estimate(self) -> int:
+        """Events still queued; no lock, for a signal handler's log line."""
+        return sum(1 for item in list(self.pending_events) if type(item) is not _FlushRequest)
+
     # -- the worker ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._adopt_at_start:
+            self._adopt_orphans()
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
@@ -324,6 +417,18 @@ class Shipper:
             self._spool.close()
         with self._lifecycle_lock:
             self.state = ShipperState.CLOSED
+
+    def _adopt_orphans(self) -> None:
+        """In a forked child (a pre-forking server's worker), on the worker thread: replay what
+        dead processes left in the spool. Put first, ahead of any flush marker already queued,
+        so that a flush or close waits for them too."""
+        self._adopt_at_start = False
+        try:
+            recovered = self._spool.adopt_orphans() if self._spool is not None else []
+        except Exception:
+            logger.exception("bearlumen: could not replay the spool's orphaned segments")
+            return
+        self.pending_events.extendleft(reversed(recovered))
 
     def _drain(self) -> None:
         while self.pending_events and not self._abandon.is_set():
@@ -369,10 +474,11 @@ class Shipper:
             self._reject([event], InvalidRequestError(reason, param="metadata"))
         if not events:
             return
+        self._in_flight = len(events)
         retrying = self._http.retrying(
             deadline=self.delivery_timeout,
             should_stop=self._abandon.is_set,
-            sleep=self._sleep or self._abandon.wait,
+            sleep=self._wait_to_retry,
             on_retry=self._count_retry,
         )
         try:
@@ -418,8 +524,8 @@ class Shipper:
             self.counts["duplicate"] += duplicate
         if self._spool is not None:
             self._spool.acknowledge(events)  # rejected ones too: a retry cannot help them
-        if self._failing:
-            self._failing = False
+        if self._failing or self._outage:
+            self._failing = self._outage = False
             logger.warning("bearlumen: usage delivery recovered")
         for event, error in rejected:
             self._reject(
@@ -434,8 +540,34 @@ class Shipper:
     def _count_retry(self, exc: BaseException | None, delay: float) -> None:
         with self._counts_lock:
             self.counts["retries"] += 1
+        if not self._outage:
+            # The first failed attempt of an outage, logged once; the retries go to DEBUG.
+            self._outage = True
+            logger.warning(
+                "bearlumen: usage delivery failing (%s); %d event(s) waiting; retrying in %.1fs"
+                " and until delivery_timeout=%ss",
+                describe_failure(exc),
+                self._in_flight + self.queued_estimate(),
+                delay,
+                self.delivery_timeout,
+            )
+
+    def _wait_to_retry(self, delay: float) -> None:
+        """Between attempts: report drops as they happen, not once the outage is over."""
+        if self._sleep is not None:  # a test's injected sleep
+            self._report_bursts()
+            self._sleep(delay)
+            return
+        deadline = time.monotonic() + delay
+        while True:
+            self._report_bursts()
+            left = deadline - time.monotonic()
+            if left <= 0 or self._abandon.wait(min(left, DROP_REPORT_INTERVAL)):
+                return
 
     def _reject(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
+        for event in events:
+            self._forget_key(event)
         with self._counts_lock:
             self.counts["rejected"] += len(events)
         self._rejected_unreported += len(events)
@@ -444,6 +576,8 @@ class Shipper:
         self._call_on_error(events, exc)
 
     def _give_up(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
+        for event in events:
+            self._forget_key(event)
         with self._counts_lock:
             self.counts["failed"] += len(events)
         if not self._failing:
@@ -481,28 +615,42 @@ class Shipper:
             total = self.counts["dropped"]
         logger.warning(
             "bearlumen: dropped %d usage event(s) (%d in all): the queue is full"
-            " (max_queue_size=%d) or the client is closed",
+            " (max_queue_size=%d)",
             dropped,
             total,
             self.max_queue_size,
         )
 
 
-def _close_at_exit(shipper_ref: weakref.ref[Shipper]) -> None:
-    shipper = shipper_ref()
-    if shipper is not None and shipper.state is ShipperState.RUNNING:
-        shipper.close()
+def _on_event_loop() -> bool:
+    """Is this thread running an asyncio event loop?"""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def describe_failure(exc: BaseException | None) -> str:
+    """A failed attempt in a few words: the status and message, or the network error."""
+    if exc is None:
+        return "unknown error"
+    status = getattr(exc, "status_code", None)
+    return f"{status} {exc}" if status is not None else f"{type(exc).__name__}: {exc}"
 
 
 def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:
     def reset() -> None:
         shipper = shipper_ref()
-        if shipper is not None:
-            shipper._reset()
-            shipper._http.reset_after_fork()
-            if shipper._spool is not None:
-                # The spool (and its lock) belong to the parent; the child runs without one.
-                shipper._spool = None
-                logger.warning("bearlumen: a forked child does not share its parent's spool_dir")
+        if shipper is None:
+            return
+        shipper._reset()
+        shipper._http.reset_after_fork()
+        shipper._sigterm_after_fork = shipper.handle_sigterm
+        if shipper._spool is not None:
+            # The parent's segments are the parent's: the child writes its own, beside them,
+            # and adopts those of dead processes once its worker starts.
+            shipper._spool = shipper._spool.for_forked_child()
+            shipper._adopt_at_start = shipper._spool is not None
 
     return reset

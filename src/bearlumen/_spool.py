@@ -7,25 +7,40 @@ call, so `record()` never gives up the GIL (an `os.write` per event would, and w
 for the worker thread to hand it back). The worker flushes the mappings to disk (msync,
 batched, never on the caller's thread) and closes segments that are full.
 
-A segment is deleted only when every event in it was acknowledged by the server (recorded,
-duplicate or rejected); events that failed for good stay on disk for the next `Client` with the
-same `spool_dir`, which replays every segment it finds. The server's idempotency keys make a
-replay of already-delivered events harmless (they come back as duplicates).
+Each segment's disk space is reserved (`posix_fallocate`) before it is mapped: writing into a
+mapping whose blocks the disk cannot supply kills the process with SIGBUS. When the disk is
+full the spool says so once and keeps new events in memory only (they are still delivered),
+trying again every few seconds; an event larger than a segment is kept in memory the same way.
 
-One process owns a spool at a time (an exclusive lock on `spool_dir/lock`); a second gets
-`SpoolLockedError`. A truncated or corrupt line (a crash mid-write) is skipped with a warning.
+Many processes may share one `spool_dir` (gunicorn workers, Celery prefork, forked children):
+each process writes its own segments under `spool_dir/owner-<pid>-<random>/`, next to a `lock`
+file it holds with `flock` for as long as it lives. The kernel drops that lock when the process
+dies, however it dies, so a live client that can take the lock knows the owner is gone: it
+adopts the owner's segments, replays them, and keeps holding the lock while it does, so no other
+client replays them too. A client adopts what it finds when it is created, and a forked child
+(a pre-forking server's worker) when its worker thread starts.
+
+A segment is deleted only when every event in it was acknowledged by the server (recorded,
+duplicate or rejected); events that failed for good stay on disk, and the lock is let go at
+close, so the next client adopts them. The server's idempotency keys make a replay of
+already-delivered events harmless (they come back as duplicates). A truncated or corrupt line
+(a crash mid-write) is skipped with a warning. Segments written straight into `spool_dir` by
+earlier versions (with `spool_dir/lock`) are adopted the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import mmap
 import os
+import secrets
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import encode_event, from_wire
@@ -33,14 +48,30 @@ from ._events import encode_event, from_wire
 logger = logging.getLogger("bearlumen")
 
 SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapped whole
+RETRY_DISK_EVERY = 5.0  # seconds between attempts to reserve a segment once the disk was full
+OWNER_PREFIX = "owner-"
+
+# Reserves a segment's blocks (Linux and most Unixes; not macOS); tests inject a full disk here.
+_allocate: Callable[[int, int, int], None] | None = getattr(os, "posix_fallocate", None)
 
 
 class SpoolLockedError(BearLumenError):
-    """Another process owns this `spool_dir`."""
+    """Kept for code that catches it: processes now share a `spool_dir`, so it is not raised."""
 
 
-@dataclass
+@dataclass(eq=False)
+class _Owner:
+    """One process's part of a spool: a directory, its held lock, and its segments."""
+
+    path: str
+    lock_fd: int
+    legacy: bool = False  # spool_dir itself, as earlier versions wrote it
+    segments: dict[int, _Segment] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class _Segment:
+    owner: _Owner
     number: int
     path: str
     written: int = 0  # events appended
@@ -51,52 +82,100 @@ class _Segment:
     position: int = 0  # where the next line goes
 
 
-@dataclass
 class Spool:
-    directory: str
-    segments: dict[int, _Segment] = field(default_factory=dict)
+    """This process's segments under `directory`, and the ones it adopted from dead owners."""
 
-    def __post_init__(self) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        self._lock_file = open(os.path.join(self.directory, "lock"), "a+")  # noqa: SIM115
-        try:
-            import fcntl
-
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise SpoolLockedError(
-                f"spool_dir {self.directory!r} is in use by another process; give each process"
-                " its own spool_dir"
-            ) from None
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
         self._write_lock = threading.Lock()
-        self._current: _Segment | None = None
+        self._current: _Segment | None = None  # None: the disk is full, events stay in memory
         self._full: list[_Segment] = []  # sealed, still mapped: the worker closes them
         self._unsynced = False
         self._owner_pid = os.getpid()
+        self._next_number = 1
+        self._retry_disk_at = 0.0
+        self._warned_oversized = False
+        try:
+            os.makedirs(directory, exist_ok=True)
+            self._own = _claim_new_owner(directory)
+        except OSError as exc:
+            raise _unusable(directory, exc) from None
+        self._owners: list[_Owner] = [self._own]
+        try:
+            self._current = self._new_segment()
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                self._release_owner(self._own)
+                raise _unusable(directory, exc) from None
+            self._memory_only(exc)
 
-    # -- recovery --------------------------------------------------------------------------
+    def for_forked_child(self) -> Spool | None:
+        """In a forked child: let go of the parent's files (never its lock), open our own."""
+        for owner in self._owners:
+            for segment in owner.segments.values():
+                if segment.mapping is not None:
+                    segment.mapping.close()  # unmaps in the child only; the parent keeps it
+                if segment.fd >= 0:
+                    os.close(segment.fd)
+            os.close(owner.lock_fd)  # close, not unlock: the lock is shared with the parent
+        try:
+            return Spool(self.directory)
+        except InvalidRequestError as exc:
+            logger.warning("bearlumen: a forked child runs without a spool: %s", exc)
+            return None
 
-    def recover(self) -> list[tuple[Any, ...]]:
-        """Events left by an earlier process, in order, each tagged with its segment number."""
+    # -- adoption --------------------------------------------------------------------------
+
+    def adopt_orphans(self) -> list[tuple[Any, ...]]:
+        """Events left by processes that are gone, in order, each tagged with its segment."""
         recovered: list[tuple[Any, ...]] = []
-        numbers = sorted(
-            int(name[8:-6])
-            for name in os.listdir(self.directory)
-            if name.startswith("segment-") and name.endswith(".jsonl") and name[8:-6].isdigit()
-        )
-        for number in numbers:
-            segment = _Segment(number, self._path(number), sealed=True)
-            self.segments[number] = segment
-            with open(segment.path, "rb") as handle:
-                lines = handle.read().rstrip(b"\0").split(b"\n")
+        for path, legacy in self._orphan_candidates():
+            owner = _try_lock(path, legacy=legacy)
+            if owner is None:
+                continue  # alive, or adopted by another client just now
+            recovered += self._read_segments(owner)
+            if owner.segments:
+                self._owners.append(owner)
+            else:
+                self._release_owner(owner)
+        if recovered:
+            logger.warning(
+                "bearlumen: replaying %d usage event(s) left in %s", len(recovered), self.directory
+            )
+        return recovered
+
+    def _orphan_candidates(self) -> list[tuple[str, bool]]:
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError:
+            return []
+        found = [(self.directory, True)] if any(_segment_number(n) for n in names) else []
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if name.startswith(OWNER_PREFIX) and path != self._own.path:
+                found.append((path, False))
+        return found
+
+    def _read_segments(self, owner: _Owner) -> list[tuple[Any, ...]]:
+        recovered: list[tuple[Any, ...]] = []
+        try:
+            names = os.listdir(owner.path)
+        except OSError:
+            return recovered
+        for number in sorted(filter(None, map(_segment_number, names))):
+            segment = _Segment(owner, number, _segment_path(owner.path, number), sealed=True)
+            try:
+                with open(segment.path, "rb") as handle:
+                    lines = handle.read().rstrip(b"\0").split(b"\n")
+            except FileNotFoundError:
+                continue
             skipped = 0
             for line in lines[:-1]:  # the last piece has no newline: empty, or a torn write
                 event = _decode(line)
                 if event is None:
                     skipped += 1
                     continue
-                recovered.append((*event, number))
+                recovered.append((*event, segment))
                 segment.written += 1
             if lines[-1]:
                 skipped += 1
@@ -106,30 +185,36 @@ class Spool:
                     skipped,
                     segment.path,
                 )
-            if segment.written == 0:
-                os.unlink(segment.path)
-                del self.segments[number]
-        self._open_new_segment((numbers[-1] + 1) if numbers else 1)
-        if recovered:
-            logger.warning(
-                "bearlumen: replaying %d usage event(s) left in %s", len(recovered), self.directory
-            )
+            if segment.written:
+                owner.segments[number] = segment
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(segment.path)
         return recovered
 
     # -- the hot path ----------------------------------------------------------------------
 
     def append(self, event: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Write one event; returns it tagged with its segment. Raises if it cannot be JSON."""
+        """Write one event; returns it tagged with its segment (untagged: kept in memory only).
+
+        Raises InvalidRequestError if it cannot be JSON.
+        """
         try:
             line = encode_event(event) + b"\n"
         except (ValueError, RecursionError) as exc:
             raise InvalidRequestError(f"metadata: is not JSON ({exc})", param="metadata") from None
+        if len(line) > SEGMENT_BYTES:
+            self._oversized(len(line))
+            return event
         with self._write_lock:
             segment = self._current
-            assert segment is not None
+            if segment is None:
+                return event  # the disk is full: memory only, until the worker finds space
             end = segment.position + len(line)
             if end > SEGMENT_BYTES:
                 segment = self._rotate(segment)
+                if segment is None:
+                    return event
                 end = len(line)
             mapping = segment.mapping
             assert mapping is not None
@@ -137,12 +222,14 @@ class Spool:
             segment.position = end
             segment.written += 1
             self._unsynced = True
-        return (*event, segment.number)
+        return (*event, segment)
 
     # -- the worker ------------------------------------------------------------------------
 
     def sync(self) -> None:
         """Flush the mappings to disk and close full segments; called by the worker."""
+        if self._current is None and time.monotonic() >= self._retry_disk_at:
+            self._retry_disk()
         with self._write_lock:
             if not self._unsynced and not self._full:
                 return
@@ -158,17 +245,20 @@ class Spool:
     def acknowledge(self, events: list[tuple[Any, ...]]) -> None:
         """The server answered for these events: segments wholly answered can go."""
         for event in events:
-            segment = self.segments.get(event[10])
-            if segment is not None:
-                segment.acknowledged += 1
+            if len(event) > 10:  # kept in memory only when it has no segment
+                event[10].acknowledged += 1
         self._trim()
 
     def _trim(self) -> None:
-        for number, segment in list(self.segments.items()):
-            if segment.sealed and segment.acknowledged >= segment.written:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(segment.path)
-                del self.segments[number]
+        for owner in list(self._owners):
+            for number, segment in list(owner.segments.items()):
+                if segment.sealed and segment.acknowledged >= segment.written:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(segment.path)
+                    del owner.segments[number]
+            if owner is not self._own and not owner.segments:
+                self._owners.remove(owner)
+                self._release_owner(owner)
 
     def close(self) -> None:
         if os.getpid() != self._owner_pid:
@@ -176,32 +266,154 @@ class Spool:
         with self._write_lock:
             segments = [*self._full, *([self._current] if self._current else [])]
             self._full = []
+            self._current = None
+            self._retry_disk_at = float("inf")  # a closed spool takes no more disk
             for segment in segments:
                 segment.sealed = True
         for segment in segments:
             _release(segment)
-        self._current = None
         self._trim()
-        self._lock_file.close()
+        # What failed for good stays on disk; letting the locks go hands it to the next client.
+        for owner in self._owners:
+            self._release_owner(owner)
+        self._owners = []
 
-    def _path(self, number: int) -> str:
-        return os.path.join(self.directory, f"segment-{number:010d}.jsonl")
-
-    def _rotate(self, full: _Segment) -> _Segment:
+    def _rotate(self, full: _Segment) -> _Segment | None:
         """Called with the write lock held, about once per 4 MiB of events."""
         full.sealed = True
         self._full.append(full)
-        self._open_new_segment(full.number + 1)
-        assert self._current is not None
+        try:
+            self._current = self._new_segment()
+        except OSError as exc:
+            self._memory_only(exc)
         return self._current
 
-    def _open_new_segment(self, number: int) -> None:
-        segment = _Segment(number, self._path(number))
-        segment.fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        os.ftruncate(segment.fd, SEGMENT_BYTES)
-        segment.mapping = mmap.mmap(segment.fd, SEGMENT_BYTES)
-        self.segments[number] = segment
-        self._current = segment
+    def _new_segment(self) -> _Segment:
+        number = self._next_number
+        segment = _Segment(self._own, number, _segment_path(self._own.path, number))
+        fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _reserve(fd, SEGMENT_BYTES)
+            segment.mapping = mmap.mmap(fd, SEGMENT_BYTES)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(segment.path)
+            raise
+        segment.fd = fd
+        self._next_number = number + 1
+        self._own.segments[number] = segment
+        return segment
+
+    def _memory_only(self, exc: OSError) -> None:
+        self._current = None
+        self._retry_disk_at = time.monotonic() + RETRY_DISK_EVERY
+        logger.error(
+            "bearlumen: the spool cannot reserve disk space in %s (%s): new usage events are"
+            " kept in memory only (still delivered, not crash-safe) until it can",
+            self.directory,
+            exc.strerror or exc,
+        )
+
+    def _retry_disk(self) -> None:
+        try:
+            segment = self._new_segment()
+        except OSError:
+            self._retry_disk_at = time.monotonic() + RETRY_DISK_EVERY
+            return
+        with self._write_lock:
+            self._current = segment
+        logger.warning("bearlumen: the spool in %s writes to disk again", self.directory)
+
+    def _oversized(self, size: int) -> None:
+        if not self._warned_oversized:
+            self._warned_oversized = True
+            logger.warning(
+                "bearlumen: a usage event of %d bytes is larger than a spool segment (%d);"
+                " it is kept in memory only",
+                size,
+                SEGMENT_BYTES,
+            )
+
+    def _release_owner(self, owner: _Owner) -> None:
+        """Let go of an owner's lock, removing its directory first when nothing is left in it."""
+        if not owner.legacy and not owner.segments:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(owner.path, "lock"))
+                os.rmdir(owner.path)
+        with contextlib.suppress(OSError):
+            os.close(owner.lock_fd)
+
+
+# Errors that mean "no room", which the spool survives by keeping events in memory.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Give the file `size` bytes of real disk blocks, so writes through a mapping cannot fail."""
+    if _allocate is not None:
+        try:
+            _allocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    os.ftruncate(fd, size)  # a system or filesystem that cannot reserve: size it, as before
+
+
+def _claim_new_owner(directory: str) -> _Owner:
+    """A new owner directory with its lock already held, then renamed into view: a directory
+    named owner-* whose lock is free is always a dead owner's."""
+    name = f"{OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    staging = os.path.join(directory, "." + name)
+    os.mkdir(staging, 0o700)
+    fd = os.open(os.path.join(staging, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    _lock(fd)
+    path = os.path.join(directory, name)
+    os.rename(staging, path)
+    return _Owner(path, fd)
+
+
+def _try_lock(path: str, *, legacy: bool) -> _Owner | None:
+    """The owner at `path` if it is dead (its lock could be taken), else None."""
+    flags = os.O_RDWR | (os.O_CREAT if legacy else 0)
+    try:
+        fd = os.open(os.path.join(path, "lock"), flags, 0o600)
+    except OSError:
+        return None  # removed by the client that adopted it, or not ours to open
+    try:
+        _lock(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not legacy and not os.path.exists(os.path.join(path, "lock")):
+        os.close(fd)  # adopted and removed between our open and our lock
+        return None
+    return _Owner(path, fd, legacy=legacy)
+
+
+def _lock(fd: int) -> None:
+    """Take the lock on `fd` or raise OSError; the kernel drops it when the process dies."""
+    import fcntl  # POSIX only: imported here so that bearlumen itself imports anywhere
+
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _unusable(directory: str, exc: OSError) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"spool_dir {directory!r} cannot be used: {exc.strerror or exc}", param="spool_dir"
+    )
+
+
+def _segment_number(name: str) -> int:
+    """The number in `segment-<number>.jsonl`, or 0 for any other name."""
+    if name.startswith("segment-") and name.endswith(".jsonl") and name[8:-6].isdigit():
+        return int(name[8:-6])
+    return 0
+
+
+def _segment_path(directory: str, number: int) -> str:
+    return os.path.join(directory, f"segment-{number:010d}.jsonl")
 
 
 def _release(segment: _Segment) -> None:

@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Union, cast
 from pydantic import ValidationError
 
 from .. import _ids
-from .._constants import MAX_BATCH_SIZE, RECENT_KEYS_REMEMBERED
+from .._constants import MAX_BATCH_SIZE
 from .._errors import InvalidRequestError
 from .._events import to_record_input
 from .._http import HttpCore
@@ -139,17 +139,9 @@ class Usage:
             event_type, metric_name, quantity, idempotency_key, stamp,
             subscription_id, end_user_id, agent_id, workflow_id, metadata,
         )  # fmt: skip
-        if given_key:
-            # Only a caller's key can repeat (ours never do). setdefault is atomic: of two
-            # threads racing with one key, exactly one wins.
-            recent = shipper.recent_keys
-            if recent.setdefault(idempotency_key, event) is not event:
-                return {"recorded": False, "idempotency_key": idempotency_key}
-            if len(recent) > RECENT_KEYS_REMEMBERED:
-                try:  # noqa: SIM105 - contextlib.suppress costs more on the hot path
-                    del recent[next(iter(recent))]
-                except (KeyError, RuntimeError, StopIteration):
-                    pass  # another thread evicted it first
+        # Only a caller's key can repeat (ours never do); the shipper owns the duplicate policy.
+        if given_key and not shipper.claim_key(idempotency_key, event):
+            return {"recorded": False, "idempotency_key": idempotency_key}
         if shipper.enqueue(event):
             return {"recorded": True, "idempotency_key": idempotency_key}
         return {"recorded": False, "idempotency_key": idempotency_key, "dropped": True}

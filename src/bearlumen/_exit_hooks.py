@@ -1,0 +1,135 @@
+"""Every way a process ends, and the flush that runs on each way out.
+
+* Normal exit, or an uncaught exception: an `atexit` hook closes each client, waiting at most
+  `shutdown_timeout`.
+* A `multiprocessing` child (Pool, ProcessPoolExecutor; fork, forkserver or spawn) ends with
+  `os._exit` once its work is done, so atexit never runs there; multiprocessing runs its own
+  finalizers first. Each shipper registers one (`multiprocessing.util.Finalize`), and again in
+  every new child through `register_after_fork`, because a new child clears the registry.
+* SIGTERM (`docker stop`, Kubernetes, `Pool.terminate()`, gunicorn's and uvicorn's shutdown): by
+  default it kills the process before atexit. A client created in the main thread installs one
+  handler per process. It flushes every client (bounded by the largest `shutdown_timeout`),
+  switches them to shipping each event at once (an app still finishing requests records more),
+  and does what the handler it found would have done: call it (uvicorn's, gunicorn's, the app's
+  own), ignore the signal, or die by SIGTERM as the default does (status 143 / -15). uvicorn
+  saves the handler it finds at startup and re-raises SIGTERM through it after its graceful
+  shutdown, which lands here again with whatever was recorded meanwhile.
+
+  A signal handler runs on the main thread wherever the signal interrupted it, possibly inside
+  one of the shipper's locks or an Event's: if it waited for the worker there, it could wait on
+  itself. So it waits for nothing: it queues a flush marker (a lock-free deque append) and a
+  helper thread wakes the worker, waits, and then, if the default was to die, sends SIGTERM
+  again with the default restored. Meanwhile the main thread goes on; if it reaches the exit
+  hooks first, they wait for the helper, so the exit status is still death by SIGTERM.
+* A forked server worker (gunicorn's UvicornWorker) resets SIGTERM to the default after the
+  fork and then installs uvicorn's: the first event recorded on the main thread of such a child
+  installs the handler again, chained to the one it finds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from multiprocessing import util as multiprocessing_util
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ._shipper import Shipper
+
+logger = logging.getLogger("bearlumen")
+
+# Run before multiprocessing's own finalizers of lower priority (its queues and managers).
+FINALIZER_PRIORITY = 50
+
+# The shippers that flush on SIGTERM (their clients did not pass handle_sigterm=False).
+_sigterm_shippers: weakref.WeakSet[Shipper] = weakref.WeakSet()
+_previous_handler: Any = None  # what SIGTERM did before our handler: called, ignored or default
+_dying: threading.Thread | None = None  # the helper that ends the process by SIGTERM
+
+
+def watch(shipper: Shipper, *, handle_sigterm: bool) -> None:
+    """Close `shipper` on every way out of this process (see the module docstring)."""
+    shipper_ref = weakref.ref(shipper)
+    atexit.register(_close_at_exit, shipper_ref)
+    _register_finalizer(shipper)
+    multiprocessing_util.register_after_fork(shipper, _register_finalizer)
+    if handle_sigterm:
+        _sigterm_shippers.add(shipper)
+        install_sigterm_handler()
+
+
+def install_sigterm_handler() -> None:
+    """Install the SIGTERM handler, once per process; only the main thread can."""
+    global _previous_handler
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        return
+    _previous_handler = current
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _dying
+    previous = _previous_handler
+    die = not callable(previous) and previous != signal.SIG_IGN
+    if die:
+        # The default (or a handler installed from C, which Python cannot call): the helper
+        # ends the process by SIGTERM once the flush is done, so the parent sees the same exit
+        # status as without us; a second SIGTERM meanwhile ends it at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    flushes = [(shipper, shipper.start_exit_flush()) for shipper in list(_sigterm_shippers)]
+    helper = threading.Thread(
+        target=_finish_exit_flush, args=(flushes, die), name="bearlumen-sigterm", daemon=True
+    )
+    helper.start()
+    if die:
+        _dying = helper
+    elif callable(previous):
+        previous(signum, frame)
+
+
+def _finish_exit_flush(flushes: list[tuple[Shipper, threading.Event | None]], die: bool) -> None:
+    """On the helper thread: wake the workers, wait (bounded), then die if that was the plan."""
+    waits = [(shipper, done) for shipper, done in flushes if done is not None]
+    for shipper, _ in waits:
+        shipper.wake()
+    if waits:
+        deadline = time.monotonic() + max(shipper.shutdown_timeout for shipper, _ in waits)
+        for shipper, done in waits:
+            if not done.wait(max(0.0, deadline - time.monotonic())):
+                logger.error(
+                    "bearlumen: SIGTERM: %d usage event(s) still undelivered after"
+                    " shutdown_timeout=%ss",
+                    shipper.queued_estimate(),
+                    shipper.shutdown_timeout,
+                )
+    if die:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _close_at_exit(shipper_ref: weakref.ref[Shipper]) -> None:
+    shipper = shipper_ref()
+    if shipper is not None:
+        shipper.close_at_exit()
+    dying = _dying
+    if dying is not None and dying is not threading.current_thread():
+        dying.join()  # bounded by shutdown_timeout; it ends the process by SIGTERM
+
+
+def _register_finalizer(shipper: Shipper) -> None:
+    # Finalize holds the shipper weakly; the callback gets only a weak reference, so the
+    # shipper can still be collected.
+    close: Callable[[weakref.ref[Shipper]], None] = _close_at_exit
+    multiprocessing_util.Finalize(
+        shipper, close, args=(weakref.ref(shipper),), exitpriority=FINALIZER_PRIORITY
+    )
