@@ -3,7 +3,12 @@ server that asks for quiet (Retry-After) or struggles (AIMD) gets it from every 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -205,3 +210,53 @@ def test_giving_up_ends_every_wait_at_once() -> None:
     throttle.wake_all()
     thread.join(30)
     assert not thread.is_alive()
+
+
+HELD_CHILD = """
+import os, threading, httpx, bearlumen
+from bearlumen import _spool
+_spool.SEGMENT_BYTES = 16 * 1024  # about one batch a segment: later ones can be trimmed first
+
+class HoldFirstBatch(httpx.HTTPTransport):
+    first = threading.Lock()
+    def handle_request(self, request):
+        if request.url.path.endswith("/batch") and self.first.acquire(blocking=False):
+            threading.Event().wait()  # batch 0 never comes back
+        return super().handle_request(request)
+
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          spool_dir=os.environ["SPOOL"], flush_at=100, flush_interval=3600,
+                          max_in_flight=4, http_client=httpx.Client(transport=HoldFirstBatch()))
+shipper = client._shipper
+for batch in range(4):  # four batches of 100, each woken by flush_at
+    for i in range(100):
+        client.usage.record("token_usage", "llm_tokens", 1, f"evt-{batch}-{i}")
+    with shipper._progress:
+        shipper._progress.wait_for(lambda: shipper._next_batch == batch + 1)
+with shipper._progress:  # batches 1-3 came back, acknowledged before batch 0
+    shipper._progress.wait_for(lambda: shipper._outstanding == {0})
+print("ready", client.stats()["recorded"], flush=True)
+threading.Event().wait()
+"""
+
+
+def test_batches_acknowledged_out_of_order_survive_a_sigkill(
+    server: LocalServer, api_key: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    env = {**os.environ, "KEY": api_key, "URL": server.base_url, "SPOOL": str(spool)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", HELD_CHILD], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().split() == ["ready", "300"]
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    child.stdout.close()
+    # The next client replays what the server never answered for, and nothing is counted twice.
+    with Client(api_key=api_key, base_url=server.base_url, spool_dir=spool) as client:
+        result = client.flush()
+        summary = client.usage.summary()
+    assert result["recorded"] == 100  # batch 0, which the killed process never got back
+    assert summary["totalEvents"] == 400
+    assert not list(spool.rglob("segment-*.jsonl"))

@@ -494,6 +494,7 @@ class Shipper:
                 self._outstanding.add(number)
                 start_sender = len(self._senders) < len(self._outstanding)
                 self._batches.put((number, chunk))
+                self._progress.notify_all()
                 chunk = []
         if chunk:  # close() gave up while every sender was busy: this batch never goes out
             self._give_up(chunk, BearLumenError("The client was closed before delivery"))
