@@ -346,7 +346,7 @@ def start_server_process(
 
 def send_requests(sock: socket.socket, count: int) -> None:
     """`count` requests answered 200. A worker recycled by --max-requests may close a connection
-    it accepted but never read (no event recorded then): such a request is sent again."""
+    it accepted but never read (closed or reset; no event recorded then): it is sent again."""
     host, port = sock.getsockname()
     # A connection per request: a recycled worker's graceful exit waits for open keep-alives.
     with httpx.Client(base_url=f"http://{host}:{port}", headers={"Connection": "close"}) as http:
@@ -354,7 +354,7 @@ def send_requests(sock: socket.socket, count: int) -> None:
             for _attempt in range(5):
                 try:
                     response = http.get("/")
-                except httpx.RemoteProtocolError:
+                except (httpx.RemoteProtocolError, httpx.ReadError):  # reset: never read
                     continue
                 break
             assert response.status_code == 200

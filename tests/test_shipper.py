@@ -67,7 +67,7 @@ def test_record_returns_before_any_network_io(
     assert threading.current_thread().name not in transport.threads
     transport.gate.set()
     assert observed.flush()["recorded"] == 1
-    assert transport.threads == {"bearlumen-shipper"}
+    assert transport.threads == {"bearlumen-sender"}  # the worker's sender threads
 
 
 def test_flush_delivers_everything_recorded_before_it(client: Client) -> None:
@@ -259,8 +259,13 @@ def test_exactly_once_through_429_503_drops_and_store_then_500(
         script=["429:4", "503", "drop", "store_500", "ok", "store_500", "drop", "429:2"],
         rate_503=0.1, rate_drop=0.1, rate_store_500=0.1, seed=11,
     )  # fmt: skip
+    # One batch at a time, so the waits line up with the script (test_inflight.py has many).
     client = Client(
-        api_key=api_key, base_url=fault_server.base_url, sleep=recording_sleep, flush_at=500
+        api_key=api_key,
+        base_url=fault_server.base_url,
+        sleep=recording_sleep,
+        flush_at=500,
+        max_in_flight=1,
     )
     for i in range(5000):
         client.usage.record("token_usage", "llm_tokens", i, metadata={"provider_cost_usd": 0.001})

@@ -12,6 +12,7 @@ from ._constants import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_FLUSH_AT,
     DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -54,6 +55,7 @@ class Client:
         on_overflow: str = "drop",
         delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         on_error: Optional[ErrorCallback] = None,
         sleep: Optional[Callable[[float], Any]] = None,
         spool_dir: Union[str, os.PathLike[str], None] = None,
@@ -85,6 +87,7 @@ class Client:
             on_overflow=on_overflow,
             delivery_timeout=delivery_timeout,
             shutdown_timeout=shutdown_timeout,
+            max_in_flight=max_in_flight,
         )
         self._http = HttpCore(
             api_key=key.strip(),

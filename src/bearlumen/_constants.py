@@ -12,5 +12,6 @@ DEFAULT_FLUSH_INTERVAL = 0.5  # seconds; ship whatever waits at least this often
 DEFAULT_MAX_QUEUE_SIZE = 100_000  # events held in memory before overflow
 DEFAULT_DELIVERY_TIMEOUT = 600.0  # seconds a batch is retried before it is given up
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # seconds close() and the exit hook wait for delivery
+DEFAULT_MAX_IN_FLIGHT = 8  # batches sent at once: at 50 ms a round trip, 8 x 1000 events ~ 160k/s
 MAX_BATCH_SIZE = 1000  # events per request, the contract's limit
 RECENT_KEYS_REMEMBERED = 100_000  # caller-given idempotency keys checked for duplicates

@@ -28,6 +28,7 @@ import asyncio
 import enum
 import logging
 import os
+import queue
 import threading
 import time
 import weakref
@@ -42,6 +43,7 @@ from ._constants import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_FLUSH_AT,
     DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_BATCH_SIZE,
@@ -51,6 +53,7 @@ from ._errors import BearLumenError, InvalidRequestError
 from ._events import QueuedEvent, encode_event, to_record_input, wire_event
 from ._http import HttpCore
 from ._spool import Spool
+from ._throttle import SendThrottle
 from ._types import FlushResult, ShipperStats, UsageRecordInput
 
 logger = logging.getLogger("bearlumen")
@@ -121,6 +124,7 @@ class ShipperSettings:
     on_overflow: str = "drop"
     delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
     def __post_init__(self) -> None:
         def require(ok: bool, name: str, what: str) -> None:
@@ -138,9 +142,17 @@ class ShipperSettings:
             "max_queue_size",
             "must be an int >= 1",
         )
+        require(
+            type(self.max_in_flight) is int and 1 <= self.max_in_flight <= MAX_IN_FLIGHT,
+            "max_in_flight",
+            f"must be an int from 1 to {MAX_IN_FLIGHT}",
+        )
         require(self.on_overflow in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'")
         for name in ("flush_interval", "delivery_timeout", "shutdown_timeout"):
             require(is_positive_number(getattr(self, name)), name, "must be a number > 0")
+
+
+MAX_IN_FLIGHT = 64  # sender threads at most; far beyond what one API key is allowed to send
 
 
 def is_positive_number(value: Any) -> bool:
@@ -170,6 +182,7 @@ class Shipper:
         self.block_on_overflow = settings.on_overflow == "block"
         self.delivery_timeout = settings.delivery_timeout
         self.shutdown_timeout = settings.shutdown_timeout
+        self.max_in_flight = settings.max_in_flight
         self.on_error = on_error
         self.handle_sigterm = handle_sigterm
         self._reset()
@@ -198,15 +211,27 @@ class Shipper:
         self._accepting = False  # True while RUNNING: the one flag record() reads
         self._counts_lock = threading.Lock()
         self._dropped_unreported = 0
-        self._rejected_unreported = 0  # worker only
+        self._rejected_unreported = 0
         self._first_rejection: str | None = None
         self._failing = False  # a batch was given up on: logged once until delivery recovers
         self._outage = False  # an attempt failed: logged once until delivery recovers
-        self._in_flight = 0  # events in the batch being sent (worker only)
         self._closed_drops_logged_at = -DROP_REPORT_INTERVAL * 10
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
         self._adopt_at_start = False  # set in a forked child with a spool
         self.counts = dict.fromkeys(COUNTERS, 0)
+        # Batches in flight: the worker numbers each batch it hands to a sender thread; a flush
+        # marker is done once every batch numbered before it has come back.
+        self._throttle = SendThrottle(self.max_in_flight, sleep=self._sleep)
+        self._batches: queue.SimpleQueue[tuple[int, list[QueuedEvent]] | None] = queue.SimpleQueue()
+        self._senders: list[threading.Thread] = []
+        self._sender_idents: set[int | None] = set()
+        self._progress = threading.Condition()  # guards the four below
+        self._next_batch = 0
+        self._outstanding: set[int] = set()  # numbers of the batches in flight
+        self._events_in_flight = 0  # events in those batches
+        self._waiting_markers: Deque[tuple[_FlushRequest, int]] = deque()
+        self._flush_asked = False  # a flush marker waits: ship part-filled batches now
+        self._ack_lock = threading.Lock()  # the spool is told of answers by one thread at a time
 
     # -- producers (callers' threads) ------------------------------------------------------
 
@@ -325,12 +350,13 @@ class Shipper:
         """Block until everything recorded before this call is delivered or failed for good."""
         complete = True
         worker = self._worker
-        if worker is threading.current_thread():
-            # Called from on_error, on the worker itself: waiting for it would wait for ever.
+        if worker is threading.current_thread() or threading.get_ident() in self._sender_idents:
+            # Called from on_error, on the worker or a sender: waiting would wait for ever.
             complete = not self.pending_events
         elif worker is not None and worker.is_alive():
             request = _FlushRequest()
             self.pending_events.append(request)
+            self._flush_asked = True
             self._wake.set()
             complete = request.done.wait(timeout)
         return {**self.stats(), "complete": complete}
@@ -347,6 +373,9 @@ class Shipper:
         # Whatever is still undelivered now is given up: stop retrying and account for it.
         self._abandon.set()
         self._wake.set()
+        self._throttle.wake_all()
+        with self._progress:
+            self._progress.notify_all()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=1.0)
@@ -384,6 +413,7 @@ class Shipper:
             return None
         request = _FlushRequest()
         self.pending_events.append(request)
+        self._flush_asked = True
         return request.done
 
     def wake(self) -> None:
@@ -398,20 +428,29 @@ class Shipper:
     def _run(self) -> None:
         if self._adopt_at_start:
             self._adopt_orphans()
+        next_round = time.monotonic() + self.flush_interval
         while True:
-            self._wake.wait(self.flush_interval)
+            woken = self._wake.wait(max(0.0, next_round - time.monotonic()))
             self._wake.clear()
+            flush_asked, self._flush_asked = self._flush_asked, False
+            # Woken early by `flush_at` events: ship full batches only, and let the rest fill
+            # up until the interval is over; so a steady trickle costs one request an interval.
+            everything = not woken or flush_asked or self.state is not ShipperState.RUNNING
             try:
                 if self._spool is not None:
-                    self._spool.sync()
-                self._drain()
+                    with self._ack_lock:
+                        self._spool.sync()
+                self._drain(everything)
             except Exception:  # never let the worker die: log, and go on with the next batch
                 logger.exception("bearlumen: unexpected error in the usage shipper")
+            if everything:
+                next_round = time.monotonic() + self.flush_interval
             self._report_bursts()
             if self.state is not ShipperState.RUNNING and (
                 self._abandon.is_set() or not self.pending_events
             ):
                 break
+        self._stop_senders()
         self._fail_remaining()
         if self._spool is not None:
             self._spool.close()
@@ -430,19 +469,28 @@ class Shipper:
             return
         self.pending_events.extendleft(reversed(recovered))
 
-    def _drain(self) -> None:
-        while self.pending_events and not self._abandon.is_set():
-            chunk, flush_request = self._take_chunk()
+    def _drain(self, everything: bool) -> None:
+        """Hand what is queued now to the senders; what arrives meanwhile waits its round."""
+        budget = len(self.pending_events)
+        while budget > 0 and not self._abandon.is_set():
+            if not everything and len(self.pending_events) < self.flush_at:
+                break
+            chunk, flush_request = self._take_chunk(min(MAX_BATCH_SIZE, budget))
+            if not chunk and flush_request is None:
+                break
+            budget -= len(chunk) + (flush_request is not None)
             if chunk:
-                self._deliver(chunk)
+                self._send_in_background(chunk)
             if flush_request is not None:
-                flush_request.done.set()
+                with self._progress:
+                    self._waiting_markers.append((flush_request, self._next_batch))
+                    self._complete_markers()
 
-    def _take_chunk(self) -> tuple[list[QueuedEvent], _FlushRequest | None]:
+    def _take_chunk(self, limit: int) -> tuple[list[QueuedEvent], _FlushRequest | None]:
         chunk: list[QueuedEvent] = []
         popleft = self.pending_events.popleft
         flush_request = None
-        while len(chunk) < MAX_BATCH_SIZE:
+        while len(chunk) < limit:
             try:
                 item = popleft()
             except IndexError:
@@ -455,6 +503,67 @@ class Shipper:
             with self._space:
                 self._space.notify_all()
         return chunk, flush_request
+
+    # -- batches in flight -------------------------------------------------------------------
+
+    def _send_in_background(self, chunk: list[QueuedEvent]) -> None:
+        """Give the batch to a sender thread once fewer than `max_in_flight` are out."""
+        with self._progress:
+            while len(self._outstanding) >= self.max_in_flight:
+                if self._abandon.is_set():
+                    break
+                self._progress.wait(1.0)  # woken when a batch comes back; the bound is a guard
+            else:
+                number = self._next_batch
+                self._next_batch += 1
+                self._outstanding.add(number)
+                self._events_in_flight += len(chunk)
+                start_sender = len(self._senders) < len(self._outstanding)
+                self._batches.put((number, chunk))
+                self._progress.notify_all()
+                chunk = []
+        if chunk:  # close() gave up while every sender was busy: this batch never goes out
+            self._give_up(chunk, BearLumenError("The client was closed before delivery"))
+            return
+        if start_sender:
+            sender = threading.Thread(
+                target=self._send_batches, name="bearlumen-sender", daemon=True
+            )
+            self._senders.append(sender)
+            sender.start()
+
+    def _send_batches(self) -> None:
+        """A sender thread: deliver batches, one at a time, until told to stop."""
+        self._sender_idents.add(threading.get_ident())
+        while True:
+            item = self._batches.get()
+            if item is None:
+                return
+            number, chunk = item
+            try:
+                self._deliver(chunk)
+            except Exception as exc:  # never let a sender die, never lose a batch silently
+                logger.exception("bearlumen: unexpected error delivering a batch")
+                self._give_up(chunk, BearLumenError(f"Unexpected error in delivery: {exc}"))
+            finally:
+                with self._progress:
+                    self._outstanding.discard(number)
+                    self._events_in_flight -= len(chunk)
+                    self._complete_markers()
+                    self._progress.notify_all()
+
+    def _complete_markers(self) -> None:
+        """Flush markers whose every earlier batch came back are done (under `_progress`)."""
+        oldest_out = min(self._outstanding, default=self._next_batch)
+        while self._waiting_markers and self._waiting_markers[0][1] <= oldest_out:
+            self._waiting_markers.popleft()[0].done.set()
+
+    def _stop_senders(self) -> None:
+        """The worker is ending: let the batches in flight come back, then end the senders."""
+        for _ in self._senders:
+            self._batches.put(None)
+        for sender in self._senders:
+            sender.join()
 
     def _fail_remaining(self) -> None:
         """At shutdown: what was never sent is failed (and handed to on_error), not forgotten."""
@@ -474,21 +583,8 @@ class Shipper:
             self._reject([event], InvalidRequestError(reason, param="metadata"))
         if not events:
             return
-        self._in_flight = len(events)
-        retrying = self._http.retrying(
-            deadline=self.delivery_timeout,
-            should_stop=self._abandon.is_set,
-            sleep=self._wait_to_retry,
-            on_retry=self._count_retry,
-        )
         try:
-            answer = self._http.request(
-                "POST",
-                "/v1/usage/events/batch",
-                content=body,
-                retrying=retrying,
-                idempotency_key=_ids.request_keys.next(),
-            )
+            answer = self._post_batch(body)
         except InvalidRequestError as exc:
             if exc.status_code is None:  # the request could not even be built
                 self._reject(events, exc)
@@ -505,6 +601,29 @@ class Shipper:
             self._give_up(events, exc)
             return
         self._tally(events, answer)
+
+    def _post_batch(self, body: bytes) -> Any:
+        """One batch request with its retries, each attempt taking its turn at the throttle."""
+        retrying = self._http.retrying(
+            deadline=self.delivery_timeout,
+            should_stop=self._abandon.is_set,
+            sleep=self._wait_to_retry,
+            on_retry=self._count_retry,
+        )
+        self._throttle.wait_turn(self._abandon.is_set)
+        delivered = False
+        try:
+            answer = self._http.request(
+                "POST",
+                "/v1/usage/events/batch",
+                content=body,
+                retrying=retrying,
+                idempotency_key=_ids.request_keys.next(),
+            )
+            delivered = True
+            return answer
+        finally:
+            self._throttle.attempt_done(delivered)
 
     def _tally(self, events: list[QueuedEvent], answer: Any) -> None:
         recorded = duplicate = 0
@@ -523,7 +642,8 @@ class Shipper:
             self.counts["recorded"] += recorded
             self.counts["duplicate"] += duplicate
         if self._spool is not None:
-            self._spool.acknowledge(events)  # rejected ones too: a retry cannot help them
+            with self._ack_lock:
+                self._spool.acknowledge(events)  # rejected ones too: a retry cannot help them
         if self._failing or self._outage:
             self._failing = self._outage = False
             logger.warning("bearlumen: usage delivery recovered")
@@ -538,6 +658,7 @@ class Shipper:
             )
 
     def _count_retry(self, exc: BaseException | None, delay: float) -> None:
+        self._throttle.attempt_failed(getattr(exc, "retry_after", None))
         with self._counts_lock:
             self.counts["retries"] += 1
         if not self._outage:
@@ -547,7 +668,7 @@ class Shipper:
                 "bearlumen: usage delivery failing (%s); %d event(s) waiting; retrying in %.1fs"
                 " and until delivery_timeout=%ss",
                 describe_failure(exc),
-                self._in_flight + self.queued_estimate(),
+                self._events_in_flight + self.queued_estimate(),
                 delay,
                 self.delivery_timeout,
             )
@@ -557,22 +678,26 @@ class Shipper:
         if self._sleep is not None:  # a test's injected sleep
             self._report_bursts()
             self._sleep(delay)
-            return
-        deadline = time.monotonic() + delay
-        while True:
-            self._report_bursts()
-            left = deadline - time.monotonic()
-            if left <= 0 or self._abandon.wait(min(left, DROP_REPORT_INTERVAL)):
-                return
+            slept_until = time.monotonic() + delay
+        else:
+            slept_until = 0.0
+            deadline = time.monotonic() + delay
+            while True:
+                self._report_bursts()
+                left = deadline - time.monotonic()
+                if left <= 0 or self._abandon.wait(min(left, DROP_REPORT_INTERVAL)):
+                    break
+        # Another sender's 429 may have paused everyone, or the server may want fewer at once.
+        self._throttle.wait_turn(self._abandon.is_set, slept_until=slept_until)
 
     def _reject(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
         for event in events:
             self._forget_key(event)
         with self._counts_lock:
             self.counts["rejected"] += len(events)
-        self._rejected_unreported += len(events)
-        if self._first_rejection is None:
-            self._first_rejection = exc.message
+            self._rejected_unreported += len(events)
+            if self._first_rejection is None:
+                self._first_rejection = exc.message
         self._call_on_error(events, exc)
 
     def _give_up(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
@@ -601,18 +726,21 @@ class Shipper:
 
     def _report_bursts(self) -> None:
         """Log drops and rejections once per wake of the worker, never once per event."""
-        if self._rejected_unreported:
-            logger.warning(
-                "bearlumen: the server or the encoder rejected %d usage event(s), e.g.: %s",
-                self._rejected_unreported,
-                self._first_rejection,
-            )
-            self._rejected_unreported, self._first_rejection = 0, None
-        if not self._dropped_unreported:
+        if not (self._rejected_unreported or self._dropped_unreported):
             return
-        with self._counts_lock:
+        with self._counts_lock:  # worker and senders report; each burst is told once
+            rejected, self._rejected_unreported = self._rejected_unreported, 0
+            first_rejection, self._first_rejection = self._first_rejection, None
             dropped, self._dropped_unreported = self._dropped_unreported, 0
             total = self.counts["dropped"]
+        if rejected:
+            logger.warning(
+                "bearlumen: the server or the encoder rejected %d usage event(s), e.g.: %s",
+                rejected,
+                first_rejection,
+            )
+        if not dropped:
+            return
         logger.warning(
             "bearlumen: dropped %d usage event(s) (%d in all): the queue is full"
             " (max_queue_size=%d)",

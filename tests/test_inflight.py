@@ -1,0 +1,262 @@
+"""Several batches in flight: exactly once, flush never early, batches that fill up, and a
+server that asks for quiet (Retry-After) or struggles (AIMD) gets it from every sender."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bearlumen import Client
+from bearlumen._throttle import SendThrottle
+from bearlumen.testing import LocalServer
+
+from .conftest import RecordingSleep
+
+
+class HeldTransport(httpx.HTTPTransport):
+    """The real transport to the real server; the first batch request waits until `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_entered = threading.Event()
+        self.release = threading.Event()
+        self._first = threading.Lock()
+        self.batch_requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/batch"):
+            self.batch_requests += 1
+            if self._first.acquire(blocking=False):
+                self.first_entered.set()
+                self.release.wait(60)
+        return super().handle_request(request)
+
+
+def wait_for_batches(client: Client, *, sent: int, in_flight: set[int]) -> None:
+    """Until `sent` batches were handed to senders and those numbered `in_flight` are still out."""
+    shipper: Any = client._shipper
+    with shipper._progress:
+        assert shipper._progress.wait_for(
+            lambda: shipper._next_batch == sent and shipper._outstanding == in_flight, timeout=60
+        )
+
+
+def test_every_event_is_stored_once_with_many_batches_in_flight_through_faults(
+    fault_server: LocalServer, api_key: str, recording_sleep: RecordingSleep
+) -> None:
+    fault_server.set_faults(
+        script=["503", "429:1", "drop", "store_500", "latency:200", "store_500", "drop"],
+        rate_429=0.05, rate_503=0.1, rate_drop=0.1, rate_store_500=0.1, retry_after=0.5, seed=5,
+    )  # fmt: skip
+    client = Client(
+        api_key=api_key,
+        base_url=fault_server.base_url,
+        sleep=recording_sleep,
+        flush_at=100,
+        max_in_flight=8,
+    )
+    for i in range(4000):
+        client.usage.record("token_usage", "llm_tokens", 1, metadata={"provider_cost_usd": 0.01})
+        if i % 500 == 499:
+            client.flush()  # flush markers between batches in flight, too
+    result = client.close(timeout=60)
+    fault_server.set_faults()
+    with Client(api_key=api_key, base_url=fault_server.base_url) as reader:
+        summary = reader.usage.summary()
+    assert result["complete"] and (result["failed"], result["dropped"], result["rejected"]) == (
+        0,
+        0,
+        0,
+    )
+    assert result["recorded"] == 4000 and result["duplicate"] == 0
+    assert summary["totalEvents"] == 4000 and summary["totalCost"] == 40.0
+    assert result["retries"] >= 6  # the script's faults at least
+
+
+def test_flush_waits_for_an_earlier_batch_that_is_still_in_flight(
+    server: LocalServer, api_key: str
+) -> None:
+    transport = HeldTransport()
+    client = Client(
+        api_key=api_key,
+        base_url=server.base_url,
+        http_client=httpx.Client(transport=transport),
+        flush_at=1000,
+        flush_interval=3600,
+        max_in_flight=4,
+    )
+    for _ in range(1000):  # batch 0: held inside its request
+        client.usage.record("token_usage", "llm_tokens", 1)
+    assert transport.first_entered.wait(30)
+    client.usage.record("token_usage", "llm_tokens", 1)  # batch 1: goes through at once
+    flushed = threading.Event()
+    results: list[Any] = []
+
+    def flush() -> None:
+        results.append(client.flush())
+        flushed.set()
+
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    wait_for_batches(client, sent=2, in_flight={0})  # batch 1 came back; batch 0 has not
+    assert client.stats()["recorded"] == 1
+    assert not flushed.is_set()  # a later batch's answer must not complete an earlier flush
+    transport.release.set()
+    flusher.join(60)
+    assert results[0]["complete"] and results[0]["recorded"] == 1001
+    client.close()
+
+
+def test_woken_by_flush_at_only_full_batches_go_and_the_rest_waits_for_the_interval(
+    server: LocalServer, api_key: str
+) -> None:
+    transport = HeldTransport()
+    transport.release.set()
+    client = Client(
+        api_key=api_key,
+        base_url=server.base_url,
+        http_client=httpx.Client(transport=transport),
+        flush_at=1000,
+        flush_interval=3600,
+    )
+    for _ in range(1500):
+        client.usage.record("token_usage", "llm_tokens", 1)
+    assert transport.first_entered.wait(30)
+    wait_for_batches(client, sent=1, in_flight=set())
+    stats = client.stats()
+    assert (stats["recorded"], stats["queued"]) == (1000, 500)  # no half-empty request
+    assert client.flush()["recorded"] == 1500
+    assert transport.batch_requests == 2
+    client.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_retry_after_pauses_every_sender_until_it_is_over() -> None:
+    clock = FakeClock()
+    throttle = SendThrottle(4, clock=clock)
+    throttle.wait_turn(lambda: False)  # sender A's attempt ...
+    throttle.attempt_failed(retry_after=2.0)  # ... is refused with Retry-After: 2
+    started_at: list[float] = []
+
+    def sender_b() -> None:  # was not refused itself, and must wait all the same
+        throttle.wait_turn(lambda: False)
+        started_at.append(clock.now)
+
+    thread = threading.Thread(target=sender_b)
+    thread.start()
+    assert throttle.pause_left() == 2.0
+    clock.now = 101.0
+    throttle.wake_all()
+    assert throttle.pause_left() == 1.0
+    clock.now = 102.0
+    throttle.wake_all()
+    thread.join(30)
+    assert started_at and started_at[0] >= 102.0
+
+
+def test_concurrency_halves_while_the_server_refuses_and_grows_back_one_by_one() -> None:
+    throttle = SendThrottle(8)
+    for _ in range(8):
+        throttle.wait_turn(lambda: False)
+    for expected in (4.0, 2.0, 1.0, 1.0):
+        throttle.attempt_failed(retry_after=None)
+        assert throttle.limit == expected
+    # Four attempts failed and will retry; four are still under way: no new one may start.
+    assert throttle.sending == 4
+    blocked = threading.Event()
+    went = threading.Event()
+
+    def fifth() -> None:
+        blocked.set()
+        throttle.wait_turn(lambda: False)
+        went.set()
+
+    thread = threading.Thread(target=fifth)
+    thread.start()
+    assert blocked.wait(30)
+    for _ in range(4):
+        throttle.attempt_done(delivered=True)
+    thread.join(30)
+    assert went.is_set()
+    assert throttle.limit == 5.0  # 1, then +1 for each of the four delivered batches
+    for _ in range(10):
+        throttle.wait_turn(lambda: False)
+        throttle.attempt_done(delivered=True)
+    assert throttle.limit == 8.0  # never above max_in_flight
+
+
+def test_giving_up_ends_every_wait_at_once() -> None:
+    throttle = SendThrottle(1, clock=FakeClock())
+    throttle.wait_turn(lambda: False)
+    throttle.attempt_failed(retry_after=3600)
+    stop = threading.Event()
+    thread = threading.Thread(target=throttle.wait_turn, args=(stop.is_set,))
+    thread.start()
+    stop.set()
+    throttle.wake_all()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+HELD_CHILD = """
+import os, threading, httpx, bearlumen
+from bearlumen import _spool
+_spool.SEGMENT_BYTES = 16 * 1024  # about one batch a segment: later ones can be trimmed first
+
+class HoldFirstBatch(httpx.HTTPTransport):
+    first = threading.Lock()
+    def handle_request(self, request):
+        if request.url.path.endswith("/batch") and self.first.acquire(blocking=False):
+            threading.Event().wait()  # batch 0 never comes back
+        return super().handle_request(request)
+
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          spool_dir=os.environ["SPOOL"], flush_at=100, flush_interval=3600,
+                          max_in_flight=4, http_client=httpx.Client(transport=HoldFirstBatch()))
+shipper = client._shipper
+for batch in range(4):  # four batches of 100, each woken by flush_at
+    for i in range(100):
+        client.usage.record("token_usage", "llm_tokens", 1, f"evt-{batch}-{i}")
+    with shipper._progress:
+        shipper._progress.wait_for(lambda: shipper._next_batch == batch + 1)
+with shipper._progress:  # batches 1-3 came back, acknowledged before batch 0
+    shipper._progress.wait_for(lambda: shipper._outstanding == {0})
+print("ready", client.stats()["recorded"], flush=True)
+threading.Event().wait()
+"""
+
+
+def test_batches_acknowledged_out_of_order_survive_a_sigkill(
+    server: LocalServer, api_key: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    env = {**os.environ, "KEY": api_key, "URL": server.base_url, "SPOOL": str(spool)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", HELD_CHILD], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().split() == ["ready", "300"]
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    child.stdout.close()
+    # The next client replays what the server never answered for, and nothing is counted twice.
+    with Client(api_key=api_key, base_url=server.base_url, spool_dir=spool) as client:
+        result = client.flush()
+        summary = client.usage.summary()
+    assert result["recorded"] == 100  # batch 0, which the killed process never got back
+    assert summary["totalEvents"] == 400
+    assert not list(spool.rglob("segment-*.jsonl"))
