@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bearlumen.server import store as store_module
 from bearlumen.testing import LocalServer
 
 
@@ -498,3 +500,34 @@ def test_a_quantity_gets_the_same_answer_as_int_and_as_float(
         else:
             assert answer.status_code == 400 and answer.json()["error"]["param"] == "quantity"
     assert answers[0] == answers[1]
+
+
+def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python < 3.11 cannot ask SQLite its limit and assumes the oldest one: rows and keys then
+    # go in several statements per batch.
+    def oldest_limit(db: sqlite3.Connection) -> int:
+        db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return 999
+
+    monkeypatch.setattr(store_module, "_parameter_limit", oldest_limit)
+    auth = {"Authorization": "Bearer sk_test_old_sqlite"}
+    with LocalServer() as base_url:
+        first = [event(idempotencyKey=f"k{i}", agentId="a\x00b") for i in range(1000)]
+        answer = httpx.post(
+            base_url + "/v1/usage/events/batch", json={"events": first}, headers=auth
+        )
+        assert answer.json()["recorded_count"] == 1000
+        again = [event(idempotencyKey=f"k{i}") for i in range(500, 1500)]
+        second = httpx.post(
+            base_url + "/v1/usage/events/batch", json={"events": again}, headers=auth
+        ).json()
+        assert (second["recorded_count"], second["skipped_count"]) == (500, 500)
+        assert [r["id"] for r in second["results"][:500]] == [
+            r["id"] for r in answer.json()["results"][500:]
+        ]
+        stored = httpx.get(
+            base_url + "/v1/usage/events", params={"agentId": "a\x00b", "limit": 1000}, headers=auth
+        )
+        assert stored.json()["total"] == 1000

@@ -20,6 +20,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any, Iterator, Sequence
 
 from pydantic_core import from_json, to_json
@@ -111,22 +112,34 @@ _STORED_COLUMNS = (
     "seq, tenant, event_type, metric_name, quantity, idempotency_key, ts, subscription_id,"
     " end_user_id, agent_id, workflow_id, metadata, cost_nanos, received_at"
 )
-# executemany binds each text with its length, so a string is stored exactly (NUL included);
-# into the unindexed staging table it was twice as fast as one INSERT ... FROM json_each(?).
-_STAGE_EVENTS = (
-    f"INSERT INTO usage_events_staged ({_STORED_COLUMNS}) VALUES ({', '.join('?' * 14)})"
-)
+_STORED_COLUMN_COUNT = 14
 # A staged event's seq is its place in usage_events: moving keeps it, so ids never change.
 _MOVE_STAGED = (
     f"INSERT INTO usage_events ({_STORED_COLUMNS})"
     f" SELECT {_STORED_COLUMNS} FROM usage_events_staged WHERE seq < ? ORDER BY seq"
 )
 _FORGET_STAGED = "DELETE FROM usage_events_staged WHERE seq < ?"
-# Keys are bound as parameters, never passed through JSON: json_each cuts a text at NUL.
-# 400 keys per statement stays under the 999 parameters of older SQLite builds.
-_KEYS_PER_LOOKUP = 400
 
 
+def _parameter_limit(db: sqlite3.Connection) -> int:
+    """How many `?` one statement may bind (32766 since SQLite 3.32)."""
+    try:
+        return int(db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except AttributeError:  # Python < 3.11 cannot ask: the smallest limit SQLite ever had
+        return 999
+
+
+# Rows are bound as parameters of one multi-row INSERT, never passed through JSON (json_each
+# cuts a text at NUL) nor executemany: that releases and retakes the GIL once per row, and
+# behind a thread validating the next batch each retake waited, 38 ms per 1000 rows against
+# 18 ms for one statement (and 52 ms for json_each). Each text is stored exactly.
+@cache
+def _stage_events_sql(count: int) -> str:
+    row = "(" + ", ".join("?" * _STORED_COLUMN_COUNT) + ")"
+    return f"INSERT INTO usage_events_staged ({_STORED_COLUMNS}) VALUES " + ", ".join([row] * count)
+
+
+@cache
 def _stored_keys_sql(count: int) -> str:
     where = f" WHERE tenant = ? AND idempotency_key IN ({', '.join('?' * count)})"
     return (
@@ -212,6 +225,9 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
         self._tenants: dict[str, int] = {}
+        limit = _parameter_limit(self._db)
+        self._rows_per_insert = min(1000, limit // _STORED_COLUMN_COUNT)
+        self._keys_per_lookup = min(1000, limit // 2 - 1)
         # Rows left staged by a process that was killed are moved now.
         (self._staged_rows,) = self._db.execute(
             "SELECT COUNT(*) FROM usage_events_staged"
@@ -477,8 +493,8 @@ class Store:
         outcomes: list[tuple[str, int]] = []
         with self._transaction() as db:
             seen: dict[str, int] = {}
-            for at in range(0, len(keys), _KEYS_PER_LOOKUP):
-                chunk = keys[at : at + _KEYS_PER_LOOKUP]
+            for at in range(0, len(keys), self._keys_per_lookup):
+                chunk = keys[at : at + self._keys_per_lookup]
                 seen.update(db.execute(_stored_keys_sql(len(chunk)), (tenant, *chunk) * 2))
             inserts = []
             seq = self._next_seq
@@ -493,9 +509,10 @@ class Store:
                 inserts.append((seq, tenant, *row, received_at))
                 outcomes.append(("recorded", seq))
                 seq += 1
-            if inserts:
-                db.executemany(_STAGE_EVENTS, inserts)
-                self._staged_rows += len(inserts)
+            for at in range(0, len(inserts), self._rows_per_insert):
+                chunk = inserts[at : at + self._rows_per_insert]
+                db.execute(_stage_events_sql(len(chunk)), [v for row in chunk for v in row])
+            self._staged_rows += len(inserts)
             self._next_seq = seq
         if inserts:
             self._staged.set()
