@@ -485,6 +485,13 @@ def test_end_user_and_subscription_texts_are_stored_exactly_or_refused(
         assert [(s["organizationId"], s["planId"]) for s in listed["subscriptions"]] == [
             ("o" + text, text)
         ]
+    email = "me" + text + "@example.com"
+    with_email = http.post("/v1/end-users", json={"externalId": "with-email", "email": email})
+    if with_email.status_code == 400:
+        assert with_email.json()["error"]["param"] == "email"
+    else:
+        users = http.get("/v1/end-users", params={"limit": 1000}).json()["endUsers"]
+        assert [u["email"] for u in users if u["externalId"] == "with-email"] == [email]
 
 
 @pytest.mark.parametrize("whole", [0, 1, 2**53, 2**60, int(1e300)])

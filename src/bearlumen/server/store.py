@@ -219,7 +219,8 @@ class Store:
     def __init__(self, path: str = ":memory:") -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        if path != ":memory:":
+        self._in_memory = path == ":memory:"
+        if not self._in_memory:
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
@@ -248,7 +249,8 @@ class Store:
         self._staged.set()
         self._mover.join()
         with self._lock:
-            self._move_all_staged()
+            if not self._in_memory:  # leave the file complete for other readers of it
+                self._move_all_staged()
             self._db.close()
 
     @contextmanager
