@@ -538,3 +538,47 @@ def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
             base_url + "/v1/usage/events", params={"agentId": "a\x00b", "limit": 1000}, headers=auth
         )
         assert stored.json()["total"] == 1000
+
+
+def test_a_timestamp_outside_years_1_to_9999_in_utc_is_a_400_naming_it(http: httpx.Client) -> None:
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        single = http.post("/v1/usage/events", json=event(timestamp=moment))
+        assert single.status_code == 400 and single.json()["error"]["param"] == "timestamp"
+        batch = http.post(
+            "/v1/usage/events/batch", json={"events": [event(timestamp=moment), event()]}
+        )
+        assert [r["status"] for r in batch.json()["results"]] == ["rejected", "recorded"]
+        assert batch.json()["results"][0]["error"]["param"] == "timestamp"
+        subscription = http.post(
+            "/v1/subscriptions",
+            json={
+                "organizationId": "o",
+                "planId": "p",
+                "billingCycle": "monthly",
+                "startDate": moment,
+            },
+        )
+        assert (
+            subscription.status_code == 400 and subscription.json()["error"]["param"] == "startDate"
+        )
+        summary = http.get("/v1/usage/summary", params={"startDate": moment})
+        assert summary.status_code == 400 and summary.json()["error"]["param"] == "startDate"
+
+
+def test_a_request_that_failed_with_500_does_not_keep_its_idempotency_key(
+    fault_server: LocalServer, api_key: str
+) -> None:
+    store = fault_server.store
+    real = store.record_events
+
+    def fails_once(tenant: int, rows: list[list[object]]) -> object:
+        store.record_events = real  # type: ignore[method-assign]
+        raise RuntimeError("the disk went away")
+
+    store.record_events = fails_once  # type: ignore[method-assign]
+    url = fault_server.base_url + "/v1/usage/events"
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "retried-after-500"}
+    # A connection per request: after an unhandled error uvicorn closes the one it answered on.
+    assert httpx.post(url, json=event(), headers=headers).status_code == 500
+    retried = httpx.post(url, json=event(), headers=headers)
+    assert retried.status_code == 201 and retried.json()["recorded"] is True

@@ -49,7 +49,7 @@ class Call:
             return None
         try:
             return canonical_timestamp(raw)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: outside years 1-9999 in UTC
             raise invalid(
                 f"{name} must be a date (2024-01-01) or an RFC 3339 timestamp", name
             ) from None

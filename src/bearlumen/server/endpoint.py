@@ -17,7 +17,7 @@ from starlette.responses import Response
 from .body import parse_json, read_body
 from .call import Call
 from .errors import ApiError, invalid
-from .replay import Claim, remember, replay_or_claim
+from .replay import Claim, release, remember, replay_or_claim
 from .responses import error_response, json_response
 from .state import Handler, ServerState
 from .store import NotFound
@@ -66,6 +66,12 @@ def endpoint(state: ServerState, handler: Handler, known_query: frozenset[str]) 
             response = json_response(status, body, {"X-Request-Id": request_id})
         except ApiError as exc:
             response = error_response(request_id, exc)
+        except BaseException:
+            # An unexpected failure (a 500) stores no answer, but must not keep the key
+            # claimed: every retry would be told 409 conflict_retry for ever.
+            if claim is not None:
+                release(state, claim[0], claim[1])
+            raise
         if claim is not None:
             await run_in_threadpool(remember, state, claim, response)
         return response

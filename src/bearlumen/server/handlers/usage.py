@@ -55,7 +55,12 @@ def _stamp(timestamp: str | datetime | None, now: str) -> str:
         except ValueError:
             raise invalid(f"timestamp {timestamp!r} is not a real date", "timestamp") from None
         return timestamp
-    return format_utc(timestamp)
+    try:
+        return format_utc(timestamp)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise invalid(
+            f"timestamp {timestamp} is outside years 1 to 9999 in UTC", "timestamp"
+        ) from None
 
 
 def _validated_row(raw: Any, now: str) -> list[Any]:
