@@ -15,6 +15,7 @@ is visible to queries as soon as its batch has been answered.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import sqlite3
 import threading
@@ -155,6 +156,8 @@ _IDLE_SECONDS = 0.05
 _MOVE_CHUNK_ROWS = 10_000
 MAX_STAGED_ROWS = 200_000
 
+
+_log = logging.getLogger("bearlumen.server")
 
 _UPDATABLE = {
     "end_users": frozenset({"email", "name", "metadata"}),
@@ -563,7 +566,12 @@ class Store:
             if busy and self._staged_rows < MAX_STAGED_ROWS:
                 continue
             with self._lock:
-                self._move_staged(_MOVE_CHUNK_ROWS)
+                try:
+                    self._move_staged(_MOVE_CHUNK_ROWS)
+                except sqlite3.Error as exc:  # a full disk, say: the rows stay staged and
+                    # count as duplicates; the next batch or read tries again
+                    _log.warning("moving staged usage events into the index failed: %s", exc)
+                    continue
                 if self._staged_rows:
                     self._staged.set()
 
