@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -582,3 +583,45 @@ def test_a_request_that_failed_with_500_does_not_keep_its_idempotency_key(
     assert httpx.post(url, json=event(), headers=headers).status_code == 500
     retried = httpx.post(url, json=event(), headers=headers)
     assert retried.status_code == 201 and retried.json()["recorded"] is True
+
+
+def test_overlapping_batches_from_threads_store_each_key_once_while_reads_index(
+    server: LocalServer, api_key: str
+) -> None:
+    keys = [f"k{i}" for i in range(600)]
+    answers: list[tuple[list[str], dict[str, Any]]] = []
+    done = threading.Event()
+    headers = {"Authorization": f"Bearer {api_key}"}
+
+    def post(offset: int) -> None:
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            for round_ in range(5):
+                start = (offset * 150 + round_ * 90) % 600
+                mine = [keys[(start + i) % 600] for i in range(300)]
+                batch = {"events": [event(idempotencyKey=k, agentId=k) for k in mine]}
+                answers.append((mine, http.post("/v1/usage/events/batch", json=batch).json()))
+
+    def read() -> None:  # every read moves what is staged: moves interleave with the writes
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            while not done.is_set():
+                http.get("/v1/usage/summary")
+
+    writers = [threading.Thread(target=post, args=(n,)) for n in range(4)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert sum(answer["recorded_count"] for _, answer in answers) == 600
+    ids: dict[str, set[str]] = {}
+    for sent, answer in answers:
+        assert len(answer["results"]) == len(sent)
+        for key, result in zip(sent, answer["results"]):
+            ids.setdefault(key, set()).add(result["id"])
+    with httpx.Client(base_url=server.base_url, headers=headers) as http:
+        stored = http.get("/v1/usage/events", params={"limit": 1000}).json()
+    assert stored["total"] == 600
+    assert {e["idempotencyKey"]: {e["id"]} for e in stored["events"]} == ids
