@@ -9,14 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+SINK = [sys.executable, str(Path(__file__).parent / "_sink.py")]
+
 
 def sink(latency_ms: float = 0.0) -> list[str]:
-    return [
-        sys.executable,
-        str(Path(__file__).parent / "_sink.py"),
-        "--latency-ms",
-        str(latency_ms),
-    ]
+    """The sink, answering each POST `latency_ms` after it arrived."""
+    return [*SINK, "--latency-ms", str(latency_ms)]
 
 
 def bearlumen_serve(*options: str) -> list[str]:

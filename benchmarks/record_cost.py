@@ -12,7 +12,7 @@ import argparse
 import tempfile
 import time
 
-from _spawn import sink, spawn
+from _spawn import SINK, spawn
 
 import bearlumen
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=100_000)
     args = parser.parse_args()
-    with spawn(sink()) as url:
+    with spawn(SINK) as url:
         print(f"record() in memory         : {measure(url, args.calls)}")
         with tempfile.TemporaryDirectory() as spool:
             print(f"record() with spool_dir    : {measure(url, args.calls, spool_dir=spool)}")
