@@ -1,36 +1,54 @@
-"""A minimal HTTP/1.1 sink on loopback for comparing SDKs: answers every POST with 200 at once.
+"""A minimal HTTP/1.1 sink on loopback for comparing SDKs: answers every POST with 200.
 
-It counts requests and body bytes and does no parsing beyond the headers, so it is never the
-bottleneck and treats every SDK alike. `GET /stats` reports the counts. Run as its own process:
-`python benchmarks/_sink.py` prints `listening on http://127.0.0.1:PORT`.
+It counts requests, body bytes and events, and does no parsing beyond the headers and a count of
+the event name in each body (inflated first when gzip), so it is never the bottleneck and treats
+every SDK alike. `--latency-ms N` answers each POST N ms after it arrived (each connection waits
+on its own, as a distant API would), for SDKs that are a round trip away from their API.
+`GET /stats` reports the counts. Run as its own process: `python benchmarks/_sink.py
+[--latency-ms 50]` prints `listening on http://127.0.0.1:PORT`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
+import zlib
 
 REPLY = b'{"status":1,"recorded_count":0,"skipped_count":0,"rejected_count":0,"results":[]}'
-counts = {"requests": 0, "bytes": 0}
+# Every SDK in peers.py sends the event name once per event, as a JSON string.
+EVENT_MARKER = b'"token_usage"'
+counts = {"requests": 0, "bytes": 0, "events": 0}
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def handle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, latency: float
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
+            gzipped = False
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value)
+                elif name == b"content-encoding":
+                    gzipped = value.strip().lower() == b"gzip"
             body = await reader.readexactly(length) if length else b""
             if head.startswith(b"GET /stats"):
                 payload = json.dumps(counts).encode()
             else:
                 counts["requests"] += 1
                 counts["bytes"] += len(body)
+                if gzipped:
+                    body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+                counts["events"] += body.count(EVENT_MARKER)
                 payload = REPLY
+                if latency:
+                    await asyncio.sleep(latency)
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                 + str(len(payload)).encode()
@@ -44,8 +62,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-async def main() -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=64 * 1024 * 1024)
+async def main(latency: float) -> None:
+    server = await asyncio.start_server(
+        lambda r, w: handle(r, w, latency), "127.0.0.1", 0, limit=64 * 1024 * 1024
+    )
     port = server.sockets[0].getsockname()[1]
     print(f"listening on http://127.0.0.1:{port}", flush=True)
     async with server:
@@ -53,7 +73,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency-ms", type=float, default=0.0)
     try:
-        asyncio.run(main())
+        asyncio.run(main(parser.parse_args().latency_ms / 1000))
     except KeyboardInterrupt:
         sys.exit(0)

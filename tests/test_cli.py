@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,17 @@ def test_the_pytest_plugin_gives_a_fresh_server(bearlumen_server: LocalServer) -
     client.usage.record("token_usage", "llm_tokens", 10)
     assert client.close()["recorded"] == 2
     assert bearlumen_server.events_stored() == 2
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = bearlumen_cli("serve", "--port", str(port), timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
+    assert "listening" not in done.stdout

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from bearlumen.server import store as store_module
 from bearlumen.testing import LocalServer
 
 
@@ -361,3 +368,260 @@ def test_seeded_fault_rates_are_repeatable(fault_server: LocalServer, api_key: s
 def test_bad_fault_settings_are_rejected(fault_server: LocalServer) -> None:
     for bad in ({"rate_500": 2}, {"nonsense": 1}, {"script": ["explode"]}):
         assert httpx.post(fault_server.base_url + "/_admin/faults", json=bad).status_code == 400
+
+
+# -- storage: staged batches, exact strings, quantities --------------------------------------
+
+
+def test_each_batch_is_visible_to_queries_as_soon_as_it_is_answered(http: httpx.Client) -> None:
+    for round_ in range(1, 4):
+        batch = [event(idempotencyKey=f"r{round_}-{i}", agentId=f"a{i % 3}") for i in range(1000)]
+        answer = http.post("/v1/usage/events/batch", json={"events": batch})
+        assert answer.json()["recorded_count"] == 1000
+        assert http.get("/v1/usage/summary").json()["totalEvents"] == 1000 * round_
+        by_agent = http.get("/v1/usage/events", params={"agentId": "a1", "limit": 1}).json()
+        assert by_agent["total"] == 333 * round_
+        last = answer.json()["results"][-1]["id"]
+        page = http.get("/v1/usage/events", params={"limit": 1, "offset": 1000 * round_ - 1})
+        assert page.json()["events"][0]["id"] == last
+
+
+def test_duplicates_are_found_before_and_after_indexing(http: httpx.Client) -> None:
+    batch = {"events": [event(idempotencyKey=f"k{i}") for i in range(600)]}
+    first = http.post("/v1/usage/events/batch", json=batch).json()
+    ids = [result["id"] for result in first["results"]]
+    at_once = http.post("/v1/usage/events/batch", json=batch).json()  # still staged
+    http.get("/v1/usage/summary")  # a read makes the indexed table complete
+    later = http.post("/v1/usage/events/batch", json=batch).json()
+    for answer in (at_once, later):
+        assert answer["recorded_count"] == 0 and answer["skipped_count"] == 600
+        assert [result["id"] for result in answer["results"]] == ids
+    mixed = {"events": [event(idempotencyKey="k5"), event(idempotencyKey="new")]}
+    statuses = [
+        r["status"] for r in http.post("/v1/usage/events/batch", json=mixed).json()["results"]
+    ]
+    assert statuses == ["duplicate", "recorded"]
+    assert http.get("/v1/usage/summary").json()["totalEvents"] == 601
+
+
+def test_events_answered_before_a_sigkill_are_kept_once(tmp_path: Path) -> None:
+    db = tmp_path / "killed.sqlite3"
+    auth = {"Authorization": "Bearer sk_test_killed"}
+    batch = {"events": [event(idempotencyKey=f"k{i}") for i in range(1000)]}
+    first = serve(db)
+    try:
+        url = first.stdout.readline().split("listening on ", 1)[1].split()[0]  # type: ignore[union-attr]
+        answer = httpx.post(url + "/v1/usage/events/batch", json=batch, headers=auth)
+        assert answer.json()["recorded_count"] == 1000
+    finally:
+        first.send_signal(signal.SIGKILL)  # no chance to move or close anything
+        first.wait(10)
+    second = serve(db)
+    try:
+        url = second.stdout.readline().split("listening on ", 1)[1].split()[0]  # type: ignore[union-attr]
+        assert httpx.get(url + "/v1/usage/summary", headers=auth).json()["totalEvents"] == 1000
+        again = httpx.post(url + "/v1/usage/events/batch", json=batch, headers=auth).json()
+        assert again["skipped_count"] == 1000
+        assert [r["id"] for r in again["results"]] == [r["id"] for r in answer.json()["results"]]
+    finally:
+        second.terminate()
+        second.wait(10)
+
+
+def serve(db: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", str(db)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+ODD_TEXTS = ["a\x00b", "\x00", "tab\there", "line\u2028sep", "é\u0301", "🦄", "\x7f\x1b[31m"]
+EVENT_TEXT_FIELDS = [
+    "eventType", "metricName", "idempotencyKey", "subscriptionId", "endUserId", "agentId",
+    "workflowId",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS)
+def test_every_event_text_is_stored_exactly_or_refused(http: httpx.Client, text: str) -> None:
+    for field in EVENT_TEXT_FIELDS:
+        for path in ("/v1/usage/events", "/v1/usage/events/batch"):
+            sent = event(**{field: text + path, "metadata": {text: text, "nested": [text]}})
+            answer = http.post(path, json={"events": [sent]} if path.endswith("batch") else sent)
+            if answer.status_code == 400 or (
+                path.endswith("batch") and answer.json()["rejected_count"]
+            ):
+                error = answer.json().get("error") or answer.json()["results"][0]["error"]
+                assert error["param"] == field or error["param"].startswith("metadata"), error
+                continue
+            assert answer.status_code in (200, 201), answer.text
+            stored = http.get("/v1/usage/events", params={"limit": 1000}).json()["events"]
+            matching = [e for e in stored if e[field] == text + path]
+            assert len(matching) == 1, (field, path, [e[field] for e in stored][-3:])
+            assert matching[0]["metadata"] == {text: text, "nested": [text]}
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS)
+def test_end_user_and_subscription_texts_are_stored_exactly_or_refused(
+    http: httpx.Client, text: str
+) -> None:
+    user = http.post(
+        "/v1/end-users", json={"externalId": "x" + text, "name": text, "metadata": {text: text}}
+    )
+    if user.status_code == 400:
+        assert user.json()["error"]["param"] in ("externalId", "name", "metadata")
+    else:
+        stored = http.get("/v1/end-users").json()["endUsers"]
+        assert [(u["externalId"], u["name"], u["metadata"]) for u in stored] == [
+            ("x" + text, text, {text: text})
+        ]
+    subscription = http.post(
+        "/v1/subscriptions",
+        json={"organizationId": "o" + text, "planId": text, "billingCycle": "monthly", "startDate": "2024-01-01"},
+    )  # fmt: skip
+    if subscription.status_code == 400:
+        assert subscription.json()["error"]["param"] in ("organizationId", "planId")
+    else:
+        listed = http.get("/v1/subscriptions", params={"organizationId": "o" + text}).json()
+        assert [(s["organizationId"], s["planId"]) for s in listed["subscriptions"]] == [
+            ("o" + text, text)
+        ]
+    email = "me" + text + "@example.com"
+    with_email = http.post("/v1/end-users", json={"externalId": "with-email", "email": email})
+    if with_email.status_code == 400:
+        assert with_email.json()["error"]["param"] == "email"
+    else:
+        users = http.get("/v1/end-users", params={"limit": 1000}).json()["endUsers"]
+        assert [u["email"] for u in users if u["externalId"] == "with-email"] == [email]
+
+
+@pytest.mark.parametrize("whole", [0, 1, 2**53, 2**60, int(1e300)])
+def test_a_quantity_gets_the_same_answer_as_int_and_as_float(
+    http: httpx.Client, whole: int
+) -> None:
+    answers = []
+    for quantity in (whole, float(whole)):
+        answer = http.post("/v1/usage/events", json=event(quantity=quantity))
+        answers.append(answer.status_code)
+        if answer.status_code == 201:
+            assert answer.json()["event"]["quantity"] == whole  # stored exactly
+        else:
+            assert answer.status_code == 400 and answer.json()["error"]["param"] == "quantity"
+    assert answers[0] == answers[1]
+
+
+def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python < 3.11 cannot ask SQLite its limit and assumes the oldest one: rows and keys then
+    # go in several statements per batch.
+    def oldest_limit(db: sqlite3.Connection) -> int:
+        db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return 999
+
+    monkeypatch.setattr(store_module, "_parameter_limit", oldest_limit)
+    auth = {"Authorization": "Bearer sk_test_old_sqlite"}
+    with LocalServer() as base_url:
+        first = [event(idempotencyKey=f"k{i}", agentId="a\x00b") for i in range(1000)]
+        answer = httpx.post(
+            base_url + "/v1/usage/events/batch", json={"events": first}, headers=auth
+        )
+        assert answer.json()["recorded_count"] == 1000
+        again = [event(idempotencyKey=f"k{i}") for i in range(500, 1500)]
+        second = httpx.post(
+            base_url + "/v1/usage/events/batch", json={"events": again}, headers=auth
+        ).json()
+        assert (second["recorded_count"], second["skipped_count"]) == (500, 500)
+        assert [r["id"] for r in second["results"][:500]] == [
+            r["id"] for r in answer.json()["results"][500:]
+        ]
+        stored = httpx.get(
+            base_url + "/v1/usage/events", params={"agentId": "a\x00b", "limit": 1000}, headers=auth
+        )
+        assert stored.json()["total"] == 1000
+
+
+def test_a_timestamp_outside_years_1_to_9999_in_utc_is_a_400_naming_it(http: httpx.Client) -> None:
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        single = http.post("/v1/usage/events", json=event(timestamp=moment))
+        assert single.status_code == 400 and single.json()["error"]["param"] == "timestamp"
+        batch = http.post(
+            "/v1/usage/events/batch", json={"events": [event(timestamp=moment), event()]}
+        )
+        assert [r["status"] for r in batch.json()["results"]] == ["rejected", "recorded"]
+        assert batch.json()["results"][0]["error"]["param"] == "timestamp"
+        subscription = http.post(
+            "/v1/subscriptions",
+            json={
+                "organizationId": "o",
+                "planId": "p",
+                "billingCycle": "monthly",
+                "startDate": moment,
+            },
+        )
+        assert (
+            subscription.status_code == 400 and subscription.json()["error"]["param"] == "startDate"
+        )
+        summary = http.get("/v1/usage/summary", params={"startDate": moment})
+        assert summary.status_code == 400 and summary.json()["error"]["param"] == "startDate"
+
+
+def test_a_request_that_failed_with_500_does_not_keep_its_idempotency_key(
+    fault_server: LocalServer, api_key: str
+) -> None:
+    store = fault_server.store
+    real = store.record_events
+
+    def fails_once(tenant: int, rows: list[list[object]]) -> object:
+        store.record_events = real  # type: ignore[method-assign]
+        raise RuntimeError("the disk went away")
+
+    store.record_events = fails_once  # type: ignore[method-assign]
+    url = fault_server.base_url + "/v1/usage/events"
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "retried-after-500"}
+    # A connection per request: after an unhandled error uvicorn closes the one it answered on.
+    assert httpx.post(url, json=event(), headers=headers).status_code == 500
+    retried = httpx.post(url, json=event(), headers=headers)
+    assert retried.status_code == 201 and retried.json()["recorded"] is True
+
+
+def test_overlapping_batches_from_threads_store_each_key_once_while_reads_index(
+    server: LocalServer, api_key: str
+) -> None:
+    keys = [f"k{i}" for i in range(600)]
+    answers: list[tuple[list[str], dict[str, Any]]] = []
+    done = threading.Event()
+    headers = {"Authorization": f"Bearer {api_key}"}
+
+    def post(offset: int) -> None:
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            for round_ in range(5):
+                start = (offset * 150 + round_ * 90) % 600
+                mine = [keys[(start + i) % 600] for i in range(300)]
+                batch = {"events": [event(idempotencyKey=k, agentId=k) for k in mine]}
+                answers.append((mine, http.post("/v1/usage/events/batch", json=batch).json()))
+
+    def read() -> None:  # every read moves what is staged: moves interleave with the writes
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            while not done.is_set():
+                http.get("/v1/usage/summary")
+
+    writers = [threading.Thread(target=post, args=(n,)) for n in range(4)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert sum(answer["recorded_count"] for _, answer in answers) == 600
+    ids: dict[str, set[str]] = {}
+    for sent, answer in answers:
+        assert len(answer["results"]) == len(sent)
+        for key, result in zip(sent, answer["results"]):
+            ids.setdefault(key, set()).add(result["id"])
+    with httpx.Client(base_url=server.base_url, headers=headers) as http:
+        stored = http.get("/v1/usage/events", params={"limit": 1000}).json()
+    assert stored["total"] == 600
+    assert {e["idempotencyKey"]: {e["id"]} for e in stored["events"]} == ids

@@ -21,6 +21,16 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
     faults = FaultSettings.parse(args.faults) if args.faults else None
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:  # a busy port is a user's mistake: one line, not a traceback
+        reason = exc.strerror or str(exc)
+        print(
+            f"bearlumen serve: cannot listen on {args.host}:{args.port}: {reason}"
+            " (choose another --port, or --port 0 for a free one)",
+            file=sys.stderr,
+        )
+        return 1
     server, store, _ = make_server(
         db=args.db,
         api_keys=args.api_key,
@@ -28,7 +38,6 @@ def _serve(args: argparse.Namespace) -> int:
         allow_faults=args.allow_faults,
         log_level=args.log_level,
     )
-    sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     print(f"Bear Lumen local server listening on {url} (database: {args.db})")

@@ -162,7 +162,7 @@ def _timestamp_field(value: Any) -> Any:
         raise ValueError("must be an RFC 3339 timestamp or a date")
     try:
         return canonical_timestamp(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: outside years 1-9999 once in UTC
         raise ValueError("is not an RFC 3339 timestamp or a date") from None
 
 

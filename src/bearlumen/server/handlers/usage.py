@@ -1,0 +1,171 @@
+"""`/v1/usage`: recording events (one, or a batch validated in one call) and reading them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+from pydantic import ValidationError
+from pydantic_core import to_json
+
+from ..._wire import (
+    COST_KEY,
+    MAX_METADATA_BYTES,
+    UsageBatch,
+    UsageEvent,
+    ValidUsageBatch,
+    format_utc,
+)
+from ..call import Call
+from ..errors import ApiError, from_validation_error, invalid, validate
+from ..state import ServerState
+from ..store import Filter, event_id, nanos, now_timestamp
+
+
+def _event_row(event: UsageEvent, now: str) -> list[Any]:
+    """A validated event as a storage row; ApiError when its metadata is too large to store."""
+    metadata_text = None
+    cost = 0
+    if event.metadata is not None:
+        metadata_text = to_json(event.metadata).decode()
+        if len(metadata_text) > MAX_METADATA_BYTES:
+            raise invalid(f"metadata is larger than {MAX_METADATA_BYTES} bytes", "metadata")
+        cost = nanos(event.metadata.get(COST_KEY) or 0)
+    return [
+        event.event_type,
+        event.metric_name,
+        event.quantity,
+        event.idempotency_key,
+        _stamp(event.timestamp, now),
+        event.subscription_id,
+        event.end_user_id,
+        event.agent_id,
+        event.workflow_id,
+        metadata_text,
+        cost,
+    ]
+
+
+def _stamp(timestamp: str | datetime | None, now: str) -> str:
+    if timestamp is None:
+        return now
+    if isinstance(timestamp, str):
+        try:  # the pattern admits 2024-02-30: only a real date may be stored
+            datetime.fromisoformat(timestamp[:26])
+        except ValueError:
+            raise invalid(f"timestamp {timestamp!r} is not a real date", "timestamp") from None
+        return timestamp
+    try:
+        return format_utc(timestamp)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise invalid(
+            f"timestamp {timestamp} is outside years 1 to 9999 in UTC", "timestamp"
+        ) from None
+
+
+def _validated_row(raw: Any, now: str) -> list[Any]:
+    if not isinstance(raw, dict):
+        raise invalid("An event must be a JSON object")
+    try:
+        event = UsageEvent.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    return _event_row(event, now)
+
+
+def record_event(state: ServerState, call: Call) -> tuple[int, Any]:
+    row = _validated_row(call.json_object(), now_timestamp())
+    ((outcome, seq),) = state.store.record_events(call.tenant, [row])
+    event = state.store.get_event(call.tenant, seq)
+    return (201 if outcome == "recorded" else 200), {
+        "recorded": outcome == "recorded",
+        "event": event,
+    }
+
+
+def _all_valid_rows(body: Any, now: str) -> list[list[Any]] | None:
+    """The fast path: all events valid, checked in one call; None means take the slow path."""
+    try:
+        batch = ValidUsageBatch.model_validate(body)
+        return [_event_row(event, now) for event in batch.events]
+    except (ValidationError, ApiError):
+        return None
+
+
+def record_batch(state: ServerState, call: Call) -> tuple[int, Any]:
+    now = now_timestamp()
+    rows = _all_valid_rows(call.body, now)
+    results: list[dict[str, Any]]
+    accepted_at: Sequence[int]
+    if rows is not None:
+        results = [{"index": index, "status": "recorded"} for index in range(len(rows))]
+        accepted_at = range(len(rows))
+    else:
+        rows, results, accepted_at = _rows_one_by_one(call, now)
+    recorded = 0
+    if rows:
+        outcomes = state.store.record_events(call.tenant, rows)
+        for position, (outcome, seq) in zip(accepted_at, outcomes):
+            result = results[position]
+            result["id"] = event_id(seq)
+            if outcome == "recorded":
+                recorded += 1
+            else:
+                result["status"] = "duplicate"
+    return 200, {
+        "recorded_count": recorded,
+        "skipped_count": len(rows) - recorded,
+        "rejected_count": len(results) - len(rows),
+        "results": results,
+    }
+
+
+def _rows_one_by_one(
+    call: Call, now: str
+) -> tuple[list[list[Any]], list[dict[str, Any]], list[int]]:
+    """The slow path: each event on its own, so a bad one is rejected alone."""
+    envelope: UsageBatch = validate(UsageBatch, call.json_object())
+    rows: list[list[Any]] = []
+    results: list[dict[str, Any]] = []
+    accepted_at: list[int] = []
+    for index, raw in enumerate(envelope.events):
+        try:
+            rows.append(_validated_row(raw, now))
+        except ApiError as exc:
+            error = {"type": exc.kind, "message": exc.message, "param": exc.param}
+            results.append({"index": index, "status": "rejected", "error": error})
+            continue
+        accepted_at.append(len(results))
+        results.append({"index": index, "status": "recorded"})
+    return rows, results, accepted_at
+
+
+def _usage_filters(call: Call, *names: str) -> tuple[list[Filter], dict[str, str | None]]:
+    """The filters named, and the date range as the answer repeats it."""
+    columns = {
+        "subscriptionId": "subscription_id",
+        "metricName": "metric_name",
+        "agentId": "agent_id",
+        "workflowId": "workflow_id",
+    }
+    filters: list[Filter] = [(columns[name], "=", call.query_text(name)) for name in names]
+    start, end = call.date_range(required=False)
+    filters += [("ts", ">=", start), ("ts", "<", end)]
+    return filters, {"startDate": start, "endDate": end}
+
+
+def query_events(state: ServerState, call: Call) -> tuple[int, Any]:
+    filters, _ = _usage_filters(call, "subscriptionId", "metricName", "agentId", "workflowId")
+    limit, offset = call.limit_offset()
+    events, total = state.store.query_events(call.tenant, filters, limit, offset)
+    return 200, {"events": events, "total": total, "limit": limit, "offset": offset}
+
+
+def usage_aggregation(state: ServerState, call: Call) -> tuple[int, Any]:
+    filters, dates = _usage_filters(call, "subscriptionId", "metricName")
+    return 200, {"aggregations": state.store.aggregate_by_metric(call.tenant, filters), **dates}
+
+
+def usage_summary(state: ServerState, call: Call) -> tuple[int, Any]:
+    filters, dates = _usage_filters(call, "subscriptionId")
+    return 200, {**state.store.summarize(call.tenant, filters), **dates}
