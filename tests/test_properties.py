@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bearlumen import BearLumenError, Client
+from bearlumen import BearLumenError, Client, InvalidRequestError
 from bearlumen.testing import LocalServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -194,6 +194,10 @@ def test_every_resource_call_answers_typed(
 
 
 def test_quantities_at_the_edges(prop_client: Client) -> None:
-    for quantity in (0, 0.0, 2**53, 1e308, 5e-324, math.pi):
+    for quantity in (0, 0.0, 2**53, float(2**53), 5e-324, math.pi):
         assert prop_client.usage.record("t", "m", quantity)["recorded"] is True
+    # One limit for int and float alike: above 2**53 a JSON number stops being exact.
+    for too_large in (2**53 + 1, float(2**54), 1e300, math.inf):
+        with pytest.raises(InvalidRequestError, match="quantity"):
+            prop_client.usage.record("t", "m", too_large)
     assert prop_client.flush()["failed"] == 0

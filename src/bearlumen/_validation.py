@@ -1,5 +1,10 @@
 """Checks on the caller's arguments, so bad input fails at the call that made it, typed and
-naming the field, before anything is queued or sent."""
+naming the field, before anything is queued or sent.
+
+The limits themselves live in `_wire.py`, which the local server imports too: what
+`usage.record()` accepts here, the server accepts (tests/test_validation.py, and the property
+in tests/test_properties.py).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,244 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from ._errors import InvalidRequestError
-from ._wire import canonical_timestamp, format_utc
+from ._events import SMALL_METADATA, SizedMetadata
+from ._wire import (
+    COST_KEY,
+    COST_RULE,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_NAME_LENGTH,
+    MAX_QUANTITY,
+    canonical_timestamp,
+    format_utc,
+    is_cost,
+)
 
 Model = TypeVar("Model", bound=BaseModel)
+
+NAME_RULE = f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters"
+QUANTITY_RULE = "must be an int or a float from 0 to 2**53 (9007199254740992)"
 
 
 def invalid(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"{param}: {message}", param=param)
+
+
+# -- usage.record(): the hot path ------------------------------------------------------------
+# Plain type checks, no pydantic, no allocation beyond the metadata snapshot.
+
+
+def check_event(
+    event_type: Any,
+    metric_name: Any,
+    quantity: Any,
+    idempotency_key: Any,
+    subscription_id: Any,
+    end_user_id: Any,
+    agent_id: Any,
+    workflow_id: Any,
+) -> None:
+    """Raise InvalidRequestError naming the first argument of `usage.record` the server would
+    refuse (metadata and timestamp apart: `metadata_snapshot`, `timestamp`)."""
+    if type(event_type) is not str or not 0 < len(event_type) <= MAX_NAME_LENGTH:
+        raise invalid("event_type", NAME_RULE)
+    if type(metric_name) is not str or not 0 < len(metric_name) <= MAX_NAME_LENGTH:
+        raise invalid("metric_name", NAME_RULE)
+    kind = type(quantity)
+    if kind is not int and kind is not float:
+        raise invalid("quantity", f"{QUANTITY_RULE}, not {kind.__name__}")
+    if not 0 <= quantity <= MAX_QUANTITY:  # also False for NaN
+        raise invalid("quantity", QUANTITY_RULE)
+    # Every name goes through one text check: no NUL, no lone surrogate. An ASCII string cannot
+    # hold a surrogate, and str.isascii() reads a flag: most calls never look at a character.
+    text = event_type + metric_name
+    if idempotency_key is not None:
+        if type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
+            raise invalid("idempotency_key", NAME_RULE)
+        text += idempotency_key
+    # Unrolled: a loop over the four ids costs more than the four tests.
+    if subscription_id is not None:
+        if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_LENGTH:
+            raise invalid("subscription_id", NAME_RULE)
+        text += subscription_id
+    if end_user_id is not None:
+        if type(end_user_id) is not str or not 0 < len(end_user_id) <= MAX_NAME_LENGTH:
+            raise invalid("end_user_id", NAME_RULE)
+        text += end_user_id
+    if agent_id is not None:
+        if type(agent_id) is not str or not 0 < len(agent_id) <= MAX_NAME_LENGTH:
+            raise invalid("agent_id", NAME_RULE)
+        text += agent_id
+    if workflow_id is not None:
+        if type(workflow_id) is not str or not 0 < len(workflow_id) <= MAX_NAME_LENGTH:
+            raise invalid("workflow_id", NAME_RULE)
+        text += workflow_id
+    if "\x00" in text or (not text.isascii() and not _is_utf8(text)):
+        _raise_bad_text(
+            event_type=event_type,
+            metric_name=metric_name,
+            idempotency_key=idempotency_key,
+            subscription_id=subscription_id,
+            end_user_id=end_user_id,
+            agent_id=agent_id,
+            workflow_id=workflow_id,
+        )
+
+
+def _raise_bad_text(**names: Any) -> None:
+    for param, value in names.items():
+        if value is not None and "\x00" in value:
+            raise invalid(param, "must not contain NUL (\\x00)")
+        if value is not None and not _is_utf8(value):
+            raise invalid(param, "must be valid Unicode text (no lone surrogates)")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
+    """A copy of the caller's metadata, checked as the server would check it.
+
+    What is billed is what was passed at the call: the queue holds this copy, never the
+    caller's dict, so a dict reused or changed after `record()` returns changes nothing.
+
+    Small flat metadata of ASCII strings, finite floats, ints, bools and None (the usual case)
+    is copied with one `dict.copy()` and bounded by a sum of lengths; anything else (nested,
+    large, non-ASCII, other types) takes `_exact_snapshot`: a deep copy that checks every
+    value, then the exact JSON size.
+    """
+    if type(metadata) is dict:
+        snapshot = metadata.copy()
+        try:
+            keys = "".join(snapshot)  # one C call checks that every key is a str
+        except TypeError:
+            return _exact_snapshot(metadata, param)
+        chars = len(keys)
+        if keys.isascii():  # a flag, not a scan; only non-ASCII text can hold a lone surrogate
+            for value in snapshot.values():
+                kind = type(value)
+                if kind is str:
+                    if not value.isascii():
+                        break
+                    chars += len(value)
+                elif kind is float:
+                    if value - value != 0.0:  # NaN or Infinity
+                        break
+                elif kind is int:
+                    if not -(2**63) <= value < 2**64:
+                        break
+                elif value is not None and kind is not bool:
+                    break
+            else:
+                # Escaped, an ASCII character takes at most 6 bytes of JSON, a number 24,
+                # quotes, colon and comma 4: this is far under MAX_METADATA_BYTES unencoded.
+                if chars <= SMALL_METADATA and len(snapshot) <= _FAST_ITEMS:
+                    cost = snapshot.get(COST_KEY)
+                    if cost is not None and not is_cost(cost):
+                        raise invalid(f"{param}.{COST_KEY}", COST_RULE)
+                    return snapshot
+    return _exact_snapshot(metadata, param)
+
+
+_FAST_ITEMS = 64
+assert 6 * SMALL_METADATA + 30 * _FAST_ITEMS < MAX_METADATA_BYTES
+
+
+def _exact_snapshot(metadata: Any, param: str) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise invalid(param, f"must be a dict, not {type(metadata).__name__}")
+    try:
+        snapshot: dict[str, Any] = _json_copy(metadata, 1)
+    except _NotJson as exc:
+        raise invalid(param + "".join(reversed(exc.where)), exc.reason) from None
+    size = len(to_json(snapshot))  # cannot fail: the copy holds only JSON values
+    if size > MAX_METADATA_BYTES:
+        raise invalid(param, f"is {size} bytes as JSON, over the limit of {MAX_METADATA_BYTES}")
+    cost = snapshot.get(COST_KEY)
+    if cost is not None and not is_cost(cost):
+        raise invalid(f"{param}.{COST_KEY}", COST_RULE)
+    return SizedMetadata(snapshot, size) if size > SMALL_METADATA else snapshot
+
+
+class _NotJson(Exception):
+    """A value with no exact JSON form; `where` collects its path on the way out."""
+
+    def __init__(self, reason: str, where: str = "") -> None:
+        self.reason = reason
+        self.where = [where] if where else []
+
+
+_NOT_JSON = (
+    "has no exact JSON form: pass a str, int, float, bool, None, list or dict"
+    " (for a datetime its isoformat(), for a Decimal str() or float(), as you mean it)"
+)
+
+
+def _json_copy(value: Any, depth: int) -> Any:
+    """A deep copy made only of JSON values, or _NotJson for the first value that is not one.
+
+    Nothing changes form silently: a datetime, a Decimal, a set, bytes, an enum member or a
+    numpy scalar is refused (the caller decides its text), never converted. A tuple becomes a
+    list: JSON has one kind of array (docs/configuration.md).
+    """
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and not _is_utf8(value):
+            raise _NotJson("must be valid Unicode text (no lone surrogates)")
+        return value
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if value - value != 0.0:
+            raise _NotJson("must be a finite number (NaN and Infinity are not JSON)")
+        return value
+    is_array = kind is list or kind is tuple
+    if not is_array and not isinstance(value, dict):
+        raise _NotJson(f"is a {kind.__name__}: it {_NOT_JSON}")
+    if depth > MAX_METADATA_DEPTH:
+        raise _NotJson(f"is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if is_array:
+        copied = []
+        for index, item in enumerate(value):
+            try:
+                copied.append(_json_copy(item, depth + 1))
+            except _NotJson as exc:
+                exc.where.append(f"[{index}]")
+                raise
+        return copied
+    copy = {}
+    for key, item in list(value.items()):
+        if type(key) is not str:
+            raise _NotJson("keys must be strings", f"[{key!r}]")
+        if not key.isascii() and not _is_utf8(key):
+            raise _NotJson(f"key {key!r} is not valid Unicode text (a lone surrogate)")
+        try:
+            copy[key] = _json_copy(item, depth + 1)
+        except _NotJson as exc:
+            exc.where.append(f".{key}")
+            raise
+    return copy
+
+
+def event_timestamp(value: Any) -> str:
+    """An event's timestamp (RFC 3339 text or a datetime) in the canonical form."""
+    if not isinstance(value, (str, datetime)):
+        raise invalid("timestamp", "must be an RFC 3339 string or a datetime")
+    try:
+        return canonical_timestamp(value)
+    except (ValueError, OverflowError):
+        raise invalid("timestamp", "is not an RFC 3339 timestamp") from None
+
+
+# -- the synchronous calls -------------------------------------------------------------------
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequestError:
