@@ -209,3 +209,14 @@ def test_the_server_refuses_what_record_refuses(http: Any) -> None:
         },
     ).json()
     assert [r["status"] for r in answer["results"]] == ["rejected"] * 3
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_an_id_of_dots_cannot_reach_another_route(tenant: Client, dots: str) -> None:
+    # "/v1/subscriptions/." resolves to "/v1/subscriptions/": retrieve() answered with the list.
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.subscriptions.retrieve(dots)
+    assert caught.value.param == "subscription_id"
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.end_users.deactivate(dots)
+    assert caught.value.param == "end_user_id"

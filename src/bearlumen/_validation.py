@@ -277,6 +277,8 @@ def path_id(param: str, value: Any) -> str:
     """An id for a URL path, escaped so that no id can reach another route."""
     if not isinstance(value, str) or not value:
         raise invalid(param, "must be a non-empty string")
+    if value in (".", ".."):  # a dot segment: the URL would resolve to another route
+        raise invalid(param, "must not be '.' or '..'")
     try:
         return quote(value, safe="")
     except UnicodeEncodeError:
