@@ -391,3 +391,25 @@ def test_gzip_bodies_arrive_whole(server: LocalServer, api_key: str) -> None:
         batch = c.usage.record_batch([{"event_type": "t", "metric_name": "m", "quantity": 1}] * 50)
         assert batch["recorded_count"] == 50 and c.usage.summary()["totalEvents"] == 1550
     assert encodings[:3] == ["gzip", "gzip", "gzip"]  # two shipper batches, one record_batch
+
+
+def test_a_batch_over_the_servers_body_limit_is_halved_until_it_fits(
+    fault_server: LocalServer, api_key: str
+) -> None:
+    # 1000 events of ~12 KB metadata make a ~12 MB body; the server caps bodies at 10 MiB and
+    # answers 413 before reading it. Halved, each 500-event half fits.
+    with Client(
+        api_key=api_key,
+        base_url=fault_server.base_url,
+        compress=False,
+        flush_at=1000,
+        flush_interval=600,  # one chunk of exactly 1000: the worker wakes only when all wait
+    ) as c:
+        for n in range(1000):
+            c.usage.record("t", "m", 1, f"large-{n}", metadata={"prompt": f"{n:06d}" * 2000})
+        result = c.flush()
+    assert (result["recorded"], result["rejected"], result["failed"]) == (1000, 0, 0)
+    assert result["batches"] == 2
+    by_status = httpx.get(fault_server.base_url + "/_admin/stats").json()["requestsByStatus"]
+    assert (by_status.get("413"), by_status.get("200")) == (1, 2)
+    assert fault_server.events_stored() == 1000
