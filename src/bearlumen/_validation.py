@@ -20,6 +20,7 @@ from ._events import SMALL_METADATA, SizedMetadata
 from ._wire import (
     COST_KEY,
     COST_RULE,
+    MAX_EVENT_COST,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
     MAX_NAME_LENGTH,
@@ -64,48 +65,45 @@ def check_event(
         raise invalid("quantity", f"{QUANTITY_RULE}, not {kind.__name__}")
     if not 0 <= quantity <= MAX_QUANTITY:  # also False for NaN
         raise invalid("quantity", QUANTITY_RULE)
-    # Every name goes through one text check: no NUL, no lone surrogate. An ASCII string cannot
-    # hold a surrogate, and str.isascii() reads a flag: most calls never look at a character.
-    text = event_type + metric_name
+    # Each name: no NUL (a memchr) and no lone surrogate (only non-ASCII text can hold one, and
+    # str.isascii() reads a flag). Spelled out per argument: a loop or a helper costs more.
+    if "\x00" in event_type or not event_type.isascii():
+        _check_text("event_type", event_type)
+    if "\x00" in metric_name or not metric_name.isascii():
+        _check_text("metric_name", metric_name)
     if idempotency_key is not None:
         if type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
             raise invalid("idempotency_key", NAME_RULE)
-        text += idempotency_key
-    # Unrolled: a loop over the four ids costs more than the four tests.
+        if "\x00" in idempotency_key or not idempotency_key.isascii():
+            _check_text("idempotency_key", idempotency_key)
     if subscription_id is not None:
         if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_LENGTH:
             raise invalid("subscription_id", NAME_RULE)
-        text += subscription_id
+        if "\x00" in subscription_id or not subscription_id.isascii():
+            _check_text("subscription_id", subscription_id)
     if end_user_id is not None:
         if type(end_user_id) is not str or not 0 < len(end_user_id) <= MAX_NAME_LENGTH:
             raise invalid("end_user_id", NAME_RULE)
-        text += end_user_id
+        if "\x00" in end_user_id or not end_user_id.isascii():
+            _check_text("end_user_id", end_user_id)
     if agent_id is not None:
         if type(agent_id) is not str or not 0 < len(agent_id) <= MAX_NAME_LENGTH:
             raise invalid("agent_id", NAME_RULE)
-        text += agent_id
+        if "\x00" in agent_id or not agent_id.isascii():
+            _check_text("agent_id", agent_id)
     if workflow_id is not None:
         if type(workflow_id) is not str or not 0 < len(workflow_id) <= MAX_NAME_LENGTH:
             raise invalid("workflow_id", NAME_RULE)
-        text += workflow_id
-    if "\x00" in text or (not text.isascii() and not _is_utf8(text)):
-        _raise_bad_text(
-            event_type=event_type,
-            metric_name=metric_name,
-            idempotency_key=idempotency_key,
-            subscription_id=subscription_id,
-            end_user_id=end_user_id,
-            agent_id=agent_id,
-            workflow_id=workflow_id,
-        )
+        if "\x00" in workflow_id or not workflow_id.isascii():
+            _check_text("workflow_id", workflow_id)
 
 
-def _raise_bad_text(**names: Any) -> None:
-    for param, value in names.items():
-        if value is not None and "\x00" in value:
-            raise invalid(param, "must not contain NUL (\\x00)")
-        if value is not None and not _is_utf8(value):
-            raise invalid(param, "must be valid Unicode text (no lone surrogates)")
+def _check_text(param: str, value: str) -> None:
+    """The slow half of a name's check: non-ASCII text is fine unless it has a lone surrogate."""
+    if "\x00" in value:
+        raise invalid(param, "must not contain NUL (\\x00)")
+    if not _is_utf8(value):
+        raise invalid(param, "must be valid Unicode text (no lone surrogates)")
 
 
 def _is_utf8(text: str) -> bool:
@@ -129,38 +127,41 @@ def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
     """
     if type(metadata) is dict:
         snapshot = metadata.copy()
-        try:
-            keys = "".join(snapshot)  # one C call checks that every key is a str
-        except TypeError:
-            return _exact_snapshot(metadata, param)
-        chars = len(keys)
-        if keys.isascii():  # a flag, not a scan; only non-ASCII text can hold a lone surrogate
-            for value in snapshot.values():
-                kind = type(value)
-                if kind is str:
-                    if not value.isascii():
-                        break
-                    chars += len(value)
-                elif kind is float:
-                    if value - value != 0.0:  # NaN or Infinity
-                        break
-                elif kind is int:
-                    if not -(2**63) <= value < 2**64:
-                        break
-                elif value is not None and kind is not bool:
-                    break
-            else:
-                # Escaped, an ASCII character takes at most 6 bytes of JSON, a number 24,
-                # quotes, colon and comma 4: this is far under MAX_METADATA_BYTES unencoded.
-                if chars <= SMALL_METADATA and len(snapshot) <= _FAST_ITEMS:
-                    cost = snapshot.get(COST_KEY)
-                    if cost is not None and not is_cost(cost):
-                        raise invalid(f"{param}.{COST_KEY}", COST_RULE)
-                    return snapshot
+        # One pass, a few bytecodes per item: this loop is most of record()'s cost for
+        # metadata (benchmarks/RESULTS.md). Anything unusual leaves for the exact path.
+        chars = 0
+        for key, value in snapshot.items():
+            kind = type(value)
+            if kind is str:
+                if not value.isascii():  # a flag, not a scan; only non-ASCII can hold a surrogate
+                    return _exact_snapshot(metadata, param)
+                chars += len(value)
+            elif kind is float:
+                if value - value:  # NaN or Infinity (finite: 0.0)
+                    return _exact_snapshot(metadata, param)
+            elif kind is int:
+                if not -_INT64 <= value < _INT64:  # a long int: let the exact path size it
+                    return _exact_snapshot(metadata, param)
+            elif kind is not bool and value is not None:
+                return _exact_snapshot(metadata, param)
+            if type(key) is not str or not key.isascii():
+                return _exact_snapshot(metadata, param)
+            chars += len(key)
+        # Escaped, an ASCII character takes at most 6 bytes of JSON, a number 24, quotes,
+        # colon and comma 4: this is far under MAX_METADATA_BYTES without encoding it.
+        if chars <= SMALL_METADATA and len(snapshot) <= _FAST_ITEMS:
+            cost = snapshot.get(COST_KEY)
+            # _wire.is_cost, inlined (a call is a tenth of this function's time)
+            if cost is not None and not (
+                (type(cost) is float or type(cost) is int) and 0 <= cost <= MAX_EVENT_COST
+            ):
+                raise invalid(f"{param}.{COST_KEY}", COST_RULE)
+            return snapshot
     return _exact_snapshot(metadata, param)
 
 
 _FAST_ITEMS = 64
+_INT64 = 2**63
 assert 6 * SMALL_METADATA + 30 * _FAST_ITEMS < MAX_METADATA_BYTES
 
 
