@@ -69,7 +69,9 @@ class Usage:
         the event and returns; `recorded` is False only when this client already queued the
         same `idempotency_key` (or, with `dropped: True`, when a full queue refused it). A key
         is made when none is given, and returned so the event can be found later. Bad input
-        raises `InvalidRequestError` naming the field.
+        raises `InvalidRequestError` naming the field (`metadata.when`): whatever the server
+        would refuse is refused here. The event keeps the metadata as it is at this call (a
+        copy), whatever happens to the caller's dict afterwards.
         """
         # The hot path: plain type checks, no pydantic, no uuid, no lock, no logging.
         check_event(
