@@ -1,7 +1,9 @@
 """What one `usage.record()` costs the caller, plain and in crash-safe mode (`spool_dir`).
 
 One thread, N calls, each timed with perf_counter_ns, against the loopback sink (`_sink.py`),
-then flush. Prints p50 / p99 / p99.9 per call and calls/s for each mode.
+then flush. Prints p50 / p99 / p99.9 per call and calls/s for each mode. The events are the
+README's typical event (three ids, a key of the caller's and three metadata values), and the
+same with nested metadata (the exact path of record()'s metadata check).
 
     python benchmarks/record_cost.py [--calls 100000]
 """
@@ -16,8 +18,15 @@ from _spawn import SINK, spawn
 
 import bearlumen
 
+README_METADATA = {"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.50}
+NESTED_METADATA = {
+    "model": "gpt-4-turbo",
+    "provider_cost_usd": 4.50,
+    "usage": {"input": 1200, "output": 300, "cached": [0, 128]},
+}
 
-def measure(url: str, calls: int, **options: object) -> str:
+
+def measure(url: str, calls: int, metadata: dict[str, object], **options: object) -> str:
     client = bearlumen.Client(
         api_key="sk_bench", base_url=url, max_queue_size=calls + 1000, **options
     )  # type: ignore[arg-type]
@@ -27,16 +36,19 @@ def measure(url: str, calls: int, **options: object) -> str:
     client.flush()
     clock = time.perf_counter_ns
     samples = []
+    keys = [f"invoice-{index}-summary" for index in range(calls)]
     began = time.perf_counter()
-    for _ in range(calls):
+    for key in keys:
         t0 = clock()
         record(
             event_type="token_usage",
             metric_name="llm_tokens",
-            quantity=1200,
+            quantity=150000,
+            idempotency_key=key,
             agent_id="support-bot",
-            workflow_id="onboarding",
-            metadata={"model": "gpt-4o-mini", "provider_cost_usd": 0.00042},
+            workflow_id="customer-onboarding",
+            end_user_id="eu_123",
+            metadata=metadata,
         )
         samples.append(clock() - t0)
     produced = time.perf_counter() - began
@@ -57,9 +69,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100_000)
     args = parser.parse_args()
     with spawn(SINK) as url:
-        print(f"record() in memory         : {measure(url, args.calls)}")
+        print(f"record() in memory         : {measure(url, args.calls, README_METADATA)}")
+        print(f"  nested metadata          : {measure(url, args.calls, NESTED_METADATA)}")
         with tempfile.TemporaryDirectory() as spool:
-            print(f"record() with spool_dir    : {measure(url, args.calls, spool_dir=spool)}")
+            line = measure(url, args.calls, README_METADATA, spool_dir=spool)
+            print(f"record() with spool_dir    : {line}")
 
 
 if __name__ == "__main__":

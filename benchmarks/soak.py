@@ -3,9 +3,11 @@
 Checks, and prints: the client's memory stays flat (its queue is bounded), the server never
 fails on its own ("database is locked" would show as 5xx beyond the injected ones), and the
 totals match exactly: events recorded by the app = events stored by the server + events the
-client reported dropped (blocking on overflow makes that zero) and nothing failed.
+client reported dropped (blocking on overflow makes that zero) and nothing failed. Exits 1 when
+any check fails, memory included: the peak of the last third of the RSS samples may exceed the
+peak of the first third (the first sample, warm-up, left out) by at most --max-growth-mb.
 
-    python benchmarks/soak.py [--seconds 120] [--rate 20000]
+    python benchmarks/soak.py [--seconds 120] [--rate 20000] [--max-growth-mb 20]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--rate", type=int, default=6_000, help="events/s, all producers together")
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--max-growth-mb", type=float, default=20.0)
     args = parser.parse_args()
     db = os.path.join(tempfile.mkdtemp(), "soak.sqlite3")
     with spawn(bearlumen_serve("--db", db, "--faults", FAULTS)) as url:
@@ -103,9 +106,26 @@ def soak(url: str, args: argparse.Namespace) -> bool:
     print(
         f"server answers by status: {by_status}; injected: {injected}; unexplained 5xx: {unexplained_5xx}"
     )
-    ok = stored == total - result["dropped"] and result["failed"] == 0 and unexplained_5xx == 0
-    print("TOTALS MATCH EXACTLY" if ok else "MISMATCH")
-    return ok
+    totals_ok = (
+        stored == total - result["dropped"] and result["failed"] == 0 and unexplained_5xx == 0
+    )
+    print("TOTALS MATCH EXACTLY" if totals_ok else "MISMATCH")
+    growth = memory_growth(samples)
+    memory_ok = growth <= args.max_growth_mb
+    print(
+        f"memory growth (peak of last third - peak of first third): {growth:.1f} MB;"
+        f" {'FLAT' if memory_ok else 'GROWING'} (limit {args.max_growth_mb:g} MB)"
+    )
+    return totals_ok and memory_ok
+
+
+def memory_growth(samples: list[float]) -> float:
+    """How far memory climbed over the run: 0 when it stayed flat, or when too few samples."""
+    steady = samples[1:]  # the first sample is warm-up: imports, pools, the first queue fill
+    if len(steady) < 3:
+        return 0.0
+    third = max(1, len(steady) // 3)
+    return max(steady[-third:]) - max(steady[:third])
 
 
 if __name__ == "__main__":

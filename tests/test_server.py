@@ -522,7 +522,7 @@ def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
     monkeypatch.setattr(store_module, "_parameter_limit", oldest_limit)
     auth = {"Authorization": "Bearer sk_test_old_sqlite"}
     with LocalServer() as base_url:
-        first = [event(idempotencyKey=f"k{i}", agentId="a\x00b") for i in range(1000)]
+        first = [event(idempotencyKey=f"k{i}", agentId="a\u00e9b") for i in range(1000)]
         answer = httpx.post(
             base_url + "/v1/usage/events/batch", json={"events": first}, headers=auth
         )
@@ -536,7 +536,7 @@ def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
             r["id"] for r in answer.json()["results"][500:]
         ]
         stored = httpx.get(
-            base_url + "/v1/usage/events", params={"agentId": "a\x00b", "limit": 1000}, headers=auth
+            base_url + "/v1/usage/events", params={"agentId": "a\u00e9b", "limit": 1000}, headers=auth
         )
         assert stored.json()["total"] == 1000
 

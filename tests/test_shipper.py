@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any, Iterator
 
 import httpx
@@ -162,6 +163,13 @@ def test_bad_input_raises_at_the_call_and_queues_nothing(
     assert client.stats()["queued"] == 0 and client.flush()["sent"] == 0
 
 
+def enqueue_unchecked(client: Client, key: str, metadata: dict[str, object]) -> None:
+    """Queue an event record() would refuse, as a spool written by an older version may replay
+    it: only the worker's own checks stand between it and the server."""
+    assert client._shipper is not None
+    client._shipper.enqueue(("t", "m", 1, key, time.time(), None, None, None, None, metadata))
+
+
 def test_one_bad_event_never_costs_the_others_their_delivery(
     server: LocalServer, api_key: str
 ) -> None:
@@ -170,10 +178,10 @@ def test_one_bad_event_never_costs_the_others_their_delivery(
         api_key=api_key, base_url=server.base_url, on_error=lambda e, x: failures.append((e, x))
     ) as c:
         c.usage.record("t", "m", 1, "good-1")
-        c.usage.record("t", "m", 1, "not-json", metadata={"when": object()})
-        c.usage.record("t", "m", 1, "not-a-number", metadata={"score": float("nan")})
+        enqueue_unchecked(c, "not-json", {"when": object()})
+        enqueue_unchecked(c, "not-a-number", {"score": float("nan")})
         c.usage.record("t", "m", 1, "nan-in-text", metadata={"note": "NaN and Infinity"})
-        c.usage.record("t", "m", 1, "too-big", metadata={"blob": "x" * 20_000})
+        enqueue_unchecked(c, "too-big", {"blob": "x" * 20_000})
         c.usage.record("t", "m", 1, "good-2")
         result = c.flush()
         stored = stored_events(c)
@@ -309,7 +317,7 @@ def test_a_failing_on_error_callback_never_reaches_the_caller(
         raise RuntimeError("callback bug")
 
     with Client(api_key=api_key, base_url=server.base_url, on_error=broken) as c:
-        c.usage.record("t", "m", 1, metadata={"x": object()})
+        enqueue_unchecked(c, "bad", {"x": object()})
         c.usage.record("t", "m", 1)
         assert c.flush()["recorded"] == 1
         c.usage.record("t", "m", 2)
@@ -324,7 +332,7 @@ def test_flush_from_on_error_does_not_wait_for_itself(server: LocalServer, api_k
         on_error=lambda events, exc: seen.append(clients[0].flush(timeout=30)["complete"]),
     )  # fmt: skip
     clients.append(client)
-    client.usage.record("t", "m", 1, metadata={"bad": object()})
+    enqueue_unchecked(client, "bad", {"bad": object()})
     assert client.flush(timeout=30)["complete"] is True and seen == [True]
     client.close()
 
@@ -560,3 +568,25 @@ def test_block_on_overflow_never_freezes_an_event_loop(
     # Each full-queue record() held the loop for at most LOOP_BLOCK_LIMIT (0.1 s), not for ever.
     assert outcome["worst_gap"] < 2.0
     assert any("dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_batch_over_the_servers_body_limit_is_halved_until_it_fits(
+    fault_server: LocalServer, api_key: str
+) -> None:
+    # 1000 events of ~12 KB metadata make a ~12 MB body; the server caps bodies at 10 MiB and
+    # answers 413 before reading it. Halved, each 500-event half fits.
+    with Client(
+        api_key=api_key,
+        base_url=fault_server.base_url,
+        compress=False,
+        flush_at=1000,
+        flush_interval=600,  # one chunk of exactly 1000: the worker wakes only when all wait
+    ) as c:
+        for n in range(1000):
+            c.usage.record("t", "m", 1, f"large-{n}", metadata={"prompt": f"{n:06d}" * 2000})
+        result = c.flush()
+    assert (result["recorded"], result["rejected"], result["failed"]) == (1000, 0, 0)
+    assert result["batches"] == 2
+    by_status = httpx.get(fault_server.base_url + "/_admin/stats").json()["requestsByStatus"]
+    assert (by_status.get("413"), by_status.get("200")) == (1, 2)
+    assert fault_server.events_stored() == 1000

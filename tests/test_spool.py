@@ -268,7 +268,7 @@ def test_metadata_that_cannot_be_spooled_fails_at_the_call(
     with Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path) as client:
         with pytest.raises(InvalidRequestError) as caught:
             client.usage.record("t", "m", 1, "retry-me", metadata={"at": object()})
-        assert caught.value.param == "metadata"
+        assert caught.value.param == "metadata.at"
         assert client.usage.record("t", "m", 1, "retry-me")["recorded"] is True
         assert client.flush()["recorded"] == 1
 

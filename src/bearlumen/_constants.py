@@ -10,6 +10,7 @@ MAX_RETRY_DELAY = 30.0  # cap of the exponential backoff (a Retry-After may ask 
 DEFAULT_FLUSH_AT = 1000  # wake the worker when this many events wait
 DEFAULT_FLUSH_INTERVAL = 0.5  # seconds; ship whatever waits at least this often
 DEFAULT_MAX_QUEUE_SIZE = 100_000  # events held in memory before overflow
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024  # and their approximate bytes (large metadata)
 DEFAULT_DELIVERY_TIMEOUT = 600.0  # seconds a batch is retried before it is given up
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # seconds close() and the exit hook wait for delivery
 DEFAULT_MAX_IN_FLIGHT = 8  # batches sent at once: at 50 ms a round trip, 8 x 1000 events ~ 160k/s

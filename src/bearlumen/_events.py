@@ -1,21 +1,22 @@
 """A queued usage event and its JSON form, shared by the shipper and the spool.
 
 On the hot path an event is a plain tuple (cheaper than any object); this module is the one
-place that knows its layout and turns it into the wire's camelCase dict.
+place that knows its layout (the index names below: use them, never a bare number) and turns
+it into the wire's camelCase dict.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from ._types import UsageRecordInput
+from ._wire import format_epoch
 
 # (event_type, metric_name, quantity, idempotency_key, timestamp, subscription_id, end_user_id,
 #  agent_id, workflow_id, metadata[, spool segment]); timestamp is a float from time.time() or a
-# canonical RFC 3339 string.
+# canonical RFC 3339 string; metadata is record()'s own snapshot (never the caller's dict).
 QueuedEvent = Tuple[Any, ...]
 FIELDS = (
     "event_type",
@@ -41,18 +42,44 @@ WIRE_FIELDS = (
     "workflowId",
     "metadata",
 )
+(
+    EVENT_TYPE,
+    METRIC_NAME,
+    QUANTITY,
+    IDEMPOTENCY_KEY,
+    TIMESTAMP,
+    SUBSCRIPTION_ID,
+    END_USER_ID,
+    AGENT_ID,
+    WORKFLOW_ID,
+    METADATA,
+    SEGMENT,  # the spool segment holding the event (crash-safe mode only)
+) = range(len(FIELDS) + 1)
 
-_second_cache: list[Any] = [None, ""]
+
+# -- the queue's bytes bound (Client(max_queue_bytes=...)) ------------------------------------
+# What a queued event holds in memory, roughly: the tuple, its strings and a small metadata
+# dict come to about EVENT_BYTES; metadata larger than SMALL_METADATA adds its own size.
+EVENT_BYTES = 512
+SMALL_METADATA = 1024
 
 
-def format_timestamp(seconds: float) -> str:
-    """RFC 3339 UTC with microseconds; the date part is cached per second, which is most calls."""
-    whole = int(seconds)
-    if _second_cache[0] != whole:
-        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
-        _second_cache[0] = whole
-    micros = int((seconds - whole) * 1_000_000)
-    return f"{_second_cache[1]}{micros:06d}Z"
+class SizedMetadata(Dict[str, Any]):
+    """A metadata snapshot that is large: it carries its size (bytes of JSON, roughly)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, items: dict[str, Any], size: int) -> None:
+        super().__init__(items)
+        self.size = size
+
+
+def queued_bytes(event: QueuedEvent) -> int:
+    """What `event` counts against `max_queue_bytes`; the same number at enqueue and dequeue."""
+    metadata = event[METADATA]
+    if type(metadata) is SizedMetadata:
+        return EVENT_BYTES + metadata.size
+    return EVENT_BYTES
 
 
 def wire_event(event: QueuedEvent) -> dict[str, Any]:
@@ -61,24 +88,24 @@ def wire_event(event: QueuedEvent) -> dict[str, Any]:
     Spelled out rather than zipped with WIRE_FIELDS: the worker calls it for every event, and
     this is about twice as fast.
     """
-    stamp = event[4]
+    stamp = event[TIMESTAMP]
     wire: dict[str, Any] = {
-        "eventType": event[0],
-        "metricName": event[1],
-        "quantity": event[2],
-        "idempotencyKey": event[3],
-        "timestamp": format_timestamp(stamp) if type(stamp) is float else stamp,
+        "eventType": event[EVENT_TYPE],
+        "metricName": event[METRIC_NAME],
+        "quantity": event[QUANTITY],
+        "idempotencyKey": event[IDEMPOTENCY_KEY],
+        "timestamp": format_epoch(stamp) if type(stamp) is float else stamp,
     }
-    if event[5] is not None:
-        wire["subscriptionId"] = event[5]
-    if event[6] is not None:
-        wire["endUserId"] = event[6]
-    if event[7] is not None:
-        wire["agentId"] = event[7]
-    if event[8] is not None:
-        wire["workflowId"] = event[8]
-    if event[9] is not None:
-        wire["metadata"] = event[9]
+    if event[SUBSCRIPTION_ID] is not None:
+        wire["subscriptionId"] = event[SUBSCRIPTION_ID]
+    if event[END_USER_ID] is not None:
+        wire["endUserId"] = event[END_USER_ID]
+    if event[AGENT_ID] is not None:
+        wire["agentId"] = event[AGENT_ID]
+    if event[WORKFLOW_ID] is not None:
+        wire["workflowId"] = event[WORKFLOW_ID]
+    if event[METADATA] is not None:
+        wire["metadata"] = event[METADATA]
     return wire
 
 
@@ -86,8 +113,9 @@ def encode_event(event: QueuedEvent) -> bytes:
     """One event as JSON, or ValueError when it has none (an unknown object, NaN, a surrogate).
 
     pydantic_core.to_json is about four times faster than json.dumps (benchmarks/RESULTS.md);
-    it writes datetimes, sets and the like in their usual JSON forms, but NaN and Infinity as
-    bare words, which are not JSON: whenever those words appear, the text is parsed back strictly.
+    it writes NaN and Infinity as bare words, which are not JSON: whenever those words appear,
+    the text is parsed back strictly. (record() refuses such values; events replayed from a
+    spool written by an older version may still hold them.)
     """
     try:
         text = to_json(wire_event(event))
@@ -108,5 +136,7 @@ def to_record_input(event: QueuedEvent) -> UsageRecordInput:
         name: value for name, value in zip(FIELDS, event) if value is not None
     }
     if isinstance(record.get("timestamp"), float):
-        record["timestamp"] = format_timestamp(record["timestamp"])
+        record["timestamp"] = format_epoch(record["timestamp"])
+    if "metadata" in record:
+        record["metadata"] = dict(record["metadata"])  # a plain dict, the caller's to keep
     return record  # type: ignore[return-value]

@@ -44,13 +44,24 @@ from ._constants import (
     DEFAULT_FLUSH_AT,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_BATCH_SIZE,
     RECENT_KEYS_REMEMBERED,
 )
 from ._errors import BearLumenError, InvalidRequestError
-from ._events import QueuedEvent, encode_event, to_record_input, wire_event
+from ._events import (
+    EVENT_BYTES,
+    IDEMPOTENCY_KEY,
+    METADATA,
+    QueuedEvent,
+    SizedMetadata,
+    encode_event,
+    queued_bytes,
+    to_record_input,
+    wire_event,
+)
 from ._http import HttpCore
 from ._spool import Spool
 from ._throttle import SendThrottle
@@ -121,6 +132,7 @@ class ShipperSettings:
     flush_at: int = DEFAULT_FLUSH_AT
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     on_overflow: str = "drop"
     delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
@@ -146,6 +158,11 @@ class ShipperSettings:
             type(self.max_in_flight) is int and 1 <= self.max_in_flight <= MAX_IN_FLIGHT,
             "max_in_flight",
             f"must be an int from 1 to {MAX_IN_FLIGHT}",
+        )
+        require(
+            type(self.max_queue_bytes) is int and self.max_queue_bytes >= 1,
+            "max_queue_bytes",
+            "must be an int >= 1",
         )
         require(self.on_overflow in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'")
         for name in ("flush_interval", "delivery_timeout", "shutdown_timeout"):
@@ -179,6 +196,7 @@ class Shipper:
         self.flush_at = settings.flush_at
         self.flush_interval = settings.flush_interval
         self.max_queue_size = settings.max_queue_size
+        self.max_queue_bytes = settings.max_queue_bytes
         self.block_on_overflow = settings.on_overflow == "block"
         self.delivery_timeout = settings.delivery_timeout
         self.shutdown_timeout = settings.shutdown_timeout
@@ -192,6 +210,7 @@ class Shipper:
             recovered = self._spool.adopt_orphans()
             if recovered:
                 self.pending_events.extend(recovered)
+                self.queued_bytes = sum(map(queued_bytes, recovered))
                 self._start_worker()
         _exit_hooks.watch(self, handle_sigterm=handle_sigterm)
         if hasattr(os, "register_at_fork"):
@@ -200,6 +219,11 @@ class Shipper:
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child (which owns nothing it inherited)."""
         self.pending_events: Deque[Union[QueuedEvent, _FlushRequest]] = deque()
+        # What the queued events hold (`_events.queued_bytes`), against max_queue_bytes. Producers
+        # add and the worker subtracts without a lock: `+=` on an attribute is not interrupted by
+        # a thread switch in CPython >= 3.10; on 3.9 a rare lost update is healed whenever the
+        # worker empties the queue.
+        self.queued_bytes = 0
         self.recent_keys: dict[str, Any] = {}
         self.state = ShipperState.IDLE
         self._wake = threading.Event()
@@ -258,7 +282,12 @@ class Shipper:
     def enqueue(self, event: QueuedEvent) -> bool:
         """Queue one event; False when it was dropped (queue full, or client closed)."""
         pending = self.pending_events
-        if len(pending) >= self.max_queue_size and not self._wait_for_space():
+        metadata = event[METADATA]  # queued_bytes(event), inlined: this is the hot path
+        size = EVENT_BYTES + metadata.size if type(metadata) is SizedMetadata else EVENT_BYTES
+        if (  # self._is_full(size), spelled out: this is the hot path
+            len(pending) >= self.max_queue_size
+            or (self.queued_bytes + size > self.max_queue_bytes and self.queued_bytes > 0)
+        ) and not self._wait_for_space(size):
             self._forget_key(event)
             return False
         if not self._accepting and not self._start_worker():
@@ -268,6 +297,7 @@ class Shipper:
             return False
         if self._spool is not None:
             event = self._spool_append(event)
+        self.queued_bytes += size
         pending.append(event)
         if len(pending) >= self.flush_at and not self._wake.is_set():
             self._wake.set()
@@ -282,10 +312,17 @@ class Shipper:
 
     def _forget_key(self, event: QueuedEvent) -> None:
         """The event was not delivered after all: a retry with its key must not be a "duplicate"."""
-        if self.recent_keys.get(event[3]) is event:
-            self.recent_keys.pop(event[3], None)
+        key = event[IDEMPOTENCY_KEY]
+        if self.recent_keys.get(key) is event:
+            self.recent_keys.pop(key, None)
 
-    def _wait_for_space(self) -> bool:
+    def _is_full(self, size: int) -> bool:
+        """No room for an event of `size` bytes (an empty queue takes any one event)."""
+        return len(self.pending_events) >= self.max_queue_size or (
+            self.queued_bytes + size > self.max_queue_bytes and self.queued_bytes > 0
+        )
+
+    def _wait_for_space(self, size: int) -> bool:
         if not self.block_on_overflow:
             self._count_drop()
             return False
@@ -295,7 +332,7 @@ class Shipper:
         with self._space:
             self._blocked_producers += 1
             try:
-                while len(self.pending_events) >= self.max_queue_size:
+                while self._is_full(size):
                     left = 0.5 if deadline is None else deadline - time.monotonic()
                     if left <= 0 or self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
                         self._count_drop()
@@ -468,6 +505,7 @@ class Shipper:
             logger.exception("bearlumen: could not replay the spool's orphaned segments")
             return
         self.pending_events.extendleft(reversed(recovered))
+        self.queued_bytes += sum(map(queued_bytes, recovered))
 
     def _drain(self, everything: bool) -> None:
         """Hand what is queued now to the senders; what arrives meanwhile waits its round."""
@@ -499,6 +537,10 @@ class Shipper:
                 flush_request = item
                 break
             chunk.append(item)  # type: ignore[arg-type]
+        if chunk:
+            self.queued_bytes = (
+                0 if not self.pending_events else self.queued_bytes - sum(map(queued_bytes, chunk))
+            )
         if self._blocked_producers:
             with self._space:
                 self._space.notify_all()
@@ -743,10 +785,11 @@ class Shipper:
             return
         logger.warning(
             "bearlumen: dropped %d usage event(s) (%d in all): the queue is full"
-            " (max_queue_size=%d)",
+            " (max_queue_size=%d, max_queue_bytes=%d)",
             dropped,
             total,
             self.max_queue_size,
+            self.max_queue_bytes,
         )
 
 

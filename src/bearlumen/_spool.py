@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ._errors import BearLumenError, InvalidRequestError
-from ._events import encode_event, from_wire
+from ._events import SEGMENT, encode_event, from_wire
 
 logger = logging.getLogger("bearlumen")
 
@@ -245,8 +245,8 @@ class Spool:
     def acknowledge(self, events: list[tuple[Any, ...]]) -> None:
         """The server answered for these events: segments wholly answered can go."""
         for event in events:
-            if len(event) > 10:  # kept in memory only when it has no segment
-                event[10].acknowledged += 1
+            if len(event) > SEGMENT:  # kept in memory only when it has no segment
+                event[SEGMENT].acknowledged += 1
         self._trim()
 
     def _trim(self) -> None:

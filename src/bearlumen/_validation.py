@@ -1,5 +1,10 @@
 """Checks on the caller's arguments, so bad input fails at the call that made it, typed and
-naming the field, before anything is queued or sent."""
+naming the field, before anything is queued or sent.
+
+The limits themselves live in `_wire.py`, which the local server imports too: what
+`usage.record()` accepts here, the server accepts (tests/test_validation.py, and the property
+in tests/test_properties.py).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,245 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from ._errors import InvalidRequestError
-from ._wire import canonical_timestamp, format_utc
+from ._events import SMALL_METADATA, SizedMetadata
+from ._wire import (
+    COST_KEY,
+    COST_RULE,
+    MAX_EVENT_COST,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_NAME_LENGTH,
+    MAX_QUANTITY,
+    canonical_timestamp,
+    format_utc,
+    is_cost,
+)
 
 Model = TypeVar("Model", bound=BaseModel)
+
+NAME_RULE = f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters"
+QUANTITY_RULE = "must be an int or a float from 0 to 2**53 (9007199254740992)"
 
 
 def invalid(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"{param}: {message}", param=param)
+
+
+# -- usage.record(): the hot path ------------------------------------------------------------
+# Plain type checks, no pydantic, no allocation beyond the metadata snapshot.
+
+
+def check_event(
+    event_type: Any,
+    metric_name: Any,
+    quantity: Any,
+    idempotency_key: Any,
+    subscription_id: Any,
+    end_user_id: Any,
+    agent_id: Any,
+    workflow_id: Any,
+) -> None:
+    """Raise InvalidRequestError naming the first argument of `usage.record` the server would
+    refuse (metadata and timestamp apart: `metadata_snapshot`, `timestamp`)."""
+    if type(event_type) is not str or not 0 < len(event_type) <= MAX_NAME_LENGTH:
+        raise invalid("event_type", NAME_RULE)
+    if type(metric_name) is not str or not 0 < len(metric_name) <= MAX_NAME_LENGTH:
+        raise invalid("metric_name", NAME_RULE)
+    kind = type(quantity)
+    if kind is not int and kind is not float:
+        raise invalid("quantity", f"{QUANTITY_RULE}, not {kind.__name__}")
+    if not 0 <= quantity <= MAX_QUANTITY:  # also False for NaN
+        raise invalid("quantity", QUANTITY_RULE)
+    # Each name: no NUL (a memchr) and no lone surrogate (only non-ASCII text can hold one, and
+    # str.isascii() reads a flag). Spelled out per argument: a loop or a helper costs more.
+    if "\x00" in event_type or not event_type.isascii():
+        _check_text("event_type", event_type)
+    if "\x00" in metric_name or not metric_name.isascii():
+        _check_text("metric_name", metric_name)
+    if idempotency_key is not None:
+        if type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
+            raise invalid("idempotency_key", NAME_RULE)
+        if "\x00" in idempotency_key or not idempotency_key.isascii():
+            _check_text("idempotency_key", idempotency_key)
+    if subscription_id is not None:
+        if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_LENGTH:
+            raise invalid("subscription_id", NAME_RULE)
+        if "\x00" in subscription_id or not subscription_id.isascii():
+            _check_text("subscription_id", subscription_id)
+    if end_user_id is not None:
+        if type(end_user_id) is not str or not 0 < len(end_user_id) <= MAX_NAME_LENGTH:
+            raise invalid("end_user_id", NAME_RULE)
+        if "\x00" in end_user_id or not end_user_id.isascii():
+            _check_text("end_user_id", end_user_id)
+    if agent_id is not None:
+        if type(agent_id) is not str or not 0 < len(agent_id) <= MAX_NAME_LENGTH:
+            raise invalid("agent_id", NAME_RULE)
+        if "\x00" in agent_id or not agent_id.isascii():
+            _check_text("agent_id", agent_id)
+    if workflow_id is not None:
+        if type(workflow_id) is not str or not 0 < len(workflow_id) <= MAX_NAME_LENGTH:
+            raise invalid("workflow_id", NAME_RULE)
+        if "\x00" in workflow_id or not workflow_id.isascii():
+            _check_text("workflow_id", workflow_id)
+
+
+def _check_text(param: str, value: str) -> None:
+    """The slow half of a name's check: non-ASCII text is fine unless it has a lone surrogate."""
+    if "\x00" in value:
+        raise invalid(param, "must not contain NUL (\\x00)")
+    if not _is_utf8(value):
+        raise invalid(param, "must be valid Unicode text (no lone surrogates)")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
+    """A copy of the caller's metadata, checked as the server would check it.
+
+    What is billed is what was passed at the call: the queue holds this copy, never the
+    caller's dict, so a dict reused or changed after `record()` returns changes nothing.
+
+    Small flat metadata of ASCII strings, finite floats, ints, bools and None (the usual case)
+    is copied with one `dict.copy()` and bounded by a sum of lengths; anything else (nested,
+    large, non-ASCII, other types) takes `_exact_snapshot`: a deep copy that checks every
+    value, then the exact JSON size.
+    """
+    if type(metadata) is dict:
+        snapshot = metadata.copy()
+        # One pass, a few bytecodes per item: this loop is most of record()'s cost for
+        # metadata (benchmarks/RESULTS.md). Anything unusual leaves for the exact path.
+        chars = 0
+        for key, value in snapshot.items():
+            kind = type(value)
+            if kind is str:
+                if not value.isascii():  # a flag, not a scan; only non-ASCII can hold a surrogate
+                    return _exact_snapshot(metadata, param)
+                chars += len(value)
+            elif kind is float:
+                if value - value:  # NaN or Infinity (finite: 0.0)
+                    return _exact_snapshot(metadata, param)
+            elif kind is int:
+                if not -_INT64 <= value < _INT64:  # a long int: let the exact path size it
+                    return _exact_snapshot(metadata, param)
+            elif kind is not bool and value is not None:
+                return _exact_snapshot(metadata, param)
+            if type(key) is not str or not key.isascii():
+                return _exact_snapshot(metadata, param)
+            chars += len(key)
+        # Escaped, an ASCII character takes at most 6 bytes of JSON, a number 24, quotes,
+        # colon and comma 4: this is far under MAX_METADATA_BYTES without encoding it.
+        if chars <= SMALL_METADATA and len(snapshot) <= _FAST_ITEMS:
+            cost = snapshot.get(COST_KEY)
+            # _wire.is_cost, inlined (a call is a tenth of this function's time)
+            if cost is not None and not (
+                (type(cost) is float or type(cost) is int) and 0 <= cost <= MAX_EVENT_COST
+            ):
+                raise invalid(f"{param}.{COST_KEY}", COST_RULE)
+            return snapshot
+    return _exact_snapshot(metadata, param)
+
+
+_FAST_ITEMS = 64
+_INT64 = 2**63
+assert 6 * SMALL_METADATA + 30 * _FAST_ITEMS < MAX_METADATA_BYTES
+
+
+def _exact_snapshot(metadata: Any, param: str) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise invalid(param, f"must be a dict, not {type(metadata).__name__}")
+    try:
+        snapshot: dict[str, Any] = _json_copy(metadata, 1)
+    except _NotJson as exc:
+        raise invalid(param + "".join(reversed(exc.where)), exc.reason) from None
+    size = len(to_json(snapshot))  # cannot fail: the copy holds only JSON values
+    if size > MAX_METADATA_BYTES:
+        raise invalid(param, f"is {size} bytes as JSON, over the limit of {MAX_METADATA_BYTES}")
+    cost = snapshot.get(COST_KEY)
+    if cost is not None and not is_cost(cost):
+        raise invalid(f"{param}.{COST_KEY}", COST_RULE)
+    return SizedMetadata(snapshot, size) if size > SMALL_METADATA else snapshot
+
+
+class _NotJson(Exception):
+    """A value with no exact JSON form; `where` collects its path on the way out."""
+
+    def __init__(self, reason: str, where: str = "") -> None:
+        self.reason = reason
+        self.where = [where] if where else []
+
+
+_NOT_JSON = (
+    "has no exact JSON form: pass a str, int, float, bool, None, list or dict"
+    " (for a datetime its isoformat(), for a Decimal str() or float(), as you mean it)"
+)
+
+
+def _json_copy(value: Any, depth: int) -> Any:
+    """A deep copy made only of JSON values, or _NotJson for the first value that is not one.
+
+    Nothing changes form silently: a datetime, a Decimal, a set, bytes, an enum member or a
+    numpy scalar is refused (the caller decides its text), never converted. A tuple becomes a
+    list: JSON has one kind of array (docs/configuration.md).
+    """
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and not _is_utf8(value):
+            raise _NotJson("must be valid Unicode text (no lone surrogates)")
+        return value
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if value - value != 0.0:
+            raise _NotJson("must be a finite number (NaN and Infinity are not JSON)")
+        return value
+    is_array = kind is list or kind is tuple
+    if not is_array and not isinstance(value, dict):
+        raise _NotJson(f"is a {kind.__name__}: it {_NOT_JSON}")
+    if depth > MAX_METADATA_DEPTH:
+        raise _NotJson(f"is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if is_array:
+        copied = []
+        for index, item in enumerate(value):
+            try:
+                copied.append(_json_copy(item, depth + 1))
+            except _NotJson as exc:
+                exc.where.append(f"[{index}]")
+                raise
+        return copied
+    copy = {}
+    for key, item in list(value.items()):
+        if type(key) is not str:
+            raise _NotJson("keys must be strings", f"[{key!r}]")
+        if not key.isascii() and not _is_utf8(key):
+            raise _NotJson(f"key {key!r} is not valid Unicode text (a lone surrogate)")
+        try:
+            copy[key] = _json_copy(item, depth + 1)
+        except _NotJson as exc:
+            exc.where.append(f".{key}")
+            raise
+    return copy
+
+
+def event_timestamp(value: Any) -> str:
+    """An event's timestamp (RFC 3339 text or a datetime) in the canonical form."""
+    if not isinstance(value, (str, datetime)):
+        raise invalid("timestamp", "must be an RFC 3339 string or a datetime")
+    try:
+        return canonical_timestamp(value)
+    except (ValueError, OverflowError):
+        raise invalid("timestamp", "is not an RFC 3339 timestamp") from None
+
+
+# -- the synchronous calls -------------------------------------------------------------------
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequestError:
@@ -43,6 +278,8 @@ def path_id(param: str, value: Any) -> str:
     """An id for a URL path, escaped so that no id can reach another route."""
     if not isinstance(value, str) or not value:
         raise invalid(param, "must be a non-empty string")
+    if value in (".", ".."):  # a dot segment: the URL would resolve to another route
+        raise invalid(param, "must not be '.' or '..'")
     try:
         return quote(value, safe="")
     except UnicodeEncodeError:

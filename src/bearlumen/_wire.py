@@ -8,7 +8,7 @@ wire (`alias_generator`); both spellings validate.
 
 from __future__ import annotations
 
-import math
+import time
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Literal, Optional, Union
 
@@ -18,12 +18,25 @@ from typing_extensions import Annotated
 
 from ._constants import MAX_BATCH_SIZE
 
-MAX_NAME_LENGTH = 255
+# The limits of an event, in one place: `usage.record()` checks them at the call and the server
+# checks them again, so an event the SDK accepts is never refused later for its content.
+MAX_NAME_LENGTH = 255  # characters of a name, an id or an idempotency key
+# Names and ids never hold NUL (C code downstream would cut the text there); lone surrogates
+# cannot be UTF-8 at all and are refused everywhere.
+NAME_PATTERN = r"^[^\x00]*$"
+# Quantity: 0 to 2**53, int or float alike; above 2**53 a JSON number stops being exact.
+MAX_QUANTITY = 2**53
+# Metadata: a JSON object of at most this many bytes, as compact UTF-8 JSON written by
+# pydantic_core.to_json (what the SDK sends and the server stores), ...
 MAX_METADATA_BYTES = 16 * 1024
+# ... nested at most this deep (the metadata object itself is depth 1).
+MAX_METADATA_DEPTH = 32
 COST_KEY = "provider_cost_usd"
 MAX_EVENT_COST = 1e9  # dollars; keeps the stored nanodollars inside a 64-bit integer
 
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, strict=True)]
+Name = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN, strict=True)
+]
 CanonicalTimestamp = Annotated[
     str,
     Field(
@@ -44,18 +57,21 @@ class _WireModel(BaseModel):
     )
 
 
+COST_RULE = f"must be a number from 0 to {MAX_EVENT_COST:g}"
+
+
+def is_cost(value: Any) -> bool:
+    """True when `value` can be the event's `provider_cost_usd` (money: finite, 0 to 1e9)."""
+    return type(value) in (int, float) and 0 <= value <= MAX_EVENT_COST  # NaN compares False
+
+
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     """Reject metadata whose cost is not money. (Its size is checked where it is serialized.)"""
     if metadata is None:
         return None
     cost = metadata.get(COST_KEY)
-    if cost is not None and (
-        isinstance(cost, bool)
-        or not isinstance(cost, (int, float))
-        or not math.isfinite(cost)
-        or not 0 <= cost <= MAX_EVENT_COST
-    ):
-        raise ValueError(f"metadata.{COST_KEY} must be a number from 0 to {MAX_EVENT_COST:g}")
+    if cost is not None and not is_cost(cost):
+        raise ValueError(f"metadata.{COST_KEY} {COST_RULE}")
     return metadata
 
 
@@ -73,9 +89,7 @@ def canonical_timestamp(value: str | datetime) -> str:
         parsed = datetime.fromisoformat(text)
     else:
         parsed = value
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_utc(parsed)
 
 
 class UsageEvent(_WireModel):
@@ -83,7 +97,7 @@ class UsageEvent(_WireModel):
 
     event_type: Name
     metric_name: Name
-    quantity: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+    quantity: Annotated[float, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False, strict=True)]
     idempotency_key: OptionalName = None
     # Checked in pydantic's core, no Python per event (this model validates 1000-event batches):
     # the canonical UTC text the SDK sends stays text; any other form is parsed as a datetime.
@@ -114,8 +128,12 @@ class ValidUsageBatch(_WireModel):
     events: Annotated[List[UsageEvent], Field(min_length=1, max_length=MAX_BATCH_SIZE)]
 
 
+# The two timestamp formatters (one for datetimes, one for time.time() seconds); both write the
+# canonical form `2024-01-01T12:00:00.000000Z`, so stored times sort as strings.
+
+
 def format_utc(moment: datetime) -> str:
-    """The canonical text of a datetime (naive means UTC), as `canonical_timestamp` makes it."""
+    """The canonical text of a datetime (naive means UTC)."""
     if moment.tzinfo is None:
         pass
     elif moment.utcoffset():
@@ -123,6 +141,22 @@ def format_utc(moment: datetime) -> str:
     else:
         moment = moment.replace(tzinfo=None)
     return moment.isoformat(timespec="microseconds") + "Z"
+
+
+# (whole second, its text up to the fraction): one immutable pair, replaced in one assignment,
+# so a thread never pairs one second's number with another second's text.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def format_epoch(seconds: float) -> str:
+    """The canonical text of a `time.time()` value; the date part is cached per second."""
+    global _last_second
+    whole = int(seconds)
+    cached = _last_second
+    if cached[0] != whole:
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)))
+        _last_second = cached
+    return f"{cached[1]}{int((seconds - whole) * 1_000_000):06d}Z"
 
 
 Email = Annotated[

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from .. import _ids
 from .._constants import MAX_BATCH_SIZE
-from .._errors import InvalidRequestError
 from .._events import to_record_input
 from .._http import HttpCore
 from .._shipper import Shipper
@@ -23,40 +22,17 @@ from .._types import (
     UsageRecordResult,
     UsageSummary,
 )
-from .._validation import date_param, from_validation_error, optional_int, optional_text
-from .._wire import COST_KEY, MAX_EVENT_COST, MAX_NAME_LENGTH, UsageEvent, canonical_timestamp
-
-_MAX_QUANTITY = 2.0**53  # beyond this a JSON number stops being exact
-_MAX_FLOAT = 1.7976931348623157e308
-
-
-def _bad(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(f"{param}: {message}", param=param)
-
-
-def _check_optional_names(**names: Any) -> None:
-    for param, value in names.items():
-        if value is not None and (
-            type(value) is not str or not value or len(value) > MAX_NAME_LENGTH
-        ):
-            raise _bad(param, f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
-
-
-def _check_metadata(metadata: Any) -> None:
-    if type(metadata) is not dict:
-        raise _bad("metadata", "must be a dict")
-    cost = metadata.get(COST_KEY)
-    if cost is not None and (type(cost) not in (int, float) or not 0 <= cost <= MAX_EVENT_COST):
-        raise _bad(f"metadata.{COST_KEY}", f"must be a number from 0 to {MAX_EVENT_COST:g}")
-
-
-def _timestamp(value: Any) -> str:
-    if not isinstance(value, (str, datetime)):
-        raise _bad("timestamp", "must be an RFC 3339 string or a datetime")
-    try:
-        return canonical_timestamp(value)
-    except ValueError:
-        raise _bad("timestamp", "is not an RFC 3339 timestamp") from None
+from .._validation import (
+    check_event,
+    date_param,
+    event_timestamp,
+    from_validation_error,
+    invalid,
+    metadata_snapshot,
+    optional_int,
+    optional_text,
+)
+from .._wire import UsageEvent
 
 
 class Usage:
@@ -93,37 +69,18 @@ class Usage:
         the event and returns; `recorded` is False only when this client already queued the
         same `idempotency_key` (or, with `dropped: True`, when a full queue refused it). A key
         is made when none is given, and returned so the event can be found later. Bad input
-        raises `InvalidRequestError` naming the field.
+        raises `InvalidRequestError` naming the field (`metadata.when`): whatever the server
+        would refuse is refused here. The event keeps the metadata as it is at this call (a
+        copy), whatever happens to the caller's dict afterwards.
         """
         # The hot path: plain type checks, no pydantic, no uuid, no lock, no logging.
-        if type(event_type) is not str or not 0 < len(event_type) <= MAX_NAME_LENGTH:
-            raise _bad("event_type", "must be a non-empty string of at most 255 characters")
-        if type(metric_name) is not str or not 0 < len(metric_name) <= MAX_NAME_LENGTH:
-            raise _bad("metric_name", "must be a non-empty string of at most 255 characters")
-        kind = type(quantity)
-        if kind is int:
-            if not 0 <= quantity <= _MAX_QUANTITY:
-                raise _bad("quantity", "must be >= 0 and at most 2**53")
-        elif kind is float:
-            if not 0.0 <= quantity <= _MAX_FLOAT:  # also false for NaN
-                raise _bad("quantity", "must be a finite number >= 0")
-        else:
-            raise _bad("quantity", f"must be an int or a float, not {kind.__name__}")
-        if not (
-            subscription_id is None
-            and end_user_id is None
-            and agent_id is None
-            and workflow_id is None
-        ):
-            _check_optional_names(
-                subscription_id=subscription_id,
-                end_user_id=end_user_id,
-                agent_id=agent_id,
-                workflow_id=workflow_id,
-            )
+        check_event(
+            event_type, metric_name, quantity, idempotency_key,
+            subscription_id, end_user_id, agent_id, workflow_id,
+        )  # fmt: skip
         if metadata is not None:
-            _check_metadata(metadata)
-        stamp: Union[float, str] = time.time() if timestamp is None else _timestamp(timestamp)
+            metadata = metadata_snapshot(metadata)  # what is billed is what was passed now
+        stamp: Union[float, str] = time.time() if timestamp is None else event_timestamp(timestamp)
         shipper = self._shipper
         if shipper is None:
             return self._record_now(
@@ -131,10 +88,8 @@ class Usage:
                 subscription_id, end_user_id, agent_id, workflow_id, metadata,
             )  # fmt: skip
         given_key = idempotency_key is not None
-        if not given_key:
+        if idempotency_key is None:
             idempotency_key = _ids.event_keys.next()
-        elif type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
-            raise _bad("idempotency_key", "must be a non-empty string of at most 255 characters")
         event = (
             event_type, metric_name, quantity, idempotency_key, stamp,
             subscription_id, end_user_id, agent_id, workflow_id, metadata,
@@ -171,9 +126,9 @@ class Usage:
         `InvalidRequestError` naming the index and the field (`events[3].quantity`).
         """
         if not isinstance(events, (list, tuple)):
-            raise _bad("events", "must be a list of event dicts")
+            raise invalid("events", "must be a list of event dicts")
         if not 0 < len(events) <= MAX_BATCH_SIZE:
-            raise _bad("events", f"must hold 1 to {MAX_BATCH_SIZE} events, not {len(events)}")
+            raise invalid("events", f"must hold 1 to {MAX_BATCH_SIZE} events, not {len(events)}")
         body = {"events": _validated_events(events)}
         return cast(
             UsageBatchResult, self._http.request("POST", "/v1/usage/events/batch", body=body)
@@ -244,10 +199,14 @@ def _validated_events(events: Any) -> List[dict[str, Any]]:
     bodies = []
     for index, event in enumerate(events):
         if not isinstance(event, dict):
-            raise _bad(f"events[{index}]", "must be a dict")
+            raise invalid(f"events[{index}]", "must be a dict")
         try:
             model = UsageEvent.model_validate(event, by_name=True, by_alias=False)
         except ValidationError as exc:
             raise from_validation_error(exc, prefix=f"events[{index}].") from None
+        if model.metadata is not None:
+            # The same rules as record(): no value changes form on its way to JSON.
+            checked = metadata_snapshot(model.metadata, f"events[{index}].metadata")
+            model = model.model_copy(update={"metadata": dict(checked)})
         bodies.append(model.model_dump(mode="json", by_alias=True, exclude_none=True))
     return bodies

@@ -1,0 +1,222 @@
+"""What is billed is what was recorded: record() snapshots its input and refuses, at the call,
+everything the server would refuse later — the same limits, from `_wire.py`."""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterator
+
+import pytest
+from pydantic_core import to_json
+
+from bearlumen import Client, InvalidRequestError
+from bearlumen._validation import metadata_snapshot
+from bearlumen._wire import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_QUANTITY
+from bearlumen.testing import LocalServer
+
+
+@pytest.fixture
+def tenant(server: LocalServer, api_key: str) -> Iterator[Client]:
+    with Client(api_key=api_key, base_url=server.base_url) as client:
+        yield client
+
+
+def stored_by_key(client: Client) -> dict[str, dict[str, Any]]:
+    assert client.flush()["complete"]
+    return {event["idempotencyKey"]: event for event in client.usage.query(limit=1000)["events"]}
+
+
+# -- the snapshot ----------------------------------------------------------------------------
+
+
+def test_a_handler_reusing_one_metadata_dict_bills_each_event_with_its_own_values(
+    tenant: Client,
+) -> None:
+    metadata: dict[str, Any] = {"model": "gpt-4o", "provider_cost_usd": 0.0}
+    for index, customer in enumerate(["acme", "globex", "initech"]):
+        metadata["customer"] = customer
+        metadata["provider_cost_usd"] = index + 0.5
+        tenant.usage.record("token_usage", "llm_tokens", 10, f"call-{customer}", metadata=metadata)
+    stored = stored_by_key(tenant)
+    assert {key: event["metadata"]["customer"] for key, event in stored.items()} == {
+        "call-acme": "acme",
+        "call-globex": "globex",
+        "call-initech": "initech",
+    }
+    assert [stored[f"call-{c}"]["metadata"]["provider_cost_usd"] for c in ("acme", "initech")] == [
+        0.5,
+        2.5,
+    ]
+
+
+def test_nested_metadata_changed_after_the_call_changes_nothing(tenant: Client) -> None:
+    usage = {"input": 10, "tags": ["a"]}
+    metadata: dict[str, Any] = {"usage": usage, "provider_cost_usd": 1.25}
+    tenant.usage.record("t", "m", 1, "nested", metadata=metadata)
+    usage["input"] = 999
+    usage["tags"].append(object())  # would not even be JSON
+    metadata["provider_cost_usd"] = float("nan")
+    stored = stored_by_key(tenant)["nested"]
+    assert stored["metadata"] == {"usage": {"input": 10, "tags": ["a"]}, "provider_cost_usd": 1.25}
+
+
+def test_the_snapshot_is_a_copy_even_on_the_fast_path() -> None:
+    metadata = {"model": "gpt-4o", "provider_cost_usd": 4.5}
+    snapshot = metadata_snapshot(metadata)
+    assert snapshot == metadata and snapshot is not metadata
+
+
+# -- refused at the call, naming the key -----------------------------------------------------
+
+
+class Model(str, enum.Enum):
+    GPT = "gpt-4o"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "param"),
+    [
+        ({"when": datetime(2024, 1, 1, tzinfo=timezone.utc)}, "metadata.when"),
+        ({"price": Decimal("0.10")}, "metadata.price"),
+        ({"tags": {"a", "b"}}, "metadata.tags"),
+        ({"raw": b"bytes"}, "metadata.raw"),
+        ({"obj": object()}, "metadata.obj"),
+        ({"model": Model.GPT}, "metadata.model"),  # an enum is not its value: say which
+        ({"score": float("nan")}, "metadata.score"),
+        ({"deep": {"er": [1.0, math.inf]}}, "metadata.deep.er[1]"),
+        ({"text": "a\ud800b"}, "metadata.text"),
+        ({"\udcff": 1}, "metadata"),
+        ({1: "one"}, "metadata[1]"),
+        ({"provider_cost_usd": -1}, "metadata.provider_cost_usd"),
+        ({"provider_cost_usd": True}, "metadata.provider_cost_usd"),
+        ({"provider_cost_usd": "4.50"}, "metadata.provider_cost_usd"),
+        ({"blob": "x" * 20_000}, "metadata"),
+        ([("a", 1)], "metadata"),
+    ],
+)
+def test_metadata_with_no_faithful_json_form_is_refused_at_the_call(
+    tenant: Client, metadata: Any, param: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.usage.record("t", "m", 1, metadata=metadata)
+    assert caught.value.param == param
+    assert tenant.stats()["queued"] == 0  # nothing reached the queue
+
+
+def test_the_metadata_size_limit_is_the_servers_to_the_byte(tenant: Client) -> None:
+    def of_size(size: int) -> dict[str, str]:
+        filler = "é" * 10  # two bytes each: the limit is in bytes of JSON, not characters
+        metadata = {"blob": ""}
+        while len(to_json(metadata)) + 20 <= size:
+            metadata["blob"] += filler
+        metadata["blob"] += "x" * (size - len(to_json(metadata)))
+        assert len(to_json(metadata)) == size
+        return metadata
+
+    tenant.usage.record("t", "m", 1, "at-the-limit", metadata=of_size(MAX_METADATA_BYTES))
+    with pytest.raises(InvalidRequestError, match="16384") as caught:
+        tenant.usage.record("t", "m", 1, "over", metadata=of_size(MAX_METADATA_BYTES + 1))
+    assert caught.value.param == "metadata"
+    assert list(stored_by_key(tenant)) == ["at-the-limit"]
+    assert tenant.stats()["rejected"] == 0
+
+
+def test_metadata_nesting_is_limited(tenant: Client) -> None:
+    def nested(depth: int) -> dict[str, Any]:
+        value: dict[str, Any] = {"leaf": 1}
+        for _ in range(depth - 1):
+            value = {"d": value}
+        return value
+
+    tenant.usage.record("t", "m", 1, "deep-enough", metadata=nested(MAX_METADATA_DEPTH))
+    with pytest.raises(InvalidRequestError, match="nested"):
+        tenant.usage.record("t", "m", 1, "too-deep", metadata=nested(MAX_METADATA_DEPTH + 1))
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    with pytest.raises(InvalidRequestError, match="nested"):
+        tenant.usage.record("t", "m", 1, metadata=cycle)
+    assert list(stored_by_key(tenant)) == ["deep-enough"]
+
+
+def test_documented_conversions_and_exact_values_arrive_as_given(tenant: Client) -> None:
+    metadata = {
+        "pair": (1, "a"),  # the one conversion (docs/configuration.md): a tuple is a JSON array
+        "nul": "a\x00b",
+        "big": 2**70,
+        "nested": {"ok": [None, True, -0.5, "ü🦙"]},
+        "provider_cost_usd": 0.00042,
+    }
+    tenant.usage.record("t", "m", 1, "exact", metadata=metadata)
+    assert stored_by_key(tenant)["exact"]["metadata"] == {**metadata, "pair": [1, "a"]}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "param"),
+    [
+        ({"event_type": "a\x00b"}, "event_type"),
+        ({"metric_name": "\ud800"}, "metric_name"),
+        ({"idempotency_key": "k\ud800"}, "idempotency_key"),
+        ({"agent_id": "bot\x00"}, "agent_id"),
+        ({"workflow_id": ""}, "workflow_id"),
+        ({"end_user_id": "x" * 256}, "end_user_id"),
+        ({"subscription_id": 7}, "subscription_id"),
+        ({"quantity": 2**53 + 1}, "quantity"),
+        ({"quantity": 1e300}, "quantity"),
+        ({"quantity": float("nan")}, "quantity"),
+        ({"quantity": -1}, "quantity"),
+        ({"quantity": Decimal(1)}, "quantity"),
+        ({"quantity": True}, "quantity"),
+        ({"timestamp": "yesterday"}, "timestamp"),
+    ],
+)
+def test_names_quantities_and_timestamps_are_refused_as_the_server_would(
+    tenant: Client, arguments: dict[str, Any], param: str
+) -> None:
+    call = {"event_type": "t", "metric_name": "m", "quantity": 1, **arguments}
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.usage.record(**call)
+    assert caught.value.param == param
+
+
+def test_quantity_has_one_limit_for_int_and_float(tenant: Client) -> None:
+    tenant.usage.record("t", "m", MAX_QUANTITY, "int-max")
+    tenant.usage.record("t", "m", float(MAX_QUANTITY), "float-max")
+    stored = stored_by_key(tenant)
+    assert stored["int-max"]["quantity"] == stored["float-max"]["quantity"] == 2.0**53
+
+
+def test_record_batch_applies_the_same_metadata_rules(tenant: Client) -> None:
+    good = {"event_type": "t", "metric_name": "m", "quantity": 1}
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.usage.record_batch([good, {**good, "metadata": {"when": datetime(2024, 1, 1)}}])
+    assert caught.value.param == "events[1].metadata.when"
+
+
+def test_the_server_refuses_what_record_refuses(http: Any) -> None:
+    """The other side of the same rules (`_wire.py`): a name with NUL or a quantity over 2**53
+    sent straight to the server is refused there, never stored cut short or rounded."""
+    answer = http.post(
+        "/v1/usage/events/batch",
+        json={
+            "events": [
+                {"eventType": "a\x00b", "metricName": "m", "quantity": 1},
+                {"eventType": "t", "metricName": "m", "quantity": 2**53 + 2},
+                {"eventType": "t", "metricName": "m", "quantity": 1e300},
+            ]
+        },
+    ).json()
+    assert [r["status"] for r in answer["results"]] == ["rejected"] * 3
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_an_id_of_dots_cannot_reach_another_route(tenant: Client, dots: str) -> None:
+    # "/v1/subscriptions/." resolves to "/v1/subscriptions/": retrieve() answered with the list.
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.subscriptions.retrieve(dots)
+    assert caught.value.param == "subscription_id"
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.end_users.deactivate(dots)
+    assert caught.value.param == "end_user_id"
