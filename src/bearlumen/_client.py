@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, overload
 
 import httpx
 
@@ -18,13 +18,105 @@ from ._constants import (
     DEFAULT_TIMEOUT,
 )
 from ._errors import AuthenticationError, InvalidRequestError
-from ._http import HttpCore
+from ._flushing import Handler, await_flush, flush_after_decorator
+from ._http import BaseHttpCore, HttpCore
 from ._shipper import COUNTERS, ErrorCallback, Shipper, ShipperSettings, is_positive_number
 from ._types import FlushResult, ShipperStats
 from .resources import CostAttribution, EndUsers, Subscriptions, Usage
 
 
-class Client:
+def checked_connection(
+    api_key: Optional[str],
+    base_url: Optional[str],
+    timeout: Any,
+    max_retries: Any,
+    http_client: Any,
+    client: str,
+) -> tuple[str, str]:
+    """The API key and base URL (from the arguments or the environment), with the connection
+    options checked: bad ones fail here, at construction, naming the option."""
+    key = api_key if api_key is not None else os.environ.get("BEARLUMEN_API_KEY")
+    if not key or not key.strip():
+        raise AuthenticationError(
+            f"No API key: pass {client}(api_key=...) or set BEARLUMEN_API_KEY"
+        )
+    url = base_url or os.environ.get("BEARLUMEN_BASE_URL") or DEFAULT_BASE_URL
+    if not url.startswith(("http://", "https://")):
+        raise InvalidRequestError("base_url must start with http:// or https://", param="base_url")
+    if type(max_retries) is not int or max_retries < 0:
+        raise InvalidRequestError(
+            f"max_retries must be an int >= 0, not {max_retries!r}", param="max_retries"
+        )
+    if not is_positive_number(timeout):
+        raise InvalidRequestError(f"timeout must be a number > 0, not {timeout!r}", param="timeout")
+    wanted = httpx.AsyncClient if client == "AsyncClient" else httpx.Client
+    if http_client is not None and not isinstance(http_client, wanted):
+        raise InvalidRequestError(
+            f"http_client must be an httpx.{wanted.__name__} for {client}", param="http_client"
+        )
+    return key.strip(), url
+
+
+class BaseClient:
+    """What `Client` and `AsyncClient` share: the shipper's counts and waiting for delivery."""
+
+    _http: BaseHttpCore
+    _shipper: Optional[Shipper]
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    def stats(self) -> ShipperStats:
+        """What the shipper has done: queued, sent, recorded, duplicate, rejected, dropped,
+        failed, retries, batches."""
+        if self._shipper is None:
+            return dict(_NO_STATS)  # type: ignore[return-value]
+        return self._shipper.stats()
+
+    def _wait_for_delivery(self, timeout: Optional[float]) -> FlushResult:
+        """Flush, blocking the calling thread."""
+        if self._shipper is None:
+            return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
+        return self._shipper.flush(timeout)
+
+    async def _await_delivery(self, timeout: Optional[float]) -> FlushResult:
+        """Flush, letting the running event loop go on while the worker delivers."""
+        if self._shipper is None:
+            return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
+        return await await_flush(self._shipper, timeout)
+
+    @overload
+    def flush_after(self, timeout: Handler) -> Handler: ...
+
+    @overload
+    def flush_after(self, timeout: Optional[float] = None) -> Callable[[Handler], Handler]: ...
+
+    def flush_after(self, timeout: Any = None) -> Any:
+        """Decorate a serverless handler (sync or async): when it returns or raises, wait until
+        everything recorded so far is delivered, at most `timeout` seconds and, when the
+        handler's second argument is an AWS Lambda context, at most the time the invocation
+        has left (minus half a second).
+
+            @client.flush_after()
+            def handler(event, context):
+                client.usage.record('token_usage', 'llm_tokens', 1200, agent_id='lambda-bot')
+                return {'statusCode': 200}
+
+        What cannot be delivered in time stays queued (and in the spool, with `spool_dir`) and
+        goes out during the next invocation; a warning says how many events wait.
+        """
+        if callable(timeout):  # used bare: @client.flush_after
+            return flush_after_decorator(self._wait_for_delivery, self._await_delivery, None)(
+                timeout
+            )
+        return flush_after_decorator(self._wait_for_delivery, self._await_delivery, timeout)
+
+
+_NO_STATS = {"queued": 0, **dict.fromkeys(COUNTERS, 0)}
+
+
+class Client(BaseClient):
     """The Bear Lumen client.
 
         import bearlumen
@@ -37,6 +129,8 @@ class Client:
     `close()` (or use `with Client(...) as client:`) when done; a process exiting normally
     flushes on its way out, waiting at most `shutdown_timeout` seconds.
     """
+
+    _http: HttpCore
 
     def __init__(
         self,
@@ -58,24 +152,9 @@ class Client:
         spool_dir: Union[str, os.PathLike[str], None] = None,
         compress: Optional[bool] = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("BEARLUMEN_API_KEY")
-        if not key or not key.strip():
-            raise AuthenticationError(
-                "No API key: pass Client(api_key=...) or set BEARLUMEN_API_KEY"
-            )
-        url = base_url or os.environ.get("BEARLUMEN_BASE_URL") or DEFAULT_BASE_URL
-        if not url.startswith(("http://", "https://")):
-            raise InvalidRequestError(
-                "base_url must start with http:// or https://", param="base_url"
-            )
-        if type(max_retries) is not int or max_retries < 0:
-            raise InvalidRequestError(
-                f"max_retries must be an int >= 0, not {max_retries!r}", param="max_retries"
-            )
-        if not is_positive_number(timeout):
-            raise InvalidRequestError(
-                f"timeout must be a number > 0, not {timeout!r}", param="timeout"
-            )
+        key, url = checked_connection(
+            api_key, base_url, timeout, max_retries, http_client, "Client"
+        )
         settings = ShipperSettings(
             flush_at=flush_at,
             flush_interval=flush_interval,
@@ -85,13 +164,13 @@ class Client:
             shutdown_timeout=shutdown_timeout,
         )
         self._http = HttpCore(
-            api_key=key.strip(),
+            api_key=key,
             base_url=url,
             timeout=timeout,
             max_retries=max_retries,
             http_client=http_client,
             compress=compress,
-            **({"sleep": sleep} if sleep is not None else {}),
+            sleep=sleep,
         )
         self._shipper: Optional[Shipper] = None
         if spool_dir is not None and not buffered:
@@ -110,25 +189,12 @@ class Client:
         self.cost_attribution = CostAttribution(self._http)
         self._closed = False
 
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
-
     def flush(self, timeout: Optional[float] = None) -> FlushResult:
         """Block until every event recorded before this call is delivered or has failed for good.
 
         Returns the shipper's counts; `complete` is False when `timeout` (seconds) passed first.
         """
-        if self._shipper is None:
-            return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
-        return self._shipper.flush(timeout)
-
-    def stats(self) -> ShipperStats:
-        """What the shipper has done: queued, sent, recorded, duplicate, rejected, dropped,
-        failed, retries, batches."""
-        if self._shipper is None:
-            return dict(_NO_STATS)  # type: ignore[return-value]
-        return self._shipper.stats()
+        return self._wait_for_delivery(timeout)
 
     def close(self, timeout: Optional[float] = None) -> FlushResult:
         """Deliver what is queued (waiting at most `timeout`, default `shutdown_timeout`), stop
@@ -148,6 +214,3 @@ class Client:
     def __repr__(self) -> str:
         mode = "buffered" if self._shipper is not None else "unbuffered"
         return f"<bearlumen.Client base_url={self._http.base_url!r} {mode}>"
-
-
-_NO_STATS = {"queued": 0, **dict.fromkeys(COUNTERS, 0)}

@@ -14,3 +14,7 @@ DEFAULT_DELIVERY_TIMEOUT = 600.0  # seconds a batch is retried before it is give
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # seconds close() and the exit hook wait for delivery
 MAX_BATCH_SIZE = 1000  # events per request, the contract's limit
 RECENT_KEYS_REMEMBERED = 100_000  # caller-given idempotency keys checked for duplicates
+
+# Serverless (`flush_after`): seconds kept back from a Lambda invocation's remaining time, so
+# the handler still returns (and the platform sends its answer) before the invocation times out.
+LAMBDA_TIME_MARGIN = 0.5

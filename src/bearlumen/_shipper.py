@@ -62,8 +62,21 @@ class _FlushRequest:
 
     __slots__ = ("done",)
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
+    def __init__(self, on_done: Callable[[], object] | None = None) -> None:
+        self.done = threading.Event() if on_done is None else _CallbackEvent(on_done)
+
+
+class _CallbackEvent(threading.Event):
+    """An Event that also calls `on_set` (on the worker): `AsyncClient.flush` awaits a future
+    that this completes, instead of blocking its event loop in `Event.wait`."""
+
+    def __init__(self, on_set: Callable[[], object]) -> None:
+        super().__init__()
+        self._on_set = on_set
+
+    def set(self) -> None:
+        super().set()
+        self._on_set()
 
 
 def encode_batch(
@@ -272,6 +285,16 @@ class Shipper:
             self._wake.set()
             complete = request.done.wait(timeout)
         return {**self.stats(), "complete": complete}
+
+    def request_flush(self, on_done: Callable[[], object]) -> bool:
+        """Queue a flush marker whose completion calls `on_done` on the worker, without waiting;
+        False when no worker runs (then nothing recorded is pending)."""
+        worker = self._worker
+        if worker is None or not worker.is_alive():
+            return False
+        self.pending_events.append(_FlushRequest(on_done))
+        self._wake.set()
+        return True
 
     def close(self, timeout: float | None = None) -> FlushResult:
         """Deliver what is queued (waiting at most `timeout`), then stop the worker."""
