@@ -443,3 +443,15 @@ def test_a_callers_async_http_client_carries_the_calls(server: LocalServer, api_
 
     run(scenario)
     assert seen == ["/v1/end-users"]
+
+
+def test_one_client_serves_one_event_loop_after_another(server: LocalServer, api_key: str) -> None:
+    # A Lambda handler that calls asyncio.run per invocation, with the client made at import.
+    client = AsyncClient(api_key=api_key, base_url=server.base_url)
+
+    async def invocation(n: int) -> int:
+        await client.end_users.create(external_id=f"user_{n}")
+        return (await client.end_users.list())["total"]
+
+    assert [asyncio.run(invocation(n)) for n in range(3)] == [1, 2, 3]
+    asyncio.run(client.aclose())

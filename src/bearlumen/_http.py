@@ -348,13 +348,25 @@ class AsyncHttpCore(BaseHttpCore):
 
     _http_client: httpx.AsyncClient
     default_sleep = staticmethod(asyncio.sleep)
+    _loop: Optional[asyncio.AbstractEventLoop] = None  # the loop our pool's sockets belong to
 
     def _new_http_client(self) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(limits=_limits(), socket_options=NO_DELAY)
         return httpx.AsyncClient(timeout=self.timeout, transport=transport)
 
+    def _http_client_for_this_loop(self) -> httpx.AsyncClient:
+        """Pooled connections belong to the loop that opened them. A client that outlives its
+        loop (a handler calling `asyncio.run` once per invocation) opens a fresh pool in the
+        next loop; the old one's sockets went with their loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and self._owns_http_client:
+                self._http_client = self._new_http_client()
+            self._loop = loop
+        return self._http_client
+
     async def aclose(self) -> None:
-        if self._owns_http_client:
+        if self._owns_http_client and self._loop in (None, asyncio.get_running_loop()):
             await self._http_client.aclose()
 
     async def _sleep(self, seconds: float) -> None:
@@ -384,9 +396,10 @@ class AsyncHttpCore(BaseHttpCore):
         return await policy(self._send_once, outgoing)
 
     async def _send_once(self, outgoing: _Outgoing) -> Any:
-        request = _build_request(self._http_client, outgoing)
+        http_client = self._http_client_for_this_loop()
+        request = _build_request(http_client, outgoing)
         try:
-            response = await self._http_client.send(request)
+            response = await http_client.send(request)
         except httpx.TransportError as exc:
             raise _network_error(exc, outgoing.url) from exc
         return _decode_answer(response)
