@@ -172,3 +172,19 @@ def test_a_bad_timeout_is_refused_when_decorating() -> None:
             client.flush_after(bad)  # type: ignore[call-overload]
         assert caught.value.param == "timeout"
     client.close()
+
+
+def test_a_callable_object_such_as_an_asgi_adapter_can_be_wrapped(
+    server: LocalServer, api_key: str
+) -> None:
+    client = Client(api_key=api_key, base_url=server.base_url, flush_interval=60)
+
+    class Adapter:  # what Mangum(app) is: an object called as handler(event, context)
+        def __call__(self, event: object, context: object) -> str:
+            client.usage.record("token_usage", "llm_tokens", 3)
+            return "done"
+
+    handler = client.flush_after()(Adapter())
+    assert handler({}, FakeLambdaContext(10_000)) == "done"
+    assert client.stats()["recorded"] == 1
+    client.close()
