@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 import bearlumen
@@ -108,3 +110,36 @@ def test_lambda_handler_delivers_before_each_invocation_returns(
         "after 'bye': 3 recorded",
         "total on the server: 3",
     ]
+
+
+def test_fastapi_app_under_uvicorn_delivers_on_sigterm(server: LocalServer, api_key: str) -> None:
+    # As a container runs it: a real uvicorn process, stopped with SIGTERM right after the
+    # last request; uvicorn runs the lifespan's shutdown, which closes the AsyncClient.
+    env = {**os.environ, "BEARLUMEN_BASE_URL": server.base_url, "BEARLUMEN_API_KEY": api_key}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", "0"],
+        cwd=EXAMPLES,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        url = ""
+        for line in process.stderr:
+            if "Uvicorn running on " in line:
+                url = line.split("Uvicorn running on ", 1)[1].split()[0]
+                break
+        assert url, "uvicorn did not start"
+        with httpx.Client(base_url=url) as http:
+            for prompt in ("one", "two", "three"):
+                answer = http.post("/chat", json={"user": "eu_1", "prompt": prompt})
+                assert answer.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is its clean exit.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
+        assert reader.usage.summary()["totalEvents"] == 3
