@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +192,51 @@ def test_a_callable_object_such_as_an_asgi_adapter_can_be_wrapped(
     assert handler({}, FakeLambdaContext(10_000)) == "done"
     assert client.stats()["recorded"] == 1
     client.close()
+
+
+INVOCATION = """
+import os, signal, sys
+import bearlumen
+
+client = bearlumen.Client(base_url=sys.argv[1], spool_dir=sys.argv[2])
+
+
+class Context:
+    def get_remaining_time_in_millis(self):
+        return int(sys.argv[3])
+
+
+@client.flush_after()
+def handler(event, context):
+    client.usage.record("token_usage", "llm_tokens", 5, idempotency_key=event)
+    return "ok"
+
+
+print(handler(sys.argv[4], Context()), client.stats()["recorded"], flush=True)
+if sys.argv[5] == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)  # what Lambda does to the runtime after a timeout
+"""
+
+
+def test_what_a_killed_invocation_could_not_deliver_the_next_process_replays(
+    server: LocalServer, api_key: str, tmp_path: Path
+) -> None:
+    spool = str(tmp_path / "spool")
+    env = {**os.environ, "BEARLUMEN_API_KEY": api_key}
+
+    def invoke(
+        base_url: str, remaining_ms: int, key: str, end: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", INVOCATION, base_url, spool, str(remaining_ms), key, end],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    # The first invocation cannot reach the server (nothing listens on port 9) and has no time
+    # to wait; then its runtime is killed. Its event survives in the spool in /tmp.
+    first = invoke("http://127.0.0.1:9", 100, "evt-first", "killed")
+    assert first.stdout.split() == ["ok", "0"] and first.returncode == -signal.SIGKILL
+    # The next invocation, in a fresh process on the same spool, delivers both before it returns.
+    second = invoke(server.base_url, 10_000, "evt-second", "returned")
+    assert second.stdout.split() == ["ok", "2"], second.stderr
+    assert stored(server, api_key) == 2
