@@ -69,7 +69,7 @@ class AsyncClient(BaseClient):
         compress: Optional[bool] = None,
     ) -> None:
         key, url = checked_connection(
-            api_key, base_url, timeout, max_retries, http_client, "AsyncClient"
+            api_key, base_url, timeout, max_retries, http_client, httpx.AsyncClient, "AsyncClient"
         )
         if buffered is not True:
             raise InvalidRequestError(

@@ -31,6 +31,7 @@ def checked_connection(
     timeout: Any,
     max_retries: Any,
     http_client: Any,
+    http_client_type: type[Any],
     client: str,
 ) -> tuple[str, str]:
     """The API key and base URL (from the arguments or the environment), with the connection
@@ -49,10 +50,10 @@ def checked_connection(
         )
     if not is_positive_number(timeout):
         raise InvalidRequestError(f"timeout must be a number > 0, not {timeout!r}", param="timeout")
-    wanted = httpx.AsyncClient if client == "AsyncClient" else httpx.Client
-    if http_client is not None and not isinstance(http_client, wanted):
+    if http_client is not None and not isinstance(http_client, http_client_type):
         raise InvalidRequestError(
-            f"http_client must be an httpx.{wanted.__name__} for {client}", param="http_client"
+            f"http_client must be an httpx.{http_client_type.__name__} for {client}",
+            param="http_client",
         )
     return key.strip(), url
 
@@ -107,9 +108,7 @@ class BaseClient:
         goes out during the next invocation; a warning says how many events wait.
         """
         if callable(timeout):  # used bare: @client.flush_after
-            return flush_after_decorator(self._wait_for_delivery, self._await_delivery, None)(
-                timeout
-            )
+            return self.flush_after()(timeout)
         return flush_after_decorator(self._wait_for_delivery, self._await_delivery, timeout)
 
 
@@ -153,7 +152,7 @@ class Client(BaseClient):
         compress: Optional[bool] = None,
     ) -> None:
         key, url = checked_connection(
-            api_key, base_url, timeout, max_retries, http_client, "Client"
+            api_key, base_url, timeout, max_retries, http_client, httpx.Client, "Client"
         )
         settings = ShipperSettings(
             flush_at=flush_at,
