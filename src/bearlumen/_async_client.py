@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, Union
 
 import httpx
 
-from ._client import BaseClient, checked_connection
+from ._base_client import BaseClient, checked_connection
 from ._constants import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_FLUSH_AT,
