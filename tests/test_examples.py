@@ -141,5 +141,8 @@ def test_fastapi_app_under_uvicorn_delivers_on_sigterm(server: LocalServer, api_
     finally:
         if process.poll() is None:
             process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
     with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
         assert reader.usage.summary()["totalEvents"] == 3
