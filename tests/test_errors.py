@@ -297,3 +297,24 @@ def test_the_api_key_never_appears_in_logs_reprs_or_errors(
     texts += [str(record.args) for record in caplog.records]
     assert failures and len(caplog.records) > 3
     assert not [t for t in texts if secret in t or "TOPSECRET" in t]
+
+
+def test_an_id_of_a_slash_is_not_found_not_an_empty_answer(client: bearlumen.Client) -> None:
+    # Sent as %2F; a server that redirected "//" to the list route once made this return None.
+    with pytest.raises(bearlumen.NotFoundError):
+        client.subscriptions.retrieve("/")
+    with pytest.raises(bearlumen.NotFoundError):
+        client.end_users.update("/", name="x")
+
+
+def test_a_redirect_is_an_error_never_an_empty_result() -> None:
+    # Our server cannot answer 3xx any more, so a MockTransport plays a misconfigured proxy.
+    redirect = httpx.MockTransport(lambda request: httpx.Response(307, headers={"location": "/"}))
+    with bearlumen.Client(
+        api_key="sk_test",
+        base_url="http://127.0.0.1:9",
+        http_client=httpx.Client(transport=redirect),
+    ) as client:
+        with pytest.raises(bearlumen.BearLumenError, match="307") as caught:
+            client.usage.summary()
+    assert caught.value.status_code == 307

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+import bearlumen
 from bearlumen.testing import LocalServer
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def run_example(name: str, base_url: str, key: str, *args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "BEARLUMEN_BASE_URL": base_url, "BEARLUMEN_API_KEY": key}
+def run_example(
+    name: str,
+    base_url: str,
+    key: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    env = {**os.environ, "BEARLUMEN_BASE_URL": base_url, "BEARLUMEN_API_KEY": key, **(env or {})}
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         env=env,
@@ -78,10 +88,61 @@ def test_fastapi_app_meters_requests_and_flushes_on_shutdown(
     with TestClient(module.app) as http:
         for prompt in ("hello there", "how much did that cost"):
             assert http.post("/chat", json={"user": "eu_1", "prompt": prompt}).status_code == 200
+        assert http.get("/usage").json()["totalEvents"] == 2  # awaited flush, then the read
         http.post("/chat", json={"user": "eu_2", "prompt": "bye"})
-    # The app's shutdown closed the client, which delivered everything.
-    assert module.metering.stats()["recorded"] == 3
-    from bearlumen import Client
+        metering = module.app.state.metering
+        assert isinstance(metering, bearlumen.AsyncClient)
+    # The lifespan closed the client on shutdown, which delivered the last event.
+    assert metering.stats()["recorded"] == 3 and metering.stats()["queued"] == 0
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
+        assert reader.usage.summary()["totalEvents"] == 3
 
-    with Client(api_key=api_key, base_url=server.base_url) as reader:
+
+def test_lambda_handler_delivers_before_each_invocation_returns(
+    server: LocalServer, api_key: str, tmp_path: Path
+) -> None:
+    out = run_example(
+        "lambda_handler.py", server.base_url, api_key, env={"BEARLUMEN_SPOOL_DIR": str(tmp_path)}
+    )
+    assert out.splitlines() == [
+        "after 'hello': 1 recorded",
+        "after 'how much did that cost': 2 recorded",
+        "after 'bye': 3 recorded",
+        "total on the server: 3",
+    ]
+
+
+def test_fastapi_app_under_uvicorn_delivers_on_sigterm(server: LocalServer, api_key: str) -> None:
+    # As a container runs it: a real uvicorn process, stopped with SIGTERM right after the
+    # last request; uvicorn runs the lifespan's shutdown, which closes the AsyncClient.
+    env = {**os.environ, "BEARLUMEN_BASE_URL": server.base_url, "BEARLUMEN_API_KEY": api_key}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", "0"],
+        cwd=EXAMPLES,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        url = ""
+        for line in process.stderr:
+            if "Uvicorn running on " in line:
+                url = line.split("Uvicorn running on ", 1)[1].split()[0]
+                break
+        assert url, "uvicorn did not start"
+        with httpx.Client(base_url=url) as http:
+            for prompt in ("one", "two", "three"):
+                answer = http.post("/chat", json={"user": "eu_1", "prompt": prompt})
+                assert answer.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal: -SIGTERM is its clean exit.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
         assert reader.usage.summary()["totalEvents"] == 3

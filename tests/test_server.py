@@ -536,7 +536,9 @@ def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
             r["id"] for r in answer.json()["results"][500:]
         ]
         stored = httpx.get(
-            base_url + "/v1/usage/events", params={"agentId": "a\u00e9b", "limit": 1000}, headers=auth
+            base_url + "/v1/usage/events",
+            params={"agentId": "a\u00e9b", "limit": 1000},
+            headers=auth,
         )
         assert stored.json()["total"] == 1000
 

@@ -24,6 +24,25 @@ counts: int = client.usage.record_batch(batch)["recorded_count"]
 costs: CostBreakdownResponse = client.cost_attribution.by_agent("2024-01-01", "2024-02-01")
 total: float = costs["totalCost"] + costs["items"][0]["totalCost"]
 values: list[str] = client.cost_attribution.list_agents("2024-01-01", "2024-02-01")["values"]
+
+
+async def main() -> None:
+    async with bearlumen.AsyncClient(api_key="k") as aclient:
+        created: EndUser = (await aclient.end_users.create(external_id="u"))["endUser"]
+        sub: Subscription = await aclient.subscriptions.retrieve("sub_1")
+        queued: bool = aclient.usage.record(event_type="t", metric_name="m", quantity=1)["recorded"]
+        counts: int = (await aclient.usage.record_batch(batch))["recorded_count"]
+        costs: CostBreakdownResponse = await aclient.cost_attribution.by_agent("2024-01-01", "2024-02-01")
+        complete: bool = (await aclient.flush(timeout=1.0))["complete"]
+        sent: int = aclient.stats()["sent"]
+
+
+@client.flush_after(timeout=2.0)
+def handler(event: dict[str, str], context: object) -> int:
+    return 200
+
+
+status: int = handler({}, None)
 """
 
 MISTAKES = """
@@ -32,6 +51,13 @@ client = bearlumen.Client(api_key="k")
 client.end_users.create(external_id="u")["endUser"]["externalID"]
 client.usage.record(event_type="t", metric_name="m", quantity=1)["recordd"]
 client.usage.record_batch([{"event_type": "t", "metric_name": "m"}])
+
+
+async def main() -> None:
+    aclient = bearlumen.AsyncClient(api_key="k")
+    (await aclient.end_users.list())["endUserz"]
+    unawaited: int = aclient.usage.summary()["totalEvents"]
+    await aclient.end_users.create(externalid="u")
 """
 
 
@@ -54,3 +80,6 @@ def test_wrong_keys_and_missing_fields_are_caught(tmp_path: Path) -> None:
     assert status == 1
     assert '"externalID"' in out and '"recordd"' in out
     assert "quantity" in out  # the batch event lacks a required key
+    assert '"endUserz"' in out  # a wrong key of an awaited result
+    assert "Coroutine" in out  # a result used without await
+    assert '"externalid"' in out  # a misspelt argument of an async call

@@ -5,8 +5,12 @@ import bearlumen
 client = bearlumen.Client(api_key='your_api_key')
 client.usage.record(event_type='token_usage', metric_name='llm_tokens', quantity=150000,
                     agent_id='support-bot', metadata={'provider_cost_usd': 4.50})
+
+In an asyncio app, `bearlumen.AsyncClient` has the same calls as coroutines (`record` stays a
+plain, non-blocking call).
 """
 
+from ._async_client import AsyncClient
 from ._client import Client
 from ._errors import (
     AuthenticationError,
@@ -44,6 +48,7 @@ from ._types import (
 from ._version import __version__
 
 __all__ = [
+    "AsyncClient",
     "AttributionValues",
     "AuthenticationError",
     "BearLumenError",

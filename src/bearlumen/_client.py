@@ -7,8 +7,8 @@ from typing import Any, Callable, Optional, Union
 
 import httpx
 
+from ._base_client import BaseClient, checked_connection
 from ._constants import (
-    DEFAULT_BASE_URL,
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_FLUSH_AT,
     DEFAULT_FLUSH_INTERVAL,
@@ -19,14 +19,14 @@ from ._constants import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TIMEOUT,
 )
-from ._errors import AuthenticationError, InvalidRequestError
+from ._errors import InvalidRequestError
 from ._http import HttpCore
-from ._shipper import COUNTERS, ErrorCallback, Shipper, ShipperSettings, is_positive_number
-from ._types import FlushResult, ShipperStats
+from ._shipper import ErrorCallback, Shipper, ShipperSettings
+from ._types import FlushResult
 from .resources import CostAttribution, EndUsers, Subscriptions, Usage
 
 
-class Client:
+class Client(BaseClient):
     """The Bear Lumen client.
 
         import bearlumen
@@ -40,6 +40,8 @@ class Client:
     flushes on its way out, waiting at most `shutdown_timeout` seconds; so does a process ended
     by SIGTERM or by `multiprocessing` (`handle_sigterm=False` leaves SIGTERM alone).
     """
+
+    _http: HttpCore
 
     def __init__(
         self,
@@ -64,24 +66,9 @@ class Client:
         compress: Optional[bool] = None,
         handle_sigterm: bool = True,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("BEARLUMEN_API_KEY")
-        if not key or not key.strip():
-            raise AuthenticationError(
-                "No API key: pass Client(api_key=...) or set BEARLUMEN_API_KEY"
-            )
-        url = base_url or os.environ.get("BEARLUMEN_BASE_URL") or DEFAULT_BASE_URL
-        if not url.startswith(("http://", "https://")):
-            raise InvalidRequestError(
-                "base_url must start with http:// or https://", param="base_url"
-            )
-        if type(max_retries) is not int or max_retries < 0:
-            raise InvalidRequestError(
-                f"max_retries must be an int >= 0, not {max_retries!r}", param="max_retries"
-            )
-        if not is_positive_number(timeout):
-            raise InvalidRequestError(
-                f"timeout must be a number > 0, not {timeout!r}", param="timeout"
-            )
+        key, url = checked_connection(
+            api_key, base_url, timeout, max_retries, http_client, httpx.Client, "Client"
+        )
         settings = ShipperSettings(
             flush_at=flush_at,
             flush_interval=flush_interval,
@@ -93,13 +80,13 @@ class Client:
             max_in_flight=max_in_flight,
         )
         self._http = HttpCore(
-            api_key=key.strip(),
+            api_key=key,
             base_url=url,
             timeout=timeout,
             max_retries=max_retries,
             http_client=http_client,
             compress=compress,
-            **({"sleep": sleep} if sleep is not None else {}),
+            sleep=sleep,
         )
         self._shipper: Optional[Shipper] = None
         if spool_dir is not None and not buffered:
@@ -119,25 +106,12 @@ class Client:
         self.cost_attribution = CostAttribution(self._http)
         self._closed = False
 
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
-
     def flush(self, timeout: Optional[float] = None) -> FlushResult:
         """Block until every event recorded before this call is delivered or has failed for good.
 
         Returns the shipper's counts; `complete` is False when `timeout` (seconds) passed first.
         """
-        if self._shipper is None:
-            return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
-        return self._shipper.flush(timeout)
-
-    def stats(self) -> ShipperStats:
-        """What the shipper has done: queued, sent, recorded, duplicate, rejected, dropped,
-        failed, retries, batches."""
-        if self._shipper is None:
-            return dict(_NO_STATS)  # type: ignore[return-value]
-        return self._shipper.stats()
+        return self._wait_for_delivery(timeout)
 
     def close(self, timeout: Optional[float] = None) -> FlushResult:
         """Deliver what is queued (waiting at most `timeout`, default `shutdown_timeout`), stop
@@ -157,6 +131,3 @@ class Client:
     def __repr__(self) -> str:
         mode = "buffered" if self._shipper is not None else "unbuffered"
         return f"<bearlumen.Client base_url={self._http.base_url!r} {mode}>"
-
-
-_NO_STATS = {"queued": 0, **dict.fromkeys(COUNTERS, 0)}

@@ -16,3 +16,7 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0  # seconds close() and the exit hook wait for del
 DEFAULT_MAX_IN_FLIGHT = 8  # batches sent at once: at 50 ms a round trip, 8 x 1000 events ~ 160k/s
 MAX_BATCH_SIZE = 1000  # events per request, the contract's limit
 RECENT_KEYS_REMEMBERED = 100_000  # caller-given idempotency keys checked for duplicates
+
+# Serverless (`flush_after`): seconds kept back from a Lambda invocation's remaining time, so
+# the handler still returns (and the platform sends its answer) before the invocation times out.
+LAMBDA_TIME_MARGIN = 0.5

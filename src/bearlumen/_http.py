@@ -1,6 +1,8 @@
 """The one place that owns HTTP: headers, JSON, retries, timeouts and error mapping.
 
-Resources and the shipper's worker call `HttpCore.request()`; nothing else touches httpx. The
+Resource methods describe a `Call`; `HttpCore` (sync, `httpx.Client`) or `AsyncHttpCore` (asyncio,
+`httpx.AsyncClient`) runs it, and the shipper's worker calls `HttpCore.request()`; nothing else
+touches httpx. Both cores share `BaseHttpCore`: they differ only in how they send and sleep. The
 retry policy is built here from the client's settings with tenacity, once:
 
 * only what `is_retryable` says (network errors, 408, 429, 5xx, 409 `conflict_retry`);
@@ -13,7 +15,9 @@ retry policy is built here from the client's settings with tenacity, once:
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import inspect
 import ipaddress
 import json
 import logging
@@ -23,7 +27,8 @@ import socket
 import threading
 import time
 import warnings
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Mapping, NamedTuple, Optional, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -80,8 +85,40 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-class HttpCore:
-    """Sends requests for one `Client`: one pooled `httpx.Client`, one retry policy."""
+ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True)
+class Call(Generic[ResultT]):
+    """One logical API call as a resource method describes it, whatever the transport.
+
+    `ResultT` is the TypedDict the answer decodes to: it is never checked at run time, it only
+    carries the resource method's result type through `HttpCore.call` / `AsyncHttpCore.call`.
+    """
+
+    method: str
+    path: str
+    params: Optional[Mapping[str, Any]] = None
+    body: Any = None
+
+
+class _Outgoing(NamedTuple):
+    """A request ready to send: built once per logical call, the same bytes on every attempt."""
+
+    method: str
+    url: str
+    params: Mapping[str, Any]
+    content: Optional[bytes]
+    headers: Mapping[str, str]
+
+
+class BaseHttpCore:
+    """Everything about a call but how it is sent and how it sleeps: configuration, headers,
+    encoding, the idempotency key, the retry policy and error mapping. `HttpCore` (httpx.Client)
+    and `AsyncHttpCore` (httpx.AsyncClient) add only their send and their sleep."""
+
+    _http_client: Any  # httpx.Client or httpx.AsyncClient: the subclass says which
+    default_sleep: Callable[[float], Any]
 
     def __init__(
         self,
@@ -90,14 +127,14 @@ class HttpCore:
         base_url: str,
         timeout: float,
         max_retries: int,
-        http_client: httpx.Client | None = None,
-        sleep: Callable[[float], Any] = time.sleep,
+        http_client: Any = None,
+        sleep: Callable[[float], Any] | None = None,
         compress: bool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
-        self.sleep = sleep
+        self.sleep = sleep if sleep is not None else self.default_sleep
         self._api_key = api_key
         self._owns_http_client = http_client is None
         self._http_client = http_client if http_client is not None else self._new_http_client()
@@ -105,21 +142,8 @@ class HttpCore:
         # gzip request bodies over 1 KiB; by default everywhere but on loopback.
         self.compress = not is_loopback_url(self.base_url) if compress is None else compress
 
-    def _new_http_client(self) -> httpx.Client:
-        limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
-        # TCP_NODELAY: httpx writes headers and body separately, and with Nagle's algorithm the
-        # body's last segment waits for the peer's delayed ACK (~40 ms a request on Linux).
-        transport = httpx.HTTPTransport(limits=limits, socket_options=NO_DELAY)
-        return httpx.Client(timeout=self.timeout, transport=transport)
-
-    def reset_after_fork(self) -> None:
-        """A forked child must not share its parent's sockets: open a fresh pool, leave the old."""
-        if self._owns_http_client:
-            self._http_client = self._new_http_client()
-
-    def close(self) -> None:
-        if self._owns_http_client:
-            self._http_client.close()
+    def _new_http_client(self) -> Any:
+        raise NotImplementedError
 
     def _headers(self, idempotency_key: str | None) -> dict[str, str]:
         headers = {
@@ -144,16 +168,16 @@ class HttpCore:
             warnings.warn(message, stacklevel=4)
             logger.warning(message)
 
-    def retrying(
+    def retry_policy(
         self,
         *,
         max_retries: int | None = None,
         deadline: float | None = None,
         should_stop: Callable[[], bool] | None = None,
-        sleep: Callable[[float], Any] | None = None,
         on_retry: Callable[[BaseException | None, float], None] | None = None,
-    ) -> tenacity.Retrying:
-        """The retry policy: attempts (`max_retries`) or a time budget (`deadline`, seconds)."""
+    ) -> dict[str, Any]:
+        """The retry policy, as the arguments of `tenacity.Retrying` or `AsyncRetrying` (all but
+        `sleep`): attempts (`max_retries`) or a time budget (`deadline`, seconds)."""
         if deadline is not None:
             stop: Any = tenacity.stop_before_delay(deadline)
         else:
@@ -178,27 +202,24 @@ class HttpCore:
             if on_retry is not None:
                 on_retry(exc, delay)
 
-        return tenacity.Retrying(
-            stop=stop,
-            wait=wait,
-            retry=tenacity.retry_if_exception(is_retryable),
-            sleep=sleep or self.sleep,
-            reraise=True,
-            before_sleep=before_sleep,
-        )
+        return {
+            "stop": stop,
+            "wait": wait,
+            "retry": tenacity.retry_if_exception(is_retryable),
+            "reraise": True,
+            "before_sleep": before_sleep,
+        }
 
-    def request(
+    def _prepare(
         self,
         method: str,
         path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        content: bytes | None = None,
-        retrying: tenacity.Retrying | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
-        """Send one logical call, with retries; return the decoded JSON answer."""
+        params: Mapping[str, Any] | None,
+        body: Any,
+        content: bytes | None,
+        idempotency_key: str | None,
+    ) -> _Outgoing:
+        """Encode one logical call; its `Idempotency-Key` is made here, before any attempt."""
         self._warn_if_plain_http()
         if body is not None:
             content = encode_json(body)
@@ -213,43 +234,184 @@ class HttpCore:
                 content = gzip.compress(content, compresslevel=1)
                 headers["Content-Encoding"] = "gzip"
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        url = self.base_url + path
-        policy = retrying if retrying is not None else self.retrying()
-        return policy(self._send_once, method, url, query, content, headers)
+        return _Outgoing(method, self.base_url + path, query, content, headers)
 
-    def _send_once(
+
+def _build_request(
+    http_client: httpx.Client | httpx.AsyncClient, outgoing: _Outgoing
+) -> httpx.Request:
+    method, url, params, content, headers = outgoing
+    try:
+        return http_client.build_request(
+            method, url, params=params, content=content, headers=headers
+        )
+    except (httpx.InvalidURL, UnicodeError, TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"The request cannot be built: {exc}") from None
+
+
+def _network_error(exc: httpx.TransportError, url: str) -> NetworkError:
+    return NetworkError(f"{type(exc).__name__} talking to {urlsplit(url).netloc}: {exc}")
+
+
+def _decode_answer(response: httpx.Response) -> Any:
+    """The decoded JSON of a success, or the typed exception of a failure."""
+    if response.status_code >= 400:
+        raise error_from_response(response)
+    if response.status_code >= 300:  # the API never redirects: never take one for an answer
+        raise BearLumenError(
+            f"The server answered {response.status_code} (a redirect), not a result",
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        )
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise BearLumenError(
+            "The server answered with a body that is not JSON",
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+            body=response.text,
+        ) from None
+
+
+def connection_limits() -> httpx.Limits:
+    # Keep-alive as many as may be open: with fewer, a burst of answers leaves more idle
+    # connections than httpcore keeps, and it closes them while requests queue for new ones
+    # (measured: 398 connects for 400 gathered calls at 10 of 20).
+    return httpx.Limits(max_connections=20, max_keepalive_connections=20)
+
+
+class HttpCore(BaseHttpCore):
+    """Sends requests for one `Client` (and the shipper of either client): one pooled
+    `httpx.Client`, one retry policy, blocking sleeps between attempts."""
+
+    _http_client: httpx.Client
+    default_sleep = staticmethod(time.sleep)
+
+    def _new_http_client(self) -> httpx.Client:
+        # TCP_NODELAY: httpx writes headers and body separately, and with Nagle's algorithm the
+        # body's last segment waits for the peer's delayed ACK (~40 ms a request on Linux).
+        transport = httpx.HTTPTransport(limits=connection_limits(), socket_options=NO_DELAY)
+        return httpx.Client(timeout=self.timeout, transport=transport)
+
+    def reset_after_fork(self) -> None:
+        """A forked child must not share its parent's sockets: open a fresh pool, leave the old."""
+        if self._owns_http_client:
+            self._http_client = self._new_http_client()
+
+    def close(self) -> None:
+        if self._owns_http_client:
+            self._http_client.close()
+
+    def retrying(
+        self,
+        *,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        on_retry: Callable[[BaseException | None, float], None] | None = None,
+    ) -> tenacity.Retrying:
+        """The retry policy with a blocking sleep (see `BaseHttpCore.retry_policy`)."""
+        policy = self.retry_policy(
+            max_retries=max_retries, deadline=deadline, should_stop=should_stop, on_retry=on_retry
+        )
+        return tenacity.Retrying(sleep=sleep or self.sleep, **policy)
+
+    def call(self, call: Call[ResultT]) -> ResultT:
+        """Run a resource method's call; return its answer."""
+        return cast(
+            ResultT, self.request(call.method, call.path, params=call.params, body=call.body)
+        )
+
+    def request(
         self,
         method: str,
-        url: str,
-        params: Mapping[str, Any],
-        content: bytes | None,
-        headers: Mapping[str, str],
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content: bytes | None = None,
+        retrying: tenacity.Retrying | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
-        try:
-            request = self._http_client.build_request(
-                method, url, params=params, content=content, headers=headers
-            )
-        except (httpx.InvalidURL, UnicodeError, TypeError, ValueError) as exc:
-            raise InvalidRequestError(f"The request cannot be built: {exc}") from None
+        """Send one logical call, with retries; return the decoded JSON answer."""
+        outgoing = self._prepare(method, path, params, body, content, idempotency_key)
+        policy = retrying if retrying is not None else self.retrying()
+        return policy(self._send_once, outgoing)
+
+    def _send_once(self, outgoing: _Outgoing) -> Any:
+        request = _build_request(self._http_client, outgoing)
         try:
             response = self._http_client.send(request)
         except httpx.TransportError as exc:
-            raise NetworkError(
-                f"{type(exc).__name__} talking to {urlsplit(url).netloc}: {exc}"
-            ) from exc
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        if not response.content:
-            return None
+            raise _network_error(exc, outgoing.url) from exc
+        return _decode_answer(response)
+
+
+class AsyncHttpCore(BaseHttpCore):
+    """Sends requests for one `AsyncClient`: one pooled `httpx.AsyncClient`, the same retry
+    policy as `HttpCore`, waits between attempts that yield to the event loop."""
+
+    _http_client: httpx.AsyncClient
+    default_sleep = staticmethod(asyncio.sleep)
+    _loop: Optional[asyncio.AbstractEventLoop] = None  # the loop our pool's sockets belong to
+
+    def _new_http_client(self) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(limits=connection_limits(), socket_options=NO_DELAY)
+        return httpx.AsyncClient(timeout=self.timeout, transport=transport)
+
+    def _http_client_for_this_loop(self) -> httpx.AsyncClient:
+        """Pooled connections belong to the loop that opened them. A client that outlives its
+        loop (a handler calling `asyncio.run` once per invocation) opens a fresh pool in the
+        next loop; the old one's sockets went with their loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and self._owns_http_client:
+                self._http_client = self._new_http_client()
+            self._loop = loop
+        return self._http_client
+
+    async def aclose(self) -> None:
+        if self._owns_http_client and self._loop in (None, asyncio.get_running_loop()):
+            await self._http_client.aclose()
+
+    async def _sleep(self, seconds: float) -> None:
+        # An injected sleep (tests) may be a plain function; the default is asyncio.sleep.
+        waited = self.sleep(seconds)
+        if inspect.isawaitable(waited):
+            await waited
+
+    async def call(self, call: Call[ResultT]) -> ResultT:
+        """Run a resource method's call; return its answer."""
+        return cast(
+            ResultT, await self.request(call.method, call.path, params=call.params, body=call.body)
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send one logical call, with retries; return the decoded JSON answer."""
+        outgoing = self._prepare(method, path, params, body, None, idempotency_key)
+        policy = tenacity.AsyncRetrying(sleep=self._sleep, **self.retry_policy())
+        return await policy(self._send_once, outgoing)
+
+    async def _send_once(self, outgoing: _Outgoing) -> Any:
+        http_client = self._http_client_for_this_loop()
+        request = _build_request(http_client, outgoing)
         try:
-            return response.json()
-        except ValueError:
-            raise BearLumenError(
-                "The server answered with a body that is not JSON",
-                status_code=response.status_code,
-                request_id=response.headers.get("x-request-id"),
-                body=response.text,
-            ) from None
+            response = await http_client.send(request)
+        except httpx.TransportError as exc:
+            raise _network_error(exc, outgoing.url) from exc
+        return _decode_answer(response)
 
 
 def encode_json(body: Any) -> bytes:

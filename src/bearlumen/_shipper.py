@@ -90,8 +90,21 @@ class _FlushRequest:
 
     __slots__ = ("done",)
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
+    def __init__(self, on_done: Callable[[], object] | None = None) -> None:
+        self.done = threading.Event() if on_done is None else _CallbackEvent(on_done)
+
+
+class _CallbackEvent(threading.Event):
+    """An Event that also calls `on_set` (on the worker): `AsyncClient.flush` awaits a future
+    that this completes, instead of blocking its event loop in `Event.wait`."""
+
+    def __init__(self, on_set: Callable[[], object]) -> None:
+        super().__init__()
+        self._on_set = on_set
+
+    def set(self) -> None:
+        super().set()
+        self._on_set()
 
 
 def encode_batch(
@@ -391,12 +404,28 @@ class Shipper:
             # Called from on_error, on the worker or a sender: waiting would wait for ever.
             complete = not self.pending_events
         elif worker is not None and worker.is_alive():
-            request = _FlushRequest()
-            self.pending_events.append(request)
-            self._flush_asked = True
+            request = self._queue_flush_marker(_FlushRequest())
             self._wake.set()
             complete = request.done.wait(timeout)
         return {**self.stats(), "complete": complete}
+
+    def request_flush(self, on_done: Callable[[], object]) -> bool:
+        """Queue a flush marker whose completion calls `on_done` on the worker, without waiting;
+        False when no worker runs (then nothing recorded is pending)."""
+        worker = self._worker
+        if worker is None or not worker.is_alive():
+            return False
+        self._queue_flush_marker(_FlushRequest(on_done))
+        self._wake.set()
+        return True
+
+    def _queue_flush_marker(self, request: _FlushRequest) -> _FlushRequest:
+        """Behind everything recorded so far; part-filled batches go at once until it is done.
+        Takes no lock and sets no Event (SIGTERM's handler calls it): the caller wakes the
+        worker."""
+        self.pending_events.append(request)
+        self._flush_asked = True
+        return request
 
     def close(self, timeout: float | None = None) -> FlushResult:
         """Deliver what is queued (waiting at most `timeout`), then stop the worker."""
@@ -448,10 +477,7 @@ class Shipper:
         worker = self._worker
         if worker is None or not worker.is_alive():
             return None
-        request = _FlushRequest()
-        self.pending_events.append(request)
-        self._flush_asked = True
-        return request.done
+        return self._queue_flush_marker(_FlushRequest()).done
 
     def wake(self) -> None:
         self._wake.set()

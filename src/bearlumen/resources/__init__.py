@@ -1,4 +1,5 @@
-"""One module per resource of the API; each method builds a request and calls `HttpCore`."""
+"""One module per resource of the API; each method describes the `Call` it makes, once, and
+runs on `Client` (`HttpCore`) and `AsyncClient` (`AsyncHttpCore`) alike (see `_endpoint.py`)."""
 
 from .cost_attribution import CostAttribution
 from .end_users import EndUsers

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, cast
+from typing import Any, Optional
 
-from .._http import HttpCore
+from .._http import Call
 from .._types import EndUserList, EndUserResponse, Metadata
 from .._validation import optional_int, path_id, validated
 from .._wire import EndUserCreate, EndUserUpdate
+from ._endpoint import HttpT, Resource, endpoint
 
 
-class EndUsers:
+class EndUsers(Resource[HttpT]):
     """Manage end users: the customers of your AI product whose usage you meter."""
 
-    def __init__(self, http: HttpCore) -> None:
-        self._http = http
-
+    @endpoint
     def create(
         self,
         external_id: str,
         email: Optional[str] = None,
         name: Optional[str] = None,
         metadata: Optional[Metadata] = None,
-    ) -> EndUserResponse:
+    ) -> Call[EndUserResponse]:
         """Create a new end user.
 
         result = client.end_users.create(external_id='user_123', name='AI Startup Inc')
@@ -32,8 +31,9 @@ class EndUsers:
             EndUserCreate,
             {"external_id": external_id, "email": email, "name": name, "metadata": metadata},
         )
-        return cast(EndUserResponse, self._http.request("POST", "/v1/end-users", body=body))
+        return Call("POST", "/v1/end-users", body=body)
 
+    @endpoint
     def update(
         self,
         end_user_id: str,
@@ -41,32 +41,35 @@ class EndUsers:
         email: Optional[str] = None,
         name: Optional[str] = None,
         metadata: Optional[Metadata] = None,
-    ) -> EndUserResponse:
+    ) -> Call[EndUserResponse]:
         """Update an end user; only the fields given change, and `metadata` replaces the old."""
         path = f"/v1/end-users/{path_id('end_user_id', end_user_id)}"
         body = validated(EndUserUpdate, {"email": email, "name": name, "metadata": metadata})
-        return cast(EndUserResponse, self._http.request("PATCH", path, body=body))
+        return Call("PATCH", path, body=body)
 
+    @endpoint
     def list(
         self,
         status: Optional[str] = None,
         limit: Optional[int] = None,
         offset: Optional[int] = None,
-    ) -> EndUserList:
+    ) -> Call[EndUserList]:
         """List end users, optionally only those with `status` 'ACTIVE' or 'DEACTIVATED'."""
         params: dict[str, Any] = {
             "status": status,
             "limit": optional_int("limit", limit, 1, 1000),
             "offset": optional_int("offset", offset, 0, 2**62),
         }
-        return cast(EndUserList, self._http.request("GET", "/v1/end-users", params=params))
+        return Call("GET", "/v1/end-users", params=params)
 
-    def deactivate(self, end_user_id: str) -> EndUserResponse:
+    @endpoint
+    def deactivate(self, end_user_id: str) -> Call[EndUserResponse]:
         """Soft-delete an end user; their usage history is kept."""
         path = f"/v1/end-users/{path_id('end_user_id', end_user_id)}/deactivate"
-        return cast(EndUserResponse, self._http.request("POST", path))
+        return Call("POST", path)
 
-    def reactivate(self, end_user_id: str) -> EndUserResponse:
+    @endpoint
+    def reactivate(self, end_user_id: str) -> Call[EndUserResponse]:
         """Restore a deactivated end user."""
         path = f"/v1/end-users/{path_id('end_user_id', end_user_id)}/reactivate"
-        return cast(EndUserResponse, self._http.request("POST", path))
+        return Call("POST", path)

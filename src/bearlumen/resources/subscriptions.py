@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional, Union, cast
+from typing import Any, Optional, Union
 
-from .._http import HttpCore
+from .._http import Call
 from .._types import Metadata, Subscription, SubscriptionList
 from .._validation import optional_int, optional_text, path_id, validated
 from .._wire import SubscriptionCreate, SubscriptionUpdate
+from ._endpoint import HttpT, Resource, endpoint
 
 
-class Subscriptions:
+class Subscriptions(Resource[HttpT]):
     """Manage subscriptions: which plan an organization is on, and since when."""
 
-    def __init__(self, http: HttpCore) -> None:
-        self._http = http
-
+    @endpoint
     def create(
         self,
         organization_id: str,
@@ -26,7 +25,7 @@ class Subscriptions:
         *,
         end_user_id: Optional[str] = None,
         metadata: Optional[Metadata] = None,
-    ) -> Subscription:
+    ) -> Call[Subscription]:
         """Create a new subscription (`billing_cycle` is 'monthly' or 'yearly')."""
         body = validated(
             SubscriptionCreate,
@@ -39,13 +38,15 @@ class Subscriptions:
                 "metadata": metadata,
             },
         )
-        return cast(Subscription, self._http.request("POST", "/v1/subscriptions", body=body))
+        return Call("POST", "/v1/subscriptions", body=body)
 
-    def retrieve(self, subscription_id: str) -> Subscription:
+    @endpoint
+    def retrieve(self, subscription_id: str) -> Call[Subscription]:
         """Retrieve a subscription by ID."""
         path = f"/v1/subscriptions/{path_id('subscription_id', subscription_id)}"
-        return cast(Subscription, self._http.request("GET", path))
+        return Call("GET", path)
 
+    @endpoint
     def update(
         self,
         subscription_id: str,
@@ -54,7 +55,7 @@ class Subscriptions:
         billing_cycle: Optional[str] = None,
         metadata: Optional[Metadata] = None,
         end_date: Union[str, datetime, None] = None,
-    ) -> Subscription:
+    ) -> Call[Subscription]:
         """Update a subscription; only the fields given change."""
         path = f"/v1/subscriptions/{path_id('subscription_id', subscription_id)}"
         body = validated(
@@ -66,23 +67,25 @@ class Subscriptions:
                 "end_date": end_date,
             },
         )
-        return cast(Subscription, self._http.request("PATCH", path, body=body))
+        return Call("PATCH", path, body=body)
 
-    def cancel(self, subscription_id: str) -> Subscription:
+    @endpoint
+    def cancel(self, subscription_id: str) -> Call[Subscription]:
         """Cancel a subscription; canceling twice is harmless."""
         path = f"/v1/subscriptions/{path_id('subscription_id', subscription_id)}/cancel"
-        return cast(Subscription, self._http.request("POST", path))
+        return Call("POST", path)
 
+    @endpoint
     def list(
         self,
         organization_id: Optional[str] = None,
         limit: Optional[int] = None,
         offset: Optional[int] = None,
-    ) -> SubscriptionList:
+    ) -> Call[SubscriptionList]:
         """List subscriptions, optionally of one organization."""
         params: dict[str, Any] = {
             "organizationId": optional_text("organization_id", organization_id),
             "limit": optional_int("limit", limit, 1, 1000),
             "offset": optional_int("offset", offset, 0, 2**62),
         }
-        return cast(SubscriptionList, self._http.request("GET", "/v1/subscriptions", params=params))
+        return Call("GET", "/v1/subscriptions", params=params)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from .. import _ids
 from .._constants import MAX_BATCH_SIZE
 from .._events import to_record_input
-from .._http import HttpCore
+from .._http import Call, HttpCore
 from .._shipper import Shipper
 from .._types import (
     Metadata,
@@ -33,12 +33,17 @@ from .._validation import (
     optional_text,
 )
 from .._wire import UsageEvent
+from ._endpoint import HttpT, Resource, endpoint
 
 
-class Usage:
-    """Track usage and query it."""
+class Usage(Resource[HttpT]):
+    """Track usage and query it.
 
-    def __init__(self, http: HttpCore, shipper: Optional[Shipper]) -> None:
+    `record()` is the same plain, non-blocking call on `Client` and `AsyncClient`; the other
+    methods are HTTP calls (coroutines on `AsyncClient`).
+    """
+
+    def __init__(self, http: HttpT, shipper: Optional[Shipper]) -> None:
         self._http = http
         self._shipper = shipper
 
@@ -103,6 +108,7 @@ class Usage:
 
     def _record_now(self, *event: Any) -> UsageRecordResult:
         """Unbuffered (`Client(buffered=False)`): one POST, the server's answer."""
+        assert isinstance(self._http, HttpCore)  # AsyncClient is always buffered
         fields = dict(to_record_input(event))
         fields.setdefault("idempotency_key", _ids.event_keys.next())
         body = _validated_events([cast(UsageRecordInput, fields)])[0]
@@ -113,7 +119,8 @@ class Usage:
             "event": answer["event"],
         }
 
-    def record_batch(self, events: List[UsageRecordInput]) -> UsageBatchResult:
+    @endpoint
+    def record_batch(self, events: List[UsageRecordInput]) -> Call[UsageBatchResult]:
         """Record up to 1000 events in one request, synchronously; returns per-event results.
 
             result = client.usage.record_batch([
@@ -130,10 +137,9 @@ class Usage:
         if not 0 < len(events) <= MAX_BATCH_SIZE:
             raise invalid("events", f"must hold 1 to {MAX_BATCH_SIZE} events, not {len(events)}")
         body = {"events": _validated_events(events)}
-        return cast(
-            UsageBatchResult, self._http.request("POST", "/v1/usage/events/batch", body=body)
-        )
+        return Call("POST", "/v1/usage/events/batch", body=body)
 
+    @endpoint
     def query(
         self,
         subscription_id: Optional[str] = None,
@@ -145,7 +151,7 @@ class Usage:
         end_date: Union[str, datetime, None] = None,
         limit: Optional[int] = None,
         offset: Optional[int] = None,
-    ) -> UsageEventList:
+    ) -> Call[UsageEventList]:
         """Query usage events, oldest first."""
         params = {
             "subscriptionId": optional_text("subscription_id", subscription_id),
@@ -157,8 +163,9 @@ class Usage:
             "limit": optional_int("limit", limit, 1, 1000),
             "offset": optional_int("offset", offset, 0, 2**62),
         }
-        return cast(UsageEventList, self._http.request("GET", "/v1/usage/events", params=params))
+        return Call("GET", "/v1/usage/events", params=params)
 
+    @endpoint
     def aggregation(
         self,
         subscription_id: Optional[str] = None,
@@ -166,7 +173,7 @@ class Usage:
         metric_name: Optional[str] = None,
         start_date: Union[str, datetime, None] = None,
         end_date: Union[str, datetime, None] = None,
-    ) -> UsageAggregation:
+    ) -> Call[UsageAggregation]:
         """Usage totals per metric: quantity, event count and cost."""
         params = {
             "subscriptionId": optional_text("subscription_id", subscription_id),
@@ -174,24 +181,23 @@ class Usage:
             "startDate": date_param("start_date", start_date),
             "endDate": date_param("end_date", end_date),
         }
-        return cast(
-            UsageAggregation, self._http.request("GET", "/v1/usage/aggregation", params=params)
-        )
+        return Call("GET", "/v1/usage/aggregation", params=params)
 
+    @endpoint
     def summary(
         self,
         subscription_id: Optional[str] = None,
         *,
         start_date: Union[str, datetime, None] = None,
         end_date: Union[str, datetime, None] = None,
-    ) -> UsageSummary:
+    ) -> Call[UsageSummary]:
         """High-level usage summary: events, quantity, cost, metrics, first and last event."""
         params = {
             "subscriptionId": optional_text("subscription_id", subscription_id),
             "startDate": date_param("start_date", start_date),
             "endDate": date_param("end_date", end_date),
         }
-        return cast(UsageSummary, self._http.request("GET", "/v1/usage/summary", params=params))
+        return Call("GET", "/v1/usage/summary", params=params)
 
 
 def _validated_events(events: Any) -> List[dict[str, Any]]:

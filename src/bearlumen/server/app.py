@@ -29,4 +29,7 @@ def create_app(
     routes = api_routes(state)
     if faults is not None:
         routes += admin_routes(state)
-    return OutermostMiddleware(Starlette(routes=routes), state)
+    app = Starlette(routes=routes)
+    # An id of "/" (sent as %2F) must be a 404, not a redirect to the list route.
+    app.router.redirect_slashes = False
+    return OutermostMiddleware(app, state)

@@ -1,0 +1,466 @@
+"""`bearlumen.AsyncClient` against the local server: every call of the reference page awaited,
+concurrency, typed errors and retries from real server answers, and a loop that never stalls."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any, Awaitable, Callable, TypeVar
+
+import httpx
+import pytest
+
+import bearlumen
+from bearlumen import (
+    AsyncClient,
+    AuthenticationError,
+    CostBreakdownResponse,
+    DuplicateCustomerError,
+    EndUser,
+    InvalidEmailError,
+    InvalidRequestError,
+    NetworkError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    Subscription,
+    UsageRecordInput,
+)
+from bearlumen.testing import LocalServer
+
+from .conftest import RecordingSleep
+
+T = TypeVar("T")
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(scenario())  # type: ignore[arg-type]
+
+
+class Ticker:
+    """A task that counts its turns on the event loop: if anything blocks the loop, it stops."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0.005)
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.create_task(self._tick())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def since(self, before: int) -> int:
+        return self.ticks - before
+
+
+# -- every call of the reference page, awaited ------------------------------------------------
+
+
+def test_end_users_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            result = await client.end_users.create(
+                external_id="user_123", name="AI Startup Inc", metadata={"ai_provider": "openai"}
+            )
+            end_user: EndUser = result["endUser"]
+            assert end_user["id"].startswith("eu_") and end_user["status"] == "ACTIVE"
+            updated = await client.end_users.update(
+                end_user["id"], name="Updated Name", metadata={"plan": "enterprise"}
+            )
+            assert updated["endUser"]["name"] == "Updated Name"
+            listed = await client.end_users.list(status="ACTIVE", limit=50, offset=0)
+            assert [u["id"] for u in listed["endUsers"]] == [end_user["id"]]
+            assert (listed["total"], listed["limit"], listed["offset"]) == (1, 50, 0)
+            deactivated = await client.end_users.deactivate(end_user["id"])
+            assert deactivated["endUser"]["status"] == "DEACTIVATED"
+            assert (await client.end_users.list(status="ACTIVE"))["total"] == 0
+            reactivated = await client.end_users.reactivate(end_user["id"])
+            assert reactivated["endUser"]["status"] == "ACTIVE"
+
+    run(scenario)
+
+
+def test_subscriptions_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            subscription: Subscription = await client.subscriptions.create(
+                organization_id="org_123",
+                plan_id="plan_pro_monthly",
+                billing_cycle="monthly",
+                start_date="2024-01-01T00:00:00Z",
+            )
+            assert subscription["id"].startswith("sub_") and subscription["status"] == "active"
+            assert await client.subscriptions.retrieve(subscription["id"]) == subscription
+            updated = await client.subscriptions.update(
+                subscription["id"], plan_id="plan_enterprise"
+            )
+            assert updated["planId"] == "plan_enterprise"
+            cancelled = await client.subscriptions.cancel(subscription["id"])
+            assert cancelled["status"] == "canceled" and cancelled["canceledAt"] is not None
+            await client.subscriptions.create("org_other", "plan_x", "yearly", "2024-06-01")
+            page = await client.subscriptions.list(organization_id="org_123", limit=20, offset=0)
+            assert [s["id"] for s in page["subscriptions"]] == [subscription["id"]]
+            assert (await client.subscriptions.list())["total"] == 2
+
+    run(scenario)
+
+
+def test_usage_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            # record() is the same plain call as on Client: no await, nothing sent yet.
+            result = client.usage.record(
+                event_type="token_usage",
+                metric_name="llm_tokens",
+                quantity=150000,
+                idempotency_key="invoice-001-summary",
+                agent_id="support-bot",
+                workflow_id="customer-onboarding",
+                metadata={"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.5},
+            )
+            assert result["recorded"] is True
+            again = client.usage.record("token_usage", "llm_tokens", 1, "invoice-001-summary")
+            assert not again["recorded"]
+            events: list[UsageRecordInput] = [
+                {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 1000,
+                 "idempotency_key": "batch-1-evt-1"},
+                {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 2000,
+                 "idempotency_key": "batch-1-evt-2"},
+            ]  # fmt: skip
+            batch = await client.usage.record_batch(events)
+            assert (batch["recorded_count"], batch["skipped_count"]) == (2, 0)
+            flushed = await client.flush()
+            assert flushed["recorded"] == 1 and flushed["complete"] is True
+            assert client.stats()["recorded"] == 1
+
+            sub = await client.subscriptions.create("org_123", "plan", "monthly", "2024-01-01")
+            await client.usage.record_batch(
+                [
+                    {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 10,
+                     "subscription_id": sub["id"], "timestamp": "2024-01-10T00:00:00Z"},
+                    {"event_type": "token_usage", "metric_name": "images", "quantity": 2,
+                     "subscription_id": sub["id"], "timestamp": "2024-01-20T00:00:00Z"},
+                ]
+            )  # fmt: skip
+            page = await client.usage.query(
+                subscription_id=sub["id"],
+                metric_name="llm_tokens",
+                start_date="2024-01-01",
+                end_date="2024-01-31",
+                limit=100,
+            )
+            assert [e["quantity"] for e in page["events"]] == [10]
+            aggregation = await client.usage.aggregation(
+                subscription_id=sub["id"], start_date="2024-01-01", end_date="2024-01-31"
+            )
+            metrics = [a["metricName"] for a in aggregation["aggregations"]]
+            assert metrics == ["images", "llm_tokens"]
+            summary = await client.usage.summary(
+                subscription_id=sub["id"], start_date="2024-01-01", end_date="2024-01-31"
+            )
+            assert summary["totalEvents"] == 2 and summary["metricCount"] == 2
+
+    run(scenario)
+
+
+def test_cost_attribution_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            for agent, workflow, cost in [
+                ("support-bot", "customer-onboarding", 4.5),
+                ("analyst", "refunds", 1.25),
+            ]:
+                client.usage.record(
+                    "token_usage", "llm_tokens", 100, agent_id=agent, workflow_id=workflow,
+                    timestamp="2024-01-15T00:00:00Z", metadata={"provider_cost_usd": cost},
+                )  # fmt: skip
+            await client.flush()
+            period = {"start_date": "2024-01-01T00:00:00Z", "end_date": "2024-02-01T00:00:00Z"}
+            result: CostBreakdownResponse = await client.cost_attribution.by_agent(**period)
+            lines = [f"{i['attributionValue']}: ${i['totalCost']}" for i in result["items"]]
+            assert lines == ["support-bot: $4.5", "analyst: $1.25"]
+            assert result["totalCost"] == 5.75
+            by_workflow = await client.cost_attribution.by_workflow(**period)
+            assert by_workflow["items"][0]["attributionValue"] == "customer-onboarding"
+            agents = await client.cost_attribution.list_agents(**period)
+            assert agents["values"] == ["analyst", "support-bot"]
+            workflows = await client.cost_attribution.list_workflows(**period)
+            assert workflows["values"] == ["customer-onboarding", "refunds"]
+
+    run(scenario)
+
+
+def test_async_calls_are_coroutine_functions_with_the_sync_signatures(
+    server: LocalServer, api_key: str
+) -> None:
+    sync = bearlumen.Client(api_key=api_key, base_url=server.base_url)
+    client = AsyncClient(api_key=api_key, base_url=server.base_url)
+    for resource in ("end_users", "subscriptions", "usage", "cost_attribution"):
+        sync_resource, async_resource = getattr(sync, resource), getattr(client, resource)
+        names = [n for n in dir(type(sync_resource)) if not n.startswith("_")]
+        for name in names:
+            sync_call, async_call = getattr(sync_resource, name), getattr(async_resource, name)
+            assert inspect.signature(sync_call) == inspect.signature(async_call), name
+            assert async_call.__doc__ and async_call.__doc__ == sync_call.__doc__
+            assert inspect.iscoroutinefunction(async_call) is (name != "record"), name
+            assert not inspect.iscoroutinefunction(sync_call)
+    assert "AsyncClient" in bearlumen.__all__
+    assert repr(AsyncClient).endswith("'bearlumen.AsyncClient'>")
+    sync.close()
+    asyncio.run(client.aclose())
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_200_concurrent_calls_under_gather(server: LocalServer, api_key: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            created = await asyncio.gather(
+                *(client.end_users.create(external_id=f"user_{n}") for n in range(200))
+            )
+            ids = {result["endUser"]["id"] for result in created}
+            assert len(ids) == 200
+            assert [r["endUser"]["externalId"] for r in created] == [
+                f"user_{n}" for n in range(200)
+            ]
+            assert (await client.end_users.list(limit=1000))["total"] == 200
+
+    run(scenario)
+
+
+# -- typed errors and retries, from real server answers ---------------------------------------
+
+
+def faulty(server: LocalServer, **options: Any) -> AsyncClient:
+    return AsyncClient(api_key="sk_test_faults", base_url=server.base_url, **options)
+
+
+def test_each_status_maps_to_its_exception(server: LocalServer, api_key: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            with pytest.raises(InvalidEmailError) as invalid_email:
+                await client.end_users.create(external_id="u", email="not-an-email")
+            assert invalid_email.value.status_code == 400
+            await client.end_users.create(external_id="taken")
+            with pytest.raises(DuplicateCustomerError):
+                await client.end_users.create(external_id="taken")
+            with pytest.raises(NotFoundError) as not_found:
+                await client.subscriptions.retrieve("sub_nope")
+            assert not_found.value.status_code == 404
+
+    run(scenario)
+
+
+def test_bad_input_fails_at_the_call_naming_the_field_before_any_io(
+    server: LocalServer, api_key: str
+) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            with pytest.raises(InvalidRequestError) as bad_limit:
+                await client.end_users.list(limit=0)
+            assert bad_limit.value.param == "limit" and bad_limit.value.status_code is None
+            with pytest.raises(InvalidRequestError) as bad_event:
+                await client.usage.record_batch([{"event_type": "t", "metric_name": "m"}])  # type: ignore[typeddict-item]
+            assert bad_event.value.param == "events[0].quantity"
+            with pytest.raises(InvalidRequestError) as bad_date:
+                await client.cost_attribution.by_agent("yesterday", "2024-02-01")
+            assert bad_date.value.param == "start_date"
+            with pytest.raises(InvalidRequestError):
+                client.usage.record("t", "m", -1)
+            assert (await client.end_users.list())["total"] == 0
+
+    run(scenario)
+
+
+def test_a_wrong_key_is_an_authentication_error() -> None:
+    async def scenario(base_url: str) -> None:
+        async with AsyncClient(api_key="sk_live_wrong", base_url=base_url) as client:
+            with pytest.raises(AuthenticationError) as caught:
+                await client.end_users.list()
+        assert caught.value.status_code == 401
+        assert "sk_live_wrong" not in str(caught.value) + repr(caught.value) + repr(client)
+
+    with LocalServer(api_keys=["sk_live_right"]) as base_url:
+        asyncio.run(scenario(base_url))
+
+
+def test_retry_after_is_a_floor_and_the_last_answer_is_typed(
+    fault_server: LocalServer, recording_sleep: RecordingSleep
+) -> None:
+    async def scenario() -> None:
+        async with faulty(fault_server, sleep=recording_sleep, max_retries=2) as client:
+            fault_server.set_faults(script=["429:7", "429:7", "429:7"])
+            with pytest.raises(RateLimitError) as limited:
+                await client.end_users.list()
+            assert limited.value.retry_after == 7.0 and limited.value.status_code == 429
+            assert recording_sleep.waits == [7.0, 7.0]
+
+            fault_server.set_faults(script=["503", "503", "503"])
+            with pytest.raises(ServerError) as failed:
+                await client.end_users.list()
+            assert failed.value.status_code == 503
+
+            fault_server.set_faults(script=["drop", "drop", "drop"])
+            with pytest.raises(NetworkError) as dropped:
+                await client.end_users.list()
+            assert isinstance(dropped.value.__cause__, httpx.TransportError)
+
+            fault_server.set_faults(script=["drop", "429:3"])
+            recording_sleep.waits.clear()
+            assert (await client.end_users.list())["total"] == 0
+            assert len(recording_sleep.waits) == 2 and recording_sleep.waits[1] >= 3.0
+
+    run(scenario)
+
+
+def test_a_create_retried_after_store_then_500_creates_once(
+    fault_server: LocalServer, recording_sleep: RecordingSleep
+) -> None:
+    async def scenario() -> None:
+        async with faulty(fault_server, sleep=recording_sleep) as client:
+            fault_server.set_faults(script=["store_500"])
+            created = await client.end_users.create(external_id="exactly-once")
+            listed = await client.end_users.list()
+        assert len(recording_sleep.waits) == 1
+        assert listed["total"] == 1 and listed["endUsers"][0]["id"] == created["endUser"]["id"]
+
+    run(scenario)
+
+
+def test_a_retry_after_wait_does_not_block_the_loop(fault_server: LocalServer) -> None:
+    async def scenario() -> None:
+        async with faulty(fault_server) as client, Ticker() as ticker:
+            fault_server.set_faults(script=["429:0.5"])
+            before = ticker.ticks
+            assert (await client.end_users.list())["total"] == 0
+            # The default sleep is asyncio.sleep: the ticker (5 ms a turn) ran all through the
+            # half-second wait. A blocking sleep would have let it run a couple of times at most.
+            assert ticker.since(before) >= 20
+
+    run(scenario)
+
+
+# -- flush, close, options --------------------------------------------------------------------
+
+
+def test_flush_against_a_slow_server_keeps_the_loop_running(fault_server: LocalServer) -> None:
+    async def scenario() -> None:
+        async with faulty(fault_server) as client, Ticker() as ticker:
+            fault_server.set_faults(script=["latency:600"])
+            for n in range(10):
+                client.usage.record("token_usage", "llm_tokens", n + 1)
+            before = ticker.ticks
+            result = await client.flush()
+            assert result["complete"] is True and result["recorded"] == 10
+            # The batch took at least 600 ms to answer; the ticker kept turning meanwhile.
+            assert ticker.since(before) >= 20
+
+    run(scenario)
+
+
+def test_flush_gives_up_at_its_timeout_and_delivers_later(fault_server: LocalServer) -> None:
+    async def scenario() -> None:
+        async with faulty(fault_server) as client:
+            fault_server.set_faults(script=["429:1"])
+            client.usage.record("token_usage", "llm_tokens", 1)
+            early = await client.flush(timeout=0.05)
+            assert early["complete"] is False and early["recorded"] == 0
+            late = await client.flush()
+            assert late["complete"] is True and late["recorded"] == 1 and late["retries"] == 1
+
+    run(scenario)
+
+
+def test_flush_with_nothing_recorded_returns_at_once(server: LocalServer, api_key: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
+            result = await client.flush()
+            assert result["complete"] is True and result["queued"] == 0
+
+    run(scenario)
+
+
+def test_aclose_delivers_what_is_queued_and_is_idempotent(
+    server: LocalServer, api_key: str
+) -> None:
+    async def scenario() -> None:
+        client = AsyncClient(api_key=api_key, base_url=server.base_url)
+        for _ in range(5):
+            client.usage.record("token_usage", "llm_tokens", 1)
+        closed = await client.aclose()
+        assert closed["complete"] is True and closed["recorded"] == 5
+        assert (await client.aclose())["recorded"] == 5
+        assert client.usage.record("token_usage", "llm_tokens", 1).get("dropped") is True
+
+    run(scenario)
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
+        assert reader.usage.summary()["totalEvents"] == 5
+
+
+def test_options_are_checked_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BEARLUMEN_API_KEY", raising=False)
+    with pytest.raises(AuthenticationError, match=r"AsyncClient\(api_key"):
+        AsyncClient()
+    checks: list[tuple[dict[str, Any], str]] = [
+        ({"http_client": httpx.Client()}, "http_client"),
+        ({"buffered": False}, "buffered"),
+        ({"on_overflow": "block"}, "on_overflow"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"flush_at": 0}, "flush_at"),
+        ({"base_url": "ftp://x"}, "base_url"),
+    ]
+    for options, param in checks:
+        with pytest.raises(InvalidRequestError) as caught:
+            AsyncClient(api_key="k", **options)
+        assert caught.value.param == param
+    with pytest.raises(InvalidRequestError) as wrong_kind:
+        bearlumen.Client(api_key="k", http_client=httpx.AsyncClient())  # type: ignore[arg-type]
+    assert wrong_kind.value.param == "http_client"
+
+
+def test_a_callers_async_http_client_carries_the_calls(server: LocalServer, api_key: str) -> None:
+    seen: list[str] = []
+
+    async def remember(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(event_hooks={"request": [remember]}) as http:
+            client = AsyncClient(api_key=api_key, base_url=server.base_url, http_client=http)
+            assert (await client.end_users.list())["total"] == 0
+            await client.aclose()
+            assert not http.is_closed  # the caller's client is the caller's to close
+
+    run(scenario)
+    assert seen == ["/v1/end-users"]
+
+
+def test_one_client_serves_one_event_loop_after_another(server: LocalServer, api_key: str) -> None:
+    # A Lambda handler that calls asyncio.run per invocation, with the client made at import.
+    client = AsyncClient(api_key=api_key, base_url=server.base_url)
+
+    async def invocation(n: int) -> int:
+        await client.end_users.create(external_id=f"user_{n}")
+        return (await client.end_users.list())["total"]
+
+    assert [asyncio.run(invocation(n)) for n in range(3)] == [1, 2, 3]
+    asyncio.run(client.aclose())
+
+
+def test_async_client_takes_every_option_of_client() -> None:
+    sync_options = inspect.signature(bearlumen.Client).parameters
+    async_options = inspect.signature(bearlumen.AsyncClient).parameters
+    assert list(async_options) == list(sync_options)
+    for name, option in sync_options.items():
+        if name != "http_client":  # an httpx.AsyncClient there
+            assert async_options[name].default == option.default, name
