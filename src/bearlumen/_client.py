@@ -19,6 +19,7 @@ from ._constants import (
 )
 from ._errors import AuthenticationError, InvalidRequestError
 from ._http import HttpCore
+from ._llm import LLM
 from ._shipper import COUNTERS, ErrorCallback, Shipper, ShipperSettings, is_positive_number
 from ._types import FlushResult, ShipperStats
 from .resources import CostAttribution, EndUsers, Subscriptions, Usage
@@ -108,6 +109,7 @@ class Client:
         self.subscriptions = Subscriptions(self._http)
         self.usage = Usage(self._http, self._shipper)
         self.cost_attribution = CostAttribution(self._http)
+        self.llm = LLM(self.usage)  # meter OpenAI / Anthropic calls (docs/llm.md)
         self._closed = False
 
     @property
