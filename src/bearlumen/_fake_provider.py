@@ -17,13 +17,14 @@ request's `X-Fake-Usage` header overrides it (`input_tokens=900,output_tokens=40
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import secrets
 import threading
 import time
-from typing import Any, AsyncIterator, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 USAGE_HEADER = "x-fake-usage"
 
@@ -332,7 +333,7 @@ def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) ->
 
 
 def _messages(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
-    ident, model = fake.next_id("msg_"), body.get("model", "claude-sonnet-4-5")
+    ident, model = fake.next_id("msg_"), body.get("model", "claude-sonnet-4-6")
     full_usage = _anthropic_usage(usage)
     if not body.get("stream"):
         return {
@@ -399,42 +400,75 @@ def _messages(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> 
     return events
 
 
+_ANSWERS: dict[str, Callable[[FakeLLMProvider, dict[str, Any], FakeUsage], Any]] = {
+    "/v1/chat/completions": _chat,
+    "/v1/responses": _responses,
+    "/v1/messages": _messages,
+}
+
+
+def respond(
+    fake: FakeLLMProvider, path: str, body: dict[str, Any], usage_header: Optional[str]
+) -> tuple[int, str, bytes]:
+    """(status, content type, body) of the answer to one request: the whole fake, no I/O."""
+    fake.requests += 1
+    fake.last_request = body
+    answer = _ANSWERS.get(path)
+    if answer is None:
+        return 404, "application/json", b'{"error": {"message": "not found"}}'
+    if fake.reject_stream_options and "stream_options" in body and path.endswith("/completions"):
+        error = {"message": "stream_options is not supported", "type": "invalid_request_error"}
+        return 400, "application/json", json.dumps({"error": error}).encode()
+    result = answer(fake, body, fake.usage.replace(usage_header))
+    if not callable(result):
+        return 200, "application/json", json.dumps(result).encode()
+    events = []
+    for event, data in result():
+        text = data if isinstance(data, str) else json.dumps(data)
+        events.append(f"event: {event}\ndata: {text}\n\n" if event else f"data: {text}\n\n")
+    return 200, "text/event-stream", "".join(events).encode()
+
+
 def _app(fake: FakeLLMProvider) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
-    def endpoint(answer: Callable[[FakeLLMProvider, dict[str, Any], FakeUsage], Any]) -> Any:
-        async def handle(request: Request) -> Response:
-            body = await request.json()
-            fake.requests += 1
-            fake.last_request = body
-            if (
-                fake.reject_stream_options
-                and "stream_options" in body
-                and request.url.path.endswith("/chat/completions")
-            ):
-                error = {"message": "stream_options is not supported", "type": "invalid_request"}
-                return JSONResponse({"error": error}, status_code=400)
-            result = answer(fake, body, fake.usage.replace(request.headers.get(USAGE_HEADER)))
-            if not callable(result):
-                return JSONResponse(result)
+    async def handle(request: Request) -> Response:
+        status, media_type, content = respond(
+            fake, request.url.path, await request.json(), request.headers.get(USAGE_HEADER)
+        )
+        return Response(content, status_code=status, media_type=media_type)
 
-            async def sse() -> AsyncIterator[bytes]:
-                for event, data in result():
-                    text = data if isinstance(data, str) else json.dumps(data)
-                    head = f"event: {event}\n" if event else ""
-                    yield f"{head}data: {text}\n\n".encode()
+    return Starlette(routes=[Route(path, handle, methods=["POST"]) for path in _ANSWERS])
 
-            return StreamingResponse(sse(), media_type="text/event-stream")
 
-        return handle
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m bearlumen._fake_provider [--port N]`: serve until interrupted (the demo runs
+    it as a child process, so its event loop does not share the app's GIL)."""
+    import argparse
+    import asyncio
 
-    return Starlette(
-        routes=[
-            Route("/v1/chat/completions", endpoint(_chat), methods=["POST"]),
-            Route("/v1/responses", endpoint(_responses), methods=["POST"]),
-            Route("/v1/messages", endpoint(_messages), methods=["POST"]),
-        ]
+    import uvicorn
+
+    from .server import bind_socket
+
+    parser = argparse.ArgumentParser(prog="python -m bearlumen._fake_provider")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--text", default="Hello from the fake provider.")
+    parser.add_argument("--chunks", type=int, default=5)
+    args = parser.parse_args(argv)
+    fake = FakeLLMProvider(text=args.text, chunks=args.chunks)
+    sock = bind_socket("127.0.0.1", args.port)
+    print(f"Fake LLM provider listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        _app(fake), log_level="warning", access_log=False, lifespan="off", server_header=False
     )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

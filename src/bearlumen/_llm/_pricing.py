@@ -60,7 +60,6 @@ class Pricer:
         # (provider, model) -> (compiled price or None for "use calc_price", compiled at)
         self._compiled: dict[tuple[str, str], tuple[Optional[Price], float]] = {}
         self._unknown: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
         self._library: Any = None  # the genai_prices module, False when it is not installed
         self.source: Optional[str] = None
 
@@ -120,20 +119,9 @@ class Pricer:
         return round(cost, 12), self.source
 
     def _load(self) -> Any:
-        with self._lock:
-            if self._library is None:
-                try:
-                    import genai_prices
-
-                    self.source = f"genai-prices {genai_prices.__version__}"
-                    self._library = genai_prices
-                except ImportError:
-                    logger.warning(
-                        "bearlumen: genai-prices is not installed, so LLM events carry no"
-                        ' provider_cost_usd (priced=False); pip install "bearlumen[llm]"'
-                    )
-                    self._library = False
-        return self._library
+        library, self.source = _library()
+        self._library = library
+        return library
 
     def _compile(
         self, library: Any, provider: str, model: str, now: float
@@ -171,6 +159,29 @@ class Pricer:
         entry = (compiled, now)
         self._compiled[key] = entry
         return entry
+
+
+_import_lock = threading.Lock()
+_imported: Optional[tuple[Any, Optional[str]]] = None
+
+
+def _library() -> tuple[Any, Optional[str]]:
+    """(the genai_prices module or False, "genai-prices X.Y.Z"), imported once per process;
+    its absence is logged once per process, not once per client."""
+    global _imported
+    with _import_lock:
+        if _imported is None:
+            try:
+                import genai_prices
+
+                _imported = (genai_prices, f"genai-prices {genai_prices.__version__}")
+            except ImportError:
+                logger.warning(
+                    "bearlumen: genai-prices is not installed, so LLM events carry no"
+                    ' provider_cost_usd (priced=False); pip install "bearlumen[llm]"'
+                )
+                _imported = (False, None)
+        return _imported
 
 
 def _calc(

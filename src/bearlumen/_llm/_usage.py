@@ -60,6 +60,8 @@ class TokenUsage:
 
     def metadata(self, pricer: Pricer) -> dict[str, Any]:
         """The event's metadata: the documented keys, cost present only when it is known."""
+        # A stream cut off before any count arrived knows no tokens: unpriced, not "$0".
+        knows_tokens = not self.partial or self.input_tokens or self.output_tokens
         cost, source = (
             pricer.price(
                 self.provider,
@@ -69,8 +71,8 @@ class TokenUsage:
                 self.cache_read,
                 self.cache_write,
             )
-            if self.model
-            else (None, None)
+            if self.model and knows_tokens
+            else (None, pricer.source)
         )
         metadata: dict[str, Any] = {
             "provider": self.provider,
