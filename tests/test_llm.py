@@ -319,10 +319,14 @@ def test_twenty_concurrent_async_tasks_each_keep_their_own_attribution(
     oai = client.llm.instrument(
         openai.AsyncOpenAI(api_key="sk-fake", base_url=fake.openai_base_url)
     )
-    both_started = asyncio.Event
+    inside = 0  # a barrier by hand: Python 3.9 has no asyncio.Barrier
 
-    async def one_user(index: int, gate: asyncio.Barrier) -> None:
+    async def one_user(index: int, gate: asyncio.Event) -> None:
+        nonlocal inside
         with client.llm.attribute(end_user_id=f"eu_{index}", agent_id=f"agent-{index}"):
+            inside += 1
+            if inside == 20:
+                gate.set()
             await gate.wait()  # all twenty are inside their own attribute() at once
             await oai.chat.completions.create(
                 model="gpt-4o-mini",
@@ -331,10 +335,9 @@ def test_twenty_concurrent_async_tasks_each_keep_their_own_attribution(
             )
 
     async def main() -> None:
-        gate = asyncio.Barrier(20)
+        gate = asyncio.Event()  # made inside the loop that waits on it (Python 3.9)
         await asyncio.gather(*(one_user(i, gate) for i in range(20)))
 
-    del both_started
     asyncio.run(main())
     events = stored(client)
     assert len(events) == 20
@@ -356,6 +359,16 @@ def test_attribute_nests_and_merges_metadata(client: bearlumen.Client, oai: open
     after = by_key[f"openai:{outer.id}"]
     assert (after["endUserId"], after["agentId"]) == ("eu_outer", None)
     assert after["metadata"]["tier"] == "a"
+
+
+def test_a_stream_keeps_the_attribution_of_the_call_that_opened_it(
+    client: bearlumen.Client, claude: anthropic.Anthropic
+) -> None:
+    with client.llm.attribute(agent_id="opener"):
+        stream = _messages(claude, True)
+    with client.llm.attribute(agent_id="reader"), stream:
+        list(stream)
+    assert the_event(client)["agentId"] == "opener"
 
 
 def test_attribute_rejects_bad_values_at_the_call() -> None:

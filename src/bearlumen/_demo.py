@@ -282,8 +282,7 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
     with fake_llm_provider() as fake_url:
         oai, claude = _sdk_clients(client, fake_url)
         out.line(
-            f"Fake LLM provider at {fake_url}: the real openai and anthropic SDKs call it,"
-            " instrumented with client.llm.instrument(...)"
+            f"Fake LLM provider at {fake_url}, called by the instrumented openai and anthropic SDKs"
         )
         latencies: list[list[int]] = [[] for _ in range(args.threads)]
         done = [0]
@@ -371,8 +370,11 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
             ("capture errors", capture_errors),
             ("retries", flushed["retries"]),
             ("batches", flushed["batches"]),
-            ("LLM call p50 (SDK + fake provider + metering)", f"{_percentile(every, 0.50):.0f} µs"),
-            ("LLM call p99", f"{_percentile(every, 0.99):.0f} µs"),
+            (
+                "LLM call p50 (SDK + fake provider + metering)",
+                f"{_percentile(every, 0.50) / 1000:.1f} ms",
+            ),
+            ("LLM call p99", f"{_percentile(every, 0.99) / 1000:.1f} ms"),
             ("LLM calls/s", int(args.events / called_in)),
             ("end-to-end events/s (until flush returned)", int(args.events / elapsed)),
         ],
