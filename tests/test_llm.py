@@ -10,6 +10,7 @@ import sys
 from typing import Any, Callable, Iterator
 
 import anthropic
+import freezegun
 import genai_prices
 import openai
 import pytest
@@ -587,3 +588,35 @@ def test_fake_llm_provider_fixture_is_registered(fake_llm_provider: FakeLLMProvi
     claude = anthropic.Anthropic(api_key="sk-fake", base_url=fake_llm_provider.anthropic_base_url)
     message = _messages(claude, False)
     assert (message.usage.input_tokens, message.usage.output_tokens) == (42, 8)
+
+
+def test_openai_stream_helpers_go_through_create_and_are_metered(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    helper = getattr(oai.chat.completions, "stream", None) or oai.beta.chat.completions.stream
+    with helper(model="gpt-4o", messages=MESSAGES) as stream:
+        text = "".join(e.delta for e in stream if e.type == "content.delta")
+    assert text == "Hello from the fake provider."
+    if hasattr(oai.responses, "stream"):
+        with oai.responses.stream(model="o4-mini", input="hi") as events:
+            assert events.get_final_response().status == "completed"
+    events = stored(client)
+    assert {e["metadata"]["stream"] for e in events} == {True}
+    assert {e["metadata"]["partial"] for e in events} == {False}
+    assert len(events) == (2 if hasattr(oai.responses, "stream") else 1)
+
+
+def test_failed_captures_are_logged_once_per_burst_and_all_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = bearlumen.Client(api_key="sk_test_x", base_url="http://127.0.0.1:9", buffered=False)
+    with freezegun.freeze_time("2026-01-01 00:00:00") as clock, caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            client.llm._capture_failed(ValueError("surprise"))
+        clock.tick(61)
+        client.llm._capture_failed(ValueError("surprise"))
+    logged = [r.getMessage() for r in caplog.records if "could not meter" in r.getMessage()]
+    assert len(logged) == 2
+    assert "(0 more since the last report" in logged[0]
+    assert "(4 more since the last report" in logged[1]
+    assert client.llm.capture_errors == 6

@@ -299,35 +299,26 @@ def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) ->
 
     def events() -> Iterator[tuple[Optional[str], Any]]:
         sequence = itertools.count()
-        yield (
-            "response.created",
-            {
-                "type": "response.created",
-                "sequence_number": next(sequence),
-                "response": response("in_progress", "", False),
-            },
+        done = response("completed", fake.text, True)
+        item, part = done["output"][0], done["output"][0]["content"][0]
+        where = {"item_id": message_id, "output_index": 0, "content_index": 0}
+
+        def event(kind: str, **fields: Any) -> tuple[str, Any]:
+            return kind, {"type": kind, "sequence_number": next(sequence), **fields}
+
+        yield event("response.created", response=response("in_progress", "", False))
+        yield event(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "status": "in_progress", "content": []},
         )
+        yield event("response.content_part.added", **where, part={**part, "text": ""})
         for piece in _pieces(fake.text, fake.chunks):
-            yield (
-                "response.output_text.delta",
-                {
-                    "type": "response.output_text.delta",
-                    "sequence_number": next(sequence),
-                    "item_id": message_id,
-                    "output_index": 0,
-                    "content_index": 0,
-                    "delta": piece,
-                    "logprobs": [],
-                },
-            )
-        yield (
-            "response.completed",
-            {
-                "type": "response.completed",
-                "sequence_number": next(sequence),
-                "response": response("completed", fake.text, True),
-            },
-        )
+            yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
+        yield event("response.output_text.done", **where, text=fake.text, logprobs=[])
+        yield event("response.content_part.done", **where, part=part)
+        yield event("response.output_item.done", output_index=0, item=item)
+        yield event("response.completed", response=done)
 
     return events
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, ContextManager, Dict, Optional, TypeVar
 
 from .._errors import InvalidRequestError
@@ -32,6 +33,7 @@ logger = logging.getLogger("bearlumen")
 
 ProviderClient = TypeVar("ProviderClient")
 _MARK = "_bearlumen_llm"  # set on an instrumented provider client
+_LOG_EVERY = 60.0  # seconds between two reports of failed captures
 
 
 class LLM:
@@ -41,8 +43,10 @@ class LLM:
         self._usage = usage
         self._pricer = Pricer()
         self._error_lock = threading.Lock()
+        self._last_logged = -_LOG_EVERY
+        self._not_logged = 0
         self.capture_errors = 0
-        """Exceptions inside the capture, each swallowed (the first one is logged)."""
+        """LLM calls whose capture failed (the exception swallowed, the event lost)."""
 
     def instrument(
         self, provider_client: ProviderClient, *, inject_stream_usage: bool = True
@@ -201,16 +205,22 @@ class LLM:
         )
 
     def _capture_failed(self, exc: BaseException) -> None:
-        """A bug or surprise in the capture never reaches the app: logged once, counted."""
+        """A bug or surprise in the capture never reaches the app. Its event is lost, so it is
+        counted (`capture_errors`) and logged once per burst: the first, then at most once a
+        minute with the count of those not logged."""
+        now = time.monotonic()
         with self._error_lock:
             self.capture_errors += 1
-            first = self.capture_errors == 1
-        if first:
-            logger.warning(
-                "bearlumen: could not meter an LLM call (further failures are counted in"
-                " client.llm.capture_errors, not logged)",
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
+            if now - self._last_logged < _LOG_EVERY:
+                self._not_logged += 1
+                return
+            self._last_logged, not_logged, self._not_logged = now, self._not_logged, 0
+        logger.warning(
+            "bearlumen: could not meter an LLM call, its usage event is lost (%d more since the"
+            " last report; all counted in client.llm.capture_errors)",
+            not_logged,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
 
     def __repr__(self) -> str:
         return "<bearlumen.Client.llm>"

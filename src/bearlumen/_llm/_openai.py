@@ -86,7 +86,7 @@ def _usage_of(response: Any) -> TokenUsage:
     return openai_usage(response.id, response.model, response.usage)
 
 
-# -- chat completions stream: usage arrives in a last chunk with empty `choices` --------------
+# -- chat completions stream: usage arrives in a last chunk with empty `choices` ------------
 
 
 def _observe_chat_chunk(capture: StreamCapture, chunk: Any) -> bool:
@@ -102,6 +102,7 @@ def _observe_chat_chunk(capture: StreamCapture, chunk: Any) -> bool:
 
 
 def _stream_usage(capture: StreamCapture) -> Optional[TokenUsage]:
+    """What a chat-completions or Responses stream showed, once it ended (both APIs)."""
     if capture.response_id is None:
         return None  # nothing arrived: nothing known to record
     if capture.usage is None:
