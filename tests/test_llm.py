@@ -620,3 +620,25 @@ def test_failed_captures_are_logged_once_per_burst_and_all_counted(
     assert "(0 more since the last report" in logged[0]
     assert "(4 more since the last report" in logged[1]
     assert client.llm.capture_errors == 6
+
+
+def test_an_async_stream_dropped_halfway_is_recorded_when_collected(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    claude = client.llm.instrument(
+        anthropic.AsyncAnthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
+    )
+
+    async def main() -> str:
+        stream = await claude.messages.create(
+            model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES, stream=True
+        )
+        start = await stream.__anext__()
+        return str(start.message.id)  # the stream is dropped, never closed
+
+    message_id = asyncio.run(main())  # the loop finalizes what was left open
+    gc.collect()
+    event = the_event(client)
+    assert event["idempotencyKey"] == f"anthropic:{message_id}"
+    assert event["metadata"]["partial"] is True
+    assert event["metadata"]["input_tokens"] == 1200

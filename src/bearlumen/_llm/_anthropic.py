@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._context import Attribution, current_attribution
@@ -33,6 +34,7 @@ def _capture(llm: LLM, attribution: Attribution) -> StreamCapture:
 
 
 def _wrap_sync_create(create: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+    @functools.wraps(create)
     def instrumented_create(*args: Any, **kwargs: Any) -> Any:
         result = create(*args, **kwargs)  # the provider's own errors pass through untouched
         try:
@@ -44,11 +46,11 @@ def _wrap_sync_create(create: Callable[..., Any], llm: LLM) -> Callable[..., Any
             llm._capture_failed(exc)
         return result
 
-    instrumented_create.__wrapped__ = create  # type: ignore[attr-defined]
     return instrumented_create
 
 
 def _wrap_async_create(create: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+    @functools.wraps(create)
     async def instrumented_create(*args: Any, **kwargs: Any) -> Any:
         result = await create(*args, **kwargs)
         try:
@@ -60,11 +62,11 @@ def _wrap_async_create(create: Callable[..., Any], llm: LLM) -> Callable[..., An
             llm._capture_failed(exc)
         return result
 
-    instrumented_create.__wrapped__ = create  # type: ignore[attr-defined]
     return instrumented_create
 
 
 def _wrap_sync_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+    @functools.wraps(stream)
     def instrumented_stream(*args: Any, **kwargs: Any) -> Any:
         manager = stream(*args, **kwargs)
         try:
@@ -84,11 +86,11 @@ def _wrap_sync_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[.
             llm._capture_failed(exc)
         return manager
 
-    instrumented_stream.__wrapped__ = stream  # type: ignore[attr-defined]
     return instrumented_stream
 
 
 def _wrap_async_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+    @functools.wraps(stream)
     def instrumented_stream(*args: Any, **kwargs: Any) -> Any:
         manager = stream(*args, **kwargs)
         try:
@@ -108,7 +110,6 @@ def _wrap_async_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[
             llm._capture_failed(exc)
         return manager
 
-    instrumented_stream.__wrapped__ = stream  # type: ignore[attr-defined]
     return instrumented_stream
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._context import current_attribution
@@ -42,6 +43,7 @@ def _wrap_sync(
     observe: Observer,
     inject: bool,
 ) -> Callable[..., Any]:
+    @functools.wraps(create)
     def instrumented_create(*args: Any, **kwargs: Any) -> Any:
         injected = _stream_options(kwargs, inject)
         result = create(*args, **kwargs)  # the provider's own errors pass through untouched
@@ -55,7 +57,6 @@ def _wrap_sync(
             llm._capture_failed(exc)
         return result
 
-    instrumented_create.__wrapped__ = create  # type: ignore[attr-defined]
     return instrumented_create
 
 
@@ -65,6 +66,7 @@ def _wrap_async(
     observe: Observer,
     inject: bool,
 ) -> Callable[..., Any]:
+    @functools.wraps(create)
     async def instrumented_create(*args: Any, **kwargs: Any) -> Any:
         injected = _stream_options(kwargs, inject)
         result = await create(*args, **kwargs)
@@ -78,7 +80,6 @@ def _wrap_async(
             llm._capture_failed(exc)
         return result
 
-    instrumented_create.__wrapped__ = create  # type: ignore[attr-defined]
     return instrumented_create
 
 
