@@ -574,6 +574,12 @@ def test_instrument_rejects_what_it_cannot_meter(client: bearlumen.Client) -> No
         client.llm.instrument(object())
     assert caught.value.param == "provider_client"
 
+    class Unfamiliar:  # an SDK version shaped unlike any we know
+        __module__ = "openai._client"
+
+    with pytest.raises(bearlumen.InvalidRequestError, match="cannot instrument this Unfamiliar"):
+        client.llm.instrument(Unfamiliar())
+
 
 def test_openai_on_httpx2_and_bearlumen_on_httpx_share_one_process(
     client: bearlumen.Client, oai: openai.OpenAI

@@ -74,20 +74,22 @@ class LLM:
             )
         provider = type(provider_client).__module__.split(".", 1)[0]
         is_async = type(provider_client).__name__.startswith("Async")
-        if provider == OPENAI:
-            _openai.instrument(
-                provider_client, self, is_async=is_async, inject_stream_usage=inject_stream_usage
-            )
-        elif provider == ANTHROPIC:
-            _anthropic.instrument(
-                provider_client, self, is_async=is_async, inject_stream_usage=inject_stream_usage
-            )
-        else:
+        module = {OPENAI: _openai, ANTHROPIC: _anthropic}.get(provider)
+        if module is None:
             raise InvalidRequestError(
                 f"cannot instrument a {type(provider_client).__name__}: expected an openai or"
                 " anthropic client",
                 param="provider_client",
             )
+        try:
+            module.instrument(
+                provider_client, self, is_async=is_async, inject_stream_usage=inject_stream_usage
+            )
+        except (AttributeError, TypeError) as exc:  # an SDK shaped unlike any we know
+            raise InvalidRequestError(
+                f"cannot instrument this {type(provider_client).__name__}: {exc}",
+                param="provider_client",
+            ) from None
         setattr(provider_client, _MARK, self)
         copy = getattr(provider_client, "copy", None)
         if callable(copy):

@@ -27,6 +27,8 @@ def instrument(client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bo
     else:
         messages.create = _wrap_sync_create(create, llm)
         messages.stream = _wrap_sync_stream_helper(stream, llm)
+    if client.messages is not messages:  # resources rebuilt on each access
+        raise TypeError("this anthropic version builds its resources anew on each access")
 
 
 def _capture(llm: LLM, attribution: Attribution) -> StreamCapture:

@@ -21,6 +21,8 @@ def instrument(client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bo
     if responses is not None:
         # The Responses API always streams its usage (in response.completed): nothing to inject.
         responses.create = wrap(responses.create, llm, _observe_response_event, False)
+    if client.chat.completions is not completions:  # resources rebuilt on each access
+        raise TypeError("this openai version builds its resources anew on each access")
 
 
 def _stream_options(kwargs: dict[str, Any], inject: bool) -> bool:
