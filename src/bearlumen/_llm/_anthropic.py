@@ -19,6 +19,7 @@ _ASYNC_REQUEST = "_AsyncMessageStreamManager__api_request"
 
 
 def instrument(client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bool) -> None:
+    # inject_stream_usage is OpenAI's concern: Anthropic streams always carry their usage.
     messages = client.messages
     create, stream = messages.create, messages.stream
     if is_async:
