@@ -23,6 +23,7 @@ from ._constants import (
 )
 from ._errors import InvalidRequestError
 from ._http import AsyncHttpCore, HttpCore
+from ._llm import LLM
 from ._shipper import ErrorCallback, Shipper, ShipperSettings
 from ._types import FlushResult
 from .resources import CostAttribution, EndUsers, Subscriptions, Usage
@@ -128,6 +129,7 @@ class AsyncClient(BaseClient):
         self.subscriptions = Subscriptions(self._http)
         self.usage = Usage(self._http, self._shipper)
         self.cost_attribution = CostAttribution(self._http)
+        self.llm = LLM(self.usage)  # meter OpenAI / Anthropic calls (docs/llm.md)
         self._closed = False
 
     async def flush(self, timeout: Optional[float] = None) -> FlushResult:

@@ -21,6 +21,7 @@ from ._constants import (
 )
 from ._errors import InvalidRequestError
 from ._http import HttpCore
+from ._llm import LLM
 from ._shipper import ErrorCallback, Shipper, ShipperSettings
 from ._types import FlushResult
 from .resources import CostAttribution, EndUsers, Subscriptions, Usage
@@ -104,6 +105,7 @@ class Client(BaseClient):
         self.subscriptions = Subscriptions(self._http)
         self.usage = Usage(self._http, self._shipper)
         self.cost_attribution = CostAttribution(self._http)
+        self.llm = LLM(self.usage)  # meter OpenAI / Anthropic calls (docs/llm.md)
         self._closed = False
 
     def flush(self, timeout: Optional[float] = None) -> FlushResult:

@@ -1,10 +1,13 @@
 """`bearlumen demo` (a simulated AI product, metered) and `bearlumen report` (cost tables).
 
 The demo starts the embedded local server in a child process (unless `--base-url` names a
-running one), creates end users and subscriptions, and has agents and workflows make simulated
-LLM calls from a thread pool, each metered with `usage.record`. It then flushes and prints what
-the server computed: cost by agent, cost by workflow, the usage summary, and the shipper's own
-figures. Tables use rich when it is installed (the `demo` extra) and plain text otherwise.
+running one) and the fake LLM provider in a thread, creates end users and subscriptions, and has
+agents and workflows make LLM calls through the real `openai` and `anthropic` SDKs, instrumented
+with `client.llm.instrument(...)`, from a thread pool: chat completions, the Responses API and
+Anthropic messages, streamed and not, with cached and reasoning tokens. It then flushes and
+prints what the server computed: cost by agent, by workflow and by model (tokens by kind), the
+usage summary, and the shipper's own figures. Tables use rich when it is installed (the `demo`
+extra) and plain text otherwise.
 """
 
 from __future__ import annotations
@@ -24,28 +27,27 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Sequence
 
 from ._client import Client
+from ._fake_provider import USAGE_HEADER
+from ._llm._pricing import Pricer
 
-# Dollars per million tokens (input, output): a small price table for the simulation.
-MODEL_PRICES = {
-    "gpt-4o": ("openai", 2.50, 10.00),
-    "gpt-4o-mini": ("openai", 0.15, 0.60),
-    "claude-sonnet-4": ("anthropic", 3.00, 15.00),
-    "claude-haiku-4": ("anthropic", 0.80, 4.00),
-}
-# agent -> (workflow, model, typical input tokens, typical output tokens)
+# agent -> (workflow, model, API, typical input tokens, typical output tokens,
+#           share of input read from the prompt cache, share of output spent reasoning)
 AGENTS = {
-    "support-bot": ("customer-onboarding", "gpt-4o-mini", 1200, 300),
-    "ticket-triage": ("support-escalation", "claude-haiku-4", 800, 120),
-    "code-reviewer": ("pull-request-review", "claude-sonnet-4", 6000, 900),
-    "research-agent": ("market-research", "gpt-4o", 4000, 1500),
-    "sales-assistant": ("lead-qualification", "gpt-4o-mini", 900, 400),
+    "support-bot": ("customer-onboarding", "gpt-4o-mini", "chat", 1200, 300, 0.5, 0.0),
+    "ticket-triage": ("support-escalation", "claude-haiku-4-5", "messages", 800, 120, 0.3, 0.0),
+    "code-reviewer": ("pull-request-review", "claude-sonnet-4-6", "stream", 6000, 900, 0.7, 0.2),
+    "research-agent": ("market-research", "o4-mini", "responses", 4000, 1500, 0.2, 0.6),
+    "sales-assistant": ("lead-qualification", "gpt-4o", "chat-stream", 900, 400, 0.0, 0.0),
+}
+PROVIDER_OF_API = {
+    "chat": "openai",
+    "chat-stream": "openai",
+    "responses": "openai",
+    "messages": "anthropic",
+    "stream": "anthropic",
 }
 CUSTOMERS = ["acme-ai", "globex-labs", "initech", "umbrella-health", "stark-analytics"]
-
-
-def call_cost(model: str, input_tokens: int, output_tokens: int) -> float:
-    _, price_in, price_out = MODEL_PRICES[model]
-    return (input_tokens * price_in + output_tokens * price_out) / 1_000_000
+MESSAGES = [{"role": "user", "content": "Summarise the open tickets."}]
 
 
 # -- output --------------------------------------------------------------------------------
@@ -138,13 +140,29 @@ def local_server(db: str | None, faults: str | None) -> Iterator[str]:
     command = [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", db or ":memory:"]
     if faults:
         command += ["--faults", faults]
+    with _child_server(command, "the local server") as url:
+        yield url
+
+
+@contextmanager
+def fake_llm_provider() -> Iterator[str]:
+    """The fake OpenAI + Anthropic API in a child process (its event loop off our GIL)."""
+    command = [sys.executable, "-m", "bearlumen._fake_provider", "--port", "0", "--chunks", "8"]
+    command += ["--text", "The three open tickets are about billing."]
+    with _child_server(command, "the fake LLM provider") as url:
+        yield url
+
+
+@contextmanager
+def _child_server(command: list[str], name: str) -> Iterator[str]:
+    """Start a server that prints "... listening on URL" first; yield the URL; stop it."""
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         first = child.stdout.readline()
         if "listening on " not in first:
             raise RuntimeError(
-                "the local server did not start; is the server extra installed?"
+                f"{name} did not start; is the server extra installed?"
                 ' (pip install "bearlumen[server]")'
             )
         yield first.split("listening on ", 1)[1].split()[0]
@@ -178,6 +196,45 @@ def run_demo(args: argparse.Namespace) -> int:
         return _simulate(args, out, base_url, args.api_key or "sk_demo_" + secrets.token_hex(8))
 
 
+def _sdk_clients(client: Client, fake_url: str) -> tuple[Any, Any]:
+    """The real OpenAI and Anthropic SDKs, pointed at the fake provider, metered."""
+    try:
+        import anthropic
+        import openai
+    except ImportError:
+        raise SystemExit(
+            "bearlumen demo drives the real openai and anthropic SDKs:"
+            ' pip install "bearlumen[demo]"'
+        ) from None
+    oai = openai.OpenAI(api_key="sk-fake", base_url=f"{fake_url}/v1", max_retries=0)
+    claude = anthropic.Anthropic(api_key="sk-fake", base_url=fake_url, max_retries=0)
+    return client.llm.instrument(oai), client.llm.instrument(claude)
+
+
+def _call(oai: Any, claude: Any, api: str, model: str, usage: str) -> None:
+    """One LLM call the way an app makes it; the fake answers with `usage`."""
+    headers = {USAGE_HEADER: usage}
+    if api == "chat":
+        oai.chat.completions.create(model=model, messages=MESSAGES, extra_headers=headers)
+    elif api == "chat-stream":
+        with oai.chat.completions.create(
+            model=model, messages=MESSAGES, stream=True, extra_headers=headers
+        ) as stream:
+            for _ in stream:
+                pass
+    elif api == "responses":
+        oai.responses.create(model=model, input="Research the market.", extra_headers=headers)
+    elif api == "messages":
+        claude.messages.create(
+            model=model, max_tokens=1024, messages=MESSAGES, extra_headers=headers
+        )
+    else:
+        with claude.messages.stream(
+            model=model, max_tokens=1024, messages=MESSAGES, extra_headers=headers
+        ) as stream:
+            stream.until_done()
+
+
 def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str | None) -> int:
     client = Client(api_key=api_key, base_url=base_url, max_queue_size=max(100_000, args.events))
     rng = random.Random(args.seed)
@@ -198,66 +255,67 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
         customers.append((user["id"], subscription["id"]))
     out.line(f"Created {len(customers)} end users with subscriptions.")
 
+    # Plan the calls up front (what each will use), so the timed loop measures the calls.
+    pricer = Pricer()  # the same prices, computed apart from the metering, to check it
     agents = list(AGENTS)
-    # Prepare the simulated calls up front, so the timed loop measures record() and not rng.
     calls = []
     expected_cost = 0.0
     for _ in range(args.events):
         agent = rng.choice(agents)
-        workflow, model, typical_in, typical_out = AGENTS[agent]
+        workflow, model, api, typical_in, typical_out, cached, reasoning = AGENTS[agent]
         input_tokens = max(1, int(rng.gauss(typical_in, typical_in / 4)))
         output_tokens = max(1, int(rng.gauss(typical_out, typical_out / 4)))
-        cost = round(call_cost(model, input_tokens, output_tokens), 9)
-        expected_cost += cost
-        user_id, subscription_id = rng.choice(customers)
-        calls.append(
-            (agent, workflow, model, input_tokens, output_tokens, cost, user_id, subscription_id)
+        cache_read = int(input_tokens * cached * rng.random())
+        reasoning_tokens = int(output_tokens * reasoning)
+        usage = (
+            f"input_tokens={input_tokens},output_tokens={output_tokens},"
+            f"cache_read_tokens={cache_read},cache_write_tokens=0,"
+            f"reasoning_tokens={reasoning_tokens}"
         )
+        cost, _ = pricer.price(
+            PROVIDER_OF_API[api], model, input_tokens, output_tokens, cache_read, 0
+        )
+        expected_cost += cost or 0.0
+        user_id, subscription_id = rng.choice(customers)
+        calls.append((agent, workflow, api, model, usage, user_id, subscription_id))
 
-    latencies: list[list[int]] = [[] for _ in range(args.threads)]
-    done = [0]
-    done_lock = threading.Lock()
-    record = client.usage.record
-    clock = time.perf_counter_ns
+    with fake_llm_provider() as fake_url:
+        oai, claude = _sdk_clients(client, fake_url)
+        out.line(
+            f"Fake LLM provider at {fake_url}, called by the instrumented openai and anthropic SDKs"
+        )
+        latencies: list[list[int]] = [[] for _ in range(args.threads)]
+        done = [0]
+        done_lock = threading.Lock()
+        clock = time.perf_counter_ns
 
-    def worker(index: int) -> None:
-        mine = latencies[index]
-        for agent, workflow, model, tokens_in, tokens_out, cost, user_id, sub_id in calls[
-            index :: args.threads
-        ]:
-            t0 = clock()
-            record(
-                event_type="token_usage",
-                metric_name="llm_tokens",
-                quantity=tokens_in + tokens_out,
-                agent_id=agent,
-                workflow_id=workflow,
-                end_user_id=user_id,
-                subscription_id=sub_id,
-                metadata={
-                    "model": model,
-                    "provider": MODEL_PRICES[model][0],
-                    "input_tokens": tokens_in,
-                    "output_tokens": tokens_out,
-                    "provider_cost_usd": cost,
-                },
-            )
-            mine.append(clock() - t0)
-            if len(mine) % 500 == 0:
-                with done_lock:
-                    done[0] += 500
+        def worker(index: int) -> None:
+            mine = latencies[index]
+            for agent, workflow, api, model, usage, user_id, sub_id in calls[index :: args.threads]:
+                t0 = clock()
+                with client.llm.attribute(
+                    end_user_id=user_id,
+                    subscription_id=sub_id,
+                    agent_id=agent,
+                    workflow_id=workflow,
+                ):
+                    _call(oai, claude, api, model, usage)
+                mine.append(clock() - t0)
+                if len(mine) % 50 == 0:
+                    with done_lock:
+                        done[0] += 50
 
-    out.line(f"Simulating {args.events:,} LLM calls from {args.threads} threads ...")
-    begin = time.perf_counter()
-    with out.progress(args.events, "metering LLM calls") as report:
-        with ThreadPoolExecutor(args.threads) as pool:
-            futures = [pool.submit(worker, i) for i in range(args.threads)]
-            while wait(futures, timeout=0.1).not_done:
-                report(done[0])
-            for f in futures:
-                f.result()
-        report(args.events)
-    recorded_in = time.perf_counter() - begin
+        out.line(f"Making {args.events:,} LLM calls from {args.threads} threads ...")
+        begin = time.perf_counter()
+        with out.progress(args.events, "metering LLM calls") as report:
+            with ThreadPoolExecutor(args.threads) as pool:
+                futures = [pool.submit(worker, i) for i in range(args.threads)]
+                while wait(futures, timeout=0.1).not_done:
+                    report(done[0])
+                for f in futures:
+                    f.result()
+            report(args.events)
+        called_in = time.perf_counter() - begin
     flushed = client.flush(timeout=args.flush_timeout)
     elapsed = time.perf_counter() - begin
 
@@ -265,23 +323,26 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
     by_agent = client.cost_attribution.by_agent(start, end)
     by_workflow = client.cost_attribution.by_workflow(start, end)
     summary = client.usage.summary(start_date=start, end_date=end)
+    by_model = _by_model(client, start, end)
+    capture_errors = client.llm.capture_errors
     client.close()
 
+    for title, breakdown, heading in (
+        ("Cost by agent", by_agent, "agent"),
+        ("Cost by workflow", by_workflow, "workflow"),
+    ):
+        out.table(
+            title,
+            [heading, "cost (USD)", "tokens", "calls"],
+            [
+                (i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"])
+                for i in breakdown["items"]
+            ],
+        )
     out.table(
-        "Cost by agent",
-        ["agent", "cost (USD)", "tokens", "calls"],
-        [
-            (i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"])
-            for i in by_agent["items"]
-        ],
-    )
-    out.table(
-        "Cost by workflow",
-        ["workflow", "cost (USD)", "tokens", "calls"],
-        [
-            (i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"])
-            for i in by_workflow["items"]
-        ],
+        "Cost by model (from the events' metadata, priced by genai-prices)",
+        ["model", "calls", "input", "cache read", "output", "reasoning", "cost (USD)"],
+        by_model,
     )
     out.table(
         "Usage summary",
@@ -300,20 +361,21 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
         "The shipper",
         ["measure", "value"],
         [
-            ("events recorded by the app", args.events),
-            ("delivered and stored", flushed["recorded"]),
+            ("LLM calls made by the app", args.events),
+            ("events delivered and stored", flushed["recorded"]),
             ("duplicates", flushed["duplicate"]),
             ("rejected", flushed["rejected"]),
             ("dropped", flushed["dropped"]),
             ("failed", flushed["failed"]),
+            ("capture errors", capture_errors),
             ("retries", flushed["retries"]),
             ("batches", flushed["batches"]),
-            ("record() p50", f"{_percentile(every, 0.50):.2f} µs"),
-            ("record() p99", f"{_percentile(every, 0.99):.2f} µs"),
             (
-                "record() calls/s (8 threads)" if args.threads == 8 else "record() calls/s",
-                int(args.events / recorded_in),
+                "LLM call p50 (SDK + fake provider + metering)",
+                f"{_percentile(every, 0.50) / 1000:.1f} ms",
             ),
+            ("LLM call p99", f"{_percentile(every, 0.99) / 1000:.1f} ms"),
+            ("LLM calls/s", int(args.events / called_in)),
             ("end-to-end events/s (until flush returned)", int(args.events / elapsed)),
         ],
     )
@@ -332,9 +394,32 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
         return 0
     out.line(
         f"NOT all events were delivered: {delivered:,} of {args.events:,} acknowledged,"
-        f" {summary['totalEvents']:,} stored (complete={flushed['complete']})."
+        f" {summary['totalEvents']:,} stored (complete={flushed['complete']}),"
+        f" cost ${summary['totalCost']:,.4f} of ${expected_cost:,.4f} expected."
     )
     return 1
+
+
+def _by_model(client: Client, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """Per model: calls, tokens by kind and cost, summed from the stored events' metadata."""
+    totals: dict[str, list[Any]] = {}
+    offset = 0
+    while True:
+        page = client.usage.query(start_date=start, end_date=end, limit=1000, offset=offset)
+        for event in page["events"]:
+            metadata = event["metadata"] or {}
+            row = totals.setdefault(str(metadata.get("model")), [0, 0, 0, 0, 0, 0.0])
+            row[0] += 1
+            row[1] += metadata.get("input_tokens", 0)
+            row[2] += metadata.get("cache_read_tokens", 0)
+            row[3] += metadata.get("output_tokens", 0)
+            row[4] += metadata.get("reasoning_tokens", 0)
+            row[5] += metadata.get("provider_cost_usd", 0.0)
+        offset += len(page["events"])
+        if len(page["events"]) < 1000:
+            break
+    ordered = sorted(totals.items(), key=lambda item: -item[1][5])
+    return [(model, *row[:5], round(row[5], 6)) for model, row in ordered]
 
 
 # -- report --------------------------------------------------------------------------------
@@ -374,9 +459,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_demo_commands(commands: Any) -> None:
     demo = commands.add_parser("demo", help="meter a simulated AI product against a local server")
-    demo.add_argument(
-        "--events", type=int, default=20_000, help="simulated LLM calls (default 20000)"
-    )
+    demo.add_argument("--events", type=int, default=2_000, help="LLM calls to make (default 2000)")
     demo.add_argument("--threads", type=int, default=8, help="threads making calls (default 8)")
     demo.add_argument(
         "--faults", metavar="SPEC", help="server faults, e.g. rate_429=0.2,retry_after=0.2"

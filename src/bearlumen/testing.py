@@ -12,6 +12,9 @@ In a pytest suite (the plugin is registered when bearlumen is installed with the
 
 The server speaks real HTTP on a free loopback port, stores in a temporary SQLite database and
 accepts any non-empty API key as its own tenant, unless `api_keys` names the only valid ones.
+
+`FakeLLMProvider` (and the `fake_llm_provider` fixture) is a fake OpenAI + Anthropic API for
+testing metered LLM code offline with the real SDKs: see `bearlumen._fake_provider`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["LocalServer", "bearlumen_server"]
+from ._fake_provider import FakeLLMProvider, FakeUsage
+
+__all__ = ["FakeLLMProvider", "FakeUsage", "LocalServer", "bearlumen_server", "fake_llm_provider"]
 
 
 class LocalServer:
@@ -105,6 +110,13 @@ try:
             yield server
         finally:
             server.stop()
+
+    @pytest.fixture
+    def fake_llm_provider() -> Iterator[FakeLLMProvider]:
+        """A fresh fake OpenAI + Anthropic API for one test (`.openai_base_url`,
+        `.anthropic_base_url`, `.configure(input_tokens=..., ...)`)."""
+        with FakeLLMProvider() as provider:
+            yield provider
 
 except ImportError:  # pragma: no cover - pytest is not installed
     pass

@@ -1,0 +1,465 @@
+"""A fake LLM provider on loopback: OpenAI- and Anthropic-compatible, fixed configurable usage.
+
+Point the real `openai` and `anthropic` SDKs at it to test metered code offline:
+
+    from bearlumen.testing import FakeLLMProvider
+
+    with FakeLLMProvider(input_tokens=1200, output_tokens=300, cache_read_tokens=200) as fake:
+        oai = openai.OpenAI(api_key="test", base_url=fake.openai_base_url)
+        claude = anthropic.Anthropic(api_key="test", base_url=fake.anthropic_base_url)
+
+Routes: `POST /v1/chat/completions`, `POST /v1/responses` (OpenAI) and `POST /v1/messages`
+(Anthropic), each answering JSON, or server-sent events when the body says `"stream": true`.
+Every answer reports the configured usage (counted the way that provider counts) unless the
+request's `X-Fake-Usage` header overrides it (`input_tokens=900,output_tokens=40`). Needs the
+`server` extra (Starlette and uvicorn).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import secrets
+import threading
+import time
+from typing import Any, Callable, Iterator, Optional
+
+USAGE_HEADER = "x-fake-usage"
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeUsage:
+    """What every answer reports. `input_tokens` is ALL input (cache reads and writes included)
+    and `output_tokens` includes `reasoning_tokens`; each provider's answer counts them its way.
+    """
+
+    input_tokens: int = 100
+    output_tokens: int = 20
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def replace(self, header: Optional[str]) -> FakeUsage:
+        if not header:
+            return self
+        values = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+        return dataclasses.replace(self, **{k.strip(): int(v) for k, v in values.items()})
+
+
+class FakeLLMProvider:
+    """The fake provider on `127.0.0.1:<free port>` for the length of a `with` block.
+
+    `text` is the answer, streamed in `chunks` pieces. `reject_stream_options=True` answers 400
+    to a chat-completions request carrying `stream_options`, as some OpenAI-compatible servers
+    do. `requests` counts the requests served; `last_request` is the last JSON body received.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_tokens: int = 100,
+        output_tokens: int = 20,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        text: str = "Hello from the fake provider.",
+        chunks: int = 5,
+        reject_stream_options: bool = False,
+    ) -> None:
+        self.usage = FakeUsage(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
+        self.text = text
+        self.chunks = chunks
+        self.reject_stream_options = reject_stream_options
+        self.requests = 0
+        self.last_request: Any = None
+        self.base_url = ""
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(4)
+        self._thread: Any = None
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.base_url
+
+    def configure(self, **changes: Any) -> None:
+        """Change the usage (`input_tokens=...`) or `text`, `chunks`, `reject_stream_options`."""
+        usage_fields = {f.name for f in dataclasses.fields(FakeUsage)}
+        usage = {k: v for k, v in changes.items() if k in usage_fields}
+        if usage:
+            self.usage = dataclasses.replace(self.usage, **usage)
+        for name, value in changes.items():
+            if name not in usage_fields:
+                if not hasattr(self, name):
+                    raise TypeError(f"unknown setting {name!r}")
+                setattr(self, name, value)
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}{self._prefix}_{next(self._ids)}"
+
+    def start(self) -> FakeLLMProvider:
+        import uvicorn
+
+        from .server import ServerThread, bind_socket
+
+        server = _ReadyServer(
+            uvicorn.Config(
+                _app(self),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+            )
+        )
+        sock = bind_socket("127.0.0.1", 0)
+        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._thread = ServerThread(server, sock)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+
+    def __enter__(self) -> FakeLLMProvider:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"FakeLLMProvider(base_url={self.base_url!r})"
+
+
+try:
+    import uvicorn as _uvicorn
+
+    class _ReadyServer(_uvicorn.Server):
+        """uvicorn's server, plus the `ready` event `ServerThread.start` waits for."""
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self.ready = threading.Event()
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            self.ready.set()
+
+        def install_signal_handlers(self) -> None:  # only the main thread may install them
+            pass
+
+except ImportError:  # pragma: no cover - the server extra is not installed
+    pass
+
+
+# -- the answers ---------------------------------------------------------------------------
+
+
+def _pieces(text: str, count: int) -> list[str]:
+    count = max(1, count)
+    size = -(-len(text) // count) or 1
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _openai_chat_usage(u: FakeUsage) -> dict[str, Any]:
+    prompt_details: dict[str, Any] = {"cached_tokens": u.cache_read_tokens, "audio_tokens": 0}
+    if u.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = u.cache_write_tokens
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens, "audio_tokens": 0},
+    }
+
+
+def _openai_responses_usage(u: FakeUsage) -> dict[str, Any]:
+    return {
+        "input_tokens": u.input_tokens,
+        "input_tokens_details": {
+            "cached_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+        },
+        "output_tokens": u.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.input_tokens + u.output_tokens,
+    }
+
+
+def _anthropic_usage(u: FakeUsage) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        # Anthropic's input_tokens leaves out the tokens read from or written to the cache.
+        "input_tokens": u.input_tokens - u.cache_read_tokens - u.cache_write_tokens,
+        "cache_creation_input_tokens": u.cache_write_tokens,
+        "cache_read_input_tokens": u.cache_read_tokens,
+        "output_tokens": u.output_tokens,
+    }
+    if u.reasoning_tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
+    return usage
+
+
+def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
+    ident, model, created = fake.next_id("chatcmpl-"), body.get("model", "gpt-4o"), int(time.time())
+    if not body.get("stream"):
+        return {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": fake.text, "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": _openai_chat_usage(usage),
+        }
+    options = body.get("stream_options") or {}
+    with_usage = bool(options.get("include_usage"))
+
+    def chunks() -> Iterator[tuple[Optional[str], Any]]:
+        pieces = _pieces(fake.text, fake.chunks)
+        for index, piece in enumerate(pieces):
+            delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
+            chunk: dict[str, Any] = {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": delta,
+                        "finish_reason": "stop" if index == len(pieces) - 1 else None,
+                    }
+                ],
+            }
+            if with_usage:
+                chunk["usage"] = None
+            yield None, chunk
+        if with_usage:
+            yield (
+                None,
+                {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": _openai_chat_usage(usage),
+                },
+            )
+        yield None, "[DONE]"
+
+    return chunks
+
+
+def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
+    ident, model = fake.next_id("resp_"), body.get("model", "gpt-4o")
+    message_id = fake.next_id("msg_")
+
+    def response(status: str, text: str, with_usage: bool) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": model,
+            "status": status,
+            "output": [
+                {
+                    "type": "message",
+                    "id": message_id,
+                    "status": status,
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ]
+            if text
+            else [],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": _openai_responses_usage(usage) if with_usage else None,
+        }
+
+    if not body.get("stream"):
+        return response("completed", fake.text, True)
+
+    def events() -> Iterator[tuple[Optional[str], Any]]:
+        sequence = itertools.count()
+        done = response("completed", fake.text, True)
+        item, part = done["output"][0], done["output"][0]["content"][0]
+        where = {"item_id": message_id, "output_index": 0, "content_index": 0}
+
+        def event(kind: str, **fields: Any) -> tuple[str, Any]:
+            return kind, {"type": kind, "sequence_number": next(sequence), **fields}
+
+        yield event("response.created", response=response("in_progress", "", False))
+        yield event(
+            "response.output_item.added",
+            output_index=0,
+            item={**item, "status": "in_progress", "content": []},
+        )
+        yield event("response.content_part.added", **where, part={**part, "text": ""})
+        for piece in _pieces(fake.text, fake.chunks):
+            yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
+        yield event("response.output_text.done", **where, text=fake.text, logprobs=[])
+        yield event("response.content_part.done", **where, part=part)
+        yield event("response.output_item.done", output_index=0, item=item)
+        yield event("response.completed", response=done)
+
+    return events
+
+
+def _messages(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
+    ident, model = fake.next_id("msg_"), body.get("model", "claude-sonnet-4-6")
+    full_usage = _anthropic_usage(usage)
+    if not body.get("stream"):
+        return {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": fake.text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": full_usage,
+        }
+
+    def events() -> Iterator[tuple[Optional[str], Any]]:
+        start_usage = {**full_usage, "output_tokens": 1}
+        start_usage.pop("output_tokens_details", None)
+        yield (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": ident,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": start_usage,
+                },
+            },
+        )
+        yield (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        for piece in _pieces(fake.text, fake.chunks):
+            yield (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
+        yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+        delta_usage = {"output_tokens": usage.output_tokens}
+        if "output_tokens_details" in full_usage:
+            delta_usage["output_tokens_details"] = full_usage["output_tokens_details"]
+        yield (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": delta_usage,
+            },
+        )
+        yield "message_stop", {"type": "message_stop"}
+
+    return events
+
+
+_ANSWERS: dict[str, Callable[[FakeLLMProvider, dict[str, Any], FakeUsage], Any]] = {
+    "/v1/chat/completions": _chat,
+    "/v1/responses": _responses,
+    "/v1/messages": _messages,
+}
+
+
+def respond(
+    fake: FakeLLMProvider, path: str, body: dict[str, Any], usage_header: Optional[str]
+) -> tuple[int, str, bytes]:
+    """(status, content type, body) of the answer to one request: the whole fake, no I/O."""
+    fake.requests += 1
+    fake.last_request = body
+    answer = _ANSWERS.get(path)
+    if answer is None:
+        return 404, "application/json", b'{"error": {"message": "not found"}}'
+    if fake.reject_stream_options and "stream_options" in body and path.endswith("/completions"):
+        error = {"message": "stream_options is not supported", "type": "invalid_request_error"}
+        return 400, "application/json", json.dumps({"error": error}).encode()
+    result = answer(fake, body, fake.usage.replace(usage_header))
+    if not callable(result):
+        return 200, "application/json", json.dumps(result).encode()
+    events = []
+    for event, data in result():
+        text = data if isinstance(data, str) else json.dumps(data)
+        events.append(f"event: {event}\ndata: {text}\n\n" if event else f"data: {text}\n\n")
+    return 200, "text/event-stream", "".join(events).encode()
+
+
+def _app(fake: FakeLLMProvider) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def handle(request: Request) -> Response:
+        status, media_type, content = respond(
+            fake, request.url.path, await request.json(), request.headers.get(USAGE_HEADER)
+        )
+        return Response(content, status_code=status, media_type=media_type)
+
+    return Starlette(routes=[Route(path, handle, methods=["POST"]) for path in _ANSWERS])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m bearlumen._fake_provider [--port N]`: serve until interrupted (the demo runs
+    it as a child process, so its event loop does not share the app's GIL)."""
+    import argparse
+    import asyncio
+
+    import uvicorn
+
+    from .server import bind_socket
+
+    parser = argparse.ArgumentParser(prog="python -m bearlumen._fake_provider")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--text", default="Hello from the fake provider.")
+    parser.add_argument("--chunks", type=int, default=5)
+    args = parser.parse_args(argv)
+    fake = FakeLLMProvider(text=args.text, chunks=args.chunks)
+    sock = bind_socket("127.0.0.1", args.port)
+    print(f"Fake LLM provider listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        _app(fake), log_level="warning", access_log=False, lifespan="off", server_header=False
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

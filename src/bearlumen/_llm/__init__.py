@@ -1,0 +1,228 @@
+"""`client.llm`: meter an LLM call in one line.
+
+    client.llm.instrument(openai.OpenAI())            # every call on it is now metered
+    with client.llm.attribute(end_user_id="eu_1", agent_id="support-bot"):
+        openai_client.chat.completions.create(model="gpt-4o", messages=[...])
+
+Each call becomes one `token_usage` / `llm_tokens` event whose idempotency key is
+`"{provider}:{response_id}"`, priced by genai-prices when it knows the model. Modules:
+`_usage` (provider counts -> ours, the event's metadata), `_pricing`, `_context`
+(`attribute()`), `_streams` (watching a stream in place), one module per provider.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, Optional, TypeVar
+
+from .._errors import InvalidRequestError
+from .._types import UsageRecordResult
+from . import _anthropic, _openai
+from ._context import Attribution, attribute, current_attribution, merged
+from ._pricing import Pricer
+from ._usage import ANTHROPIC, EVENT_TYPE, METRIC_NAME, OPENAI, TokenUsage, from_response
+
+if TYPE_CHECKING:
+    from ..resources import Usage
+
+__all__ = ["LLM"]
+
+logger = logging.getLogger("bearlumen")
+
+ProviderClient = TypeVar("ProviderClient")
+_MARK = "_bearlumen_llm"  # set on an instrumented provider client
+_LOG_EVERY = 60.0  # seconds between two reports of failed captures
+
+
+class LLM:
+    """Meter LLM calls: `instrument(provider_client)`, `attribute(...)`, `record(response)`."""
+
+    def __init__(self, usage: Usage[Any]) -> None:
+        self._usage = usage
+        self._pricer = Pricer()
+        self._error_lock = threading.Lock()
+        self._last_logged = -_LOG_EVERY
+        self._not_logged = 0
+        self.capture_errors = 0
+        """LLM calls whose capture failed (the exception swallowed, the event lost)."""
+
+    def instrument(
+        self, provider_client: ProviderClient, *, inject_stream_usage: bool = True
+    ) -> ProviderClient:
+        """Meter every call of this provider client and return it (the same object).
+
+            client.llm.instrument(openai.OpenAI())
+            client.llm.instrument(anthropic.AsyncAnthropic())
+
+        Patches this instance only, never the provider's module: `openai.OpenAI` and
+        `AsyncOpenAI` (`chat.completions.create`, `responses.create`) and `anthropic.Anthropic`
+        and `AsyncAnthropic` (`messages.create`, `messages.stream(...)`), streamed or not.
+        A chat-completions stream that does not ask for its usage is asked
+        (`stream_options={"include_usage": True}`) and the extra usage-only chunk is hidden;
+        `inject_stream_usage=False` leaves the request alone, for servers that refuse it.
+        Copies made by `with_options()` / `copy()` are instrumented too.
+        """
+        current = getattr(provider_client, _MARK, None)
+        if current is self:
+            return provider_client
+        if current is not None:
+            raise InvalidRequestError(
+                "this provider client is already instrumented by another bearlumen.Client",
+                param="provider_client",
+            )
+        provider = type(provider_client).__module__.split(".", 1)[0]
+        is_async = type(provider_client).__name__.startswith("Async")
+        module = {OPENAI: _openai, ANTHROPIC: _anthropic}.get(provider)
+        if module is None:
+            raise InvalidRequestError(
+                f"cannot instrument a {type(provider_client).__name__}: expected an openai or"
+                " anthropic client",
+                param="provider_client",
+            )
+        try:
+            module.instrument(
+                provider_client, self, is_async=is_async, inject_stream_usage=inject_stream_usage
+            )
+        except (AttributeError, TypeError) as exc:  # an SDK shaped unlike any we know
+            raise InvalidRequestError(
+                f"cannot instrument this {type(provider_client).__name__}: {exc}",
+                param="provider_client",
+            ) from None
+        setattr(provider_client, _MARK, self)
+        copy = getattr(provider_client, "copy", None)
+        if callable(copy):
+
+            def instrumented_copy(*args: Any, **kwargs: Any) -> Any:
+                return self.instrument(
+                    copy(*args, **kwargs), inject_stream_usage=inject_stream_usage
+                )
+
+            provider_client.copy = instrumented_copy  # type: ignore[attr-defined]
+            provider_client.with_options = instrumented_copy  # type: ignore[attr-defined]
+        return provider_client
+
+    def attribute(
+        self,
+        *,
+        end_user_id: Optional[str] = None,
+        subscription_id: Optional[str] = None,
+        agent_id: Optional[str] = None,
+        workflow_id: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> ContextManager[Attribution]:
+        """Attribute every LLM call made inside the `with` block.
+
+            with client.llm.attribute(end_user_id='eu_1', agent_id='support-bot'):
+                openai_client.chat.completions.create(...)
+
+        Built on `contextvars`: it follows asyncio tasks (each task sees the block it was
+        created in) and nests (inner values win, metadata is merged).
+        """
+        return attribute(
+            end_user_id=end_user_id,
+            subscription_id=subscription_id,
+            agent_id=agent_id,
+            workflow_id=workflow_id,
+            metadata=metadata,
+        )
+
+    def record(
+        self,
+        response: Any,
+        *,
+        provider: Optional[str] = None,
+        end_user_id: Optional[str] = None,
+        subscription_id: Optional[str] = None,
+        agent_id: Optional[str] = None,
+        workflow_id: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> UsageRecordResult:
+        """Record one complete (non-streamed) response, an SDK object or its dict.
+
+            completion = openai_client.chat.completions.create(...)   # not instrumented
+            client.llm.record(completion, agent_id='support-bot')
+
+        `provider` ('openai' or 'anthropic') is inferred from the response when None. Returns
+        what `usage.record` returns; recording the same response again returns
+        `recorded: False`, and the server stores it once.
+        """
+        if provider not in (None, OPENAI, ANTHROPIC):
+            raise InvalidRequestError(
+                f"provider: must be 'openai' or 'anthropic', not {provider!r}", param="provider"
+            )
+        try:
+            usage = from_response(response, provider)
+        except ValueError as exc:
+            raise InvalidRequestError(f"response: {exc}", param="response") from None
+        attribution = merged(
+            current_attribution.get(),
+            end_user_id=end_user_id,
+            subscription_id=subscription_id,
+            agent_id=agent_id,
+            workflow_id=workflow_id,
+            metadata=metadata,
+        )
+        return self._emit(usage, attribution)
+
+    def set_price(
+        self,
+        provider: str,
+        model: str,
+        *,
+        input_per_mtok: float,
+        output_per_mtok: float,
+        cache_read_per_mtok: Optional[float] = None,
+        cache_write_per_mtok: Optional[float] = None,
+    ) -> None:
+        """Price a model yourself, in USD per million tokens (a negotiated rate, a fine-tune, a
+        model genai-prices does not know). Events then say `price_source: "override"`."""
+        self._pricer.set_price(
+            provider,
+            model,
+            input_per_mtok=input_per_mtok,
+            output_per_mtok=output_per_mtok,
+            cache_read_per_mtok=cache_read_per_mtok,
+            cache_write_per_mtok=cache_write_per_mtok,
+        )
+
+    def _emit(self, usage: TokenUsage, attribution: Attribution) -> UsageRecordResult:
+        if not usage.response_id or type(usage.response_id) is not str:
+            raise InvalidRequestError("response: has no id", param="response")
+        metadata = usage.metadata(self._pricer)
+        caller_metadata = attribution.get("metadata")
+        if caller_metadata:
+            metadata = {**caller_metadata, **metadata}
+        return self._usage.record(
+            EVENT_TYPE,
+            METRIC_NAME,
+            usage.input_tokens + usage.output_tokens,
+            f"{usage.provider}:{usage.response_id}",
+            end_user_id=attribution.get("end_user_id"),
+            subscription_id=attribution.get("subscription_id"),
+            agent_id=attribution.get("agent_id"),
+            workflow_id=attribution.get("workflow_id"),
+            metadata=metadata,
+        )
+
+    def _capture_failed(self, exc: BaseException) -> None:
+        """A bug or surprise in the capture never reaches the app. Its event is lost, so it is
+        counted (`capture_errors`) and logged once per burst: the first, then at most once a
+        minute with the count of those not logged."""
+        now = time.monotonic()
+        with self._error_lock:
+            self.capture_errors += 1
+            if now - self._last_logged < _LOG_EVERY:
+                self._not_logged += 1
+                return
+            self._last_logged, not_logged, self._not_logged = now, self._not_logged, 0
+        logger.warning(
+            "bearlumen: could not meter an LLM call, its usage event is lost (%d more since the"
+            " last report; all counted in client.llm.capture_errors)",
+            not_logged,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+
+    def __repr__(self) -> str:
+        return "<bearlumen.Client.llm>"

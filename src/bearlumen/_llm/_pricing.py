@@ -1,0 +1,221 @@
+"""What an LLM call cost, from genai-prices (Pydantic's maintained price database) or an override.
+
+genai-prices is optional (the `llm` extra) and imported on first use, so the core package stays
+free of it. Without it every event carries `priced=False` and no cost, and one log line says why.
+
+`genai_prices.calc_price` costs ~200 µs a call: too much for the caller's thread. Below the
+first price tier a model's price is affine in the four token counts, so for each (provider,
+model) we ask calc_price for the price of each token kind once, check that the affine formula
+reproduces calc_price on a mixed sample, and then price each call with a few multiplications.
+Models whose prices are not affine (a tier crossed, a failed check) go through calc_price.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+logger = logging.getLogger("bearlumen")
+
+# A compiled price is re-derived after this long: genai-prices prices can depend on the date.
+_RECOMPILE_AFTER = 3600.0
+_PROBE = 1000  # tokens per probe: small enough to stay below every price tier
+
+
+@dataclasses.dataclass(frozen=True)
+class Price:
+    """USD per token of each kind, plus a fixed USD amount per call.
+
+    `input` applies to input tokens that are neither cache reads nor cache writes.
+    `below_input_tokens`: valid only for calls with fewer input tokens than this (price tiers).
+    """
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+    per_call: float = 0.0
+    below_input_tokens: float = float("inf")
+
+    def cost(
+        self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
+    ) -> float:
+        return (
+            self.per_call
+            + (input_tokens - cache_read - cache_write) * self.input
+            + cache_read * self.cache_read
+            + cache_write * self.cache_write
+            + output_tokens * self.output
+        )
+
+
+class Pricer:
+    """Prices token usage: overrides first, then genai-prices; None when the model is unknown."""
+
+    def __init__(self) -> None:
+        self._overrides: dict[tuple[str, str], Price] = {}
+        # (provider, model) -> (compiled price or None for "use calc_price", compiled at)
+        self._compiled: dict[tuple[str, str], tuple[Optional[Price], float]] = {}
+        self._unknown: dict[tuple[str, str], float] = {}
+        self._library: Any = None  # the genai_prices module, False when it is not installed
+        self.source: Optional[str] = None
+
+    def set_price(
+        self,
+        provider: str,
+        model: str,
+        *,
+        input_per_mtok: float,
+        output_per_mtok: float,
+        cache_read_per_mtok: Optional[float] = None,
+        cache_write_per_mtok: Optional[float] = None,
+    ) -> None:
+        """Price `model` yourself (USD per million tokens); cache prices default to input's."""
+        per = 1_000_000
+        self._overrides[(provider, model)] = Price(
+            input=input_per_mtok / per,
+            output=output_per_mtok / per,
+            cache_read=(input_per_mtok if cache_read_per_mtok is None else cache_read_per_mtok)
+            / per,
+            cache_write=(input_per_mtok if cache_write_per_mtok is None else cache_write_per_mtok)
+            / per,
+        )
+
+    def price(
+        self,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read: int,
+        cache_write: int,
+    ) -> tuple[Optional[float], Optional[str]]:
+        """(cost in USD or None when unknown, the price's source)."""
+        override = self._overrides.get((provider, model))
+        if override is not None:
+            return override.cost(input_tokens, output_tokens, cache_read, cache_write), "override"
+        library = self._library if self._library is not None else self._load()
+        if library is False:
+            return None, None
+        key = (provider, model)
+        entry = self._compiled.get(key)
+        now = time.monotonic()
+        if entry is None or now - entry[1] > _RECOMPILE_AFTER:
+            if key in self._unknown and now - self._unknown[key] < _RECOMPILE_AFTER:
+                return None, self.source
+            entry = self._compile(library, provider, model, now)
+            if entry is None:
+                return None, self.source
+        compiled = entry[0]
+        if compiled is not None and input_tokens < compiled.below_input_tokens:
+            cost = compiled.cost(input_tokens, output_tokens, cache_read, cache_write)
+        else:
+            cost = _calc(
+                library, provider, model, input_tokens, output_tokens, cache_read, cache_write
+            )
+        return round(cost, 12), self.source
+
+    def _load(self) -> Any:
+        library, self.source = _library()
+        self._library = library
+        return library
+
+    def _compile(
+        self, library: Any, provider: str, model: str, now: float
+    ) -> Optional[tuple[Optional[Price], float]]:
+        key = (provider, model)
+
+        def price_of(**usage: int) -> float:
+            return _calc(library, provider, model, **usage)
+
+        try:
+            per_call = price_of()
+        except LookupError:
+            self._unknown[key] = now
+            return None
+        compiled: Optional[Price] = None
+        try:
+            compiled = Price(
+                input=(price_of(input_tokens=_PROBE) - per_call) / _PROBE,
+                output=(price_of(output_tokens=_PROBE) - per_call) / _PROBE,
+                cache_read=(price_of(input_tokens=_PROBE, cache_read=_PROBE) - per_call) / _PROBE,
+                cache_write=(price_of(input_tokens=_PROBE, cache_write=_PROBE) - per_call) / _PROBE,
+                per_call=per_call,
+                below_input_tokens=_first_tier(library, provider, model),
+            )
+            sample = {
+                "input_tokens": 900,
+                "output_tokens": 70,
+                "cache_read": 300,
+                "cache_write": 200,
+            }
+            if abs(compiled.cost(**sample) - price_of(**sample)) > 1e-12:
+                compiled = None  # not affine: price every call with calc_price
+        except Exception:  # a price the probes cannot read: calc_price stays exact
+            compiled = None
+        entry = (compiled, now)
+        self._compiled[key] = entry
+        return entry
+
+
+_import_lock = threading.Lock()
+_imported: Optional[tuple[Any, Optional[str]]] = None
+
+
+def _library() -> tuple[Any, Optional[str]]:
+    """(the genai_prices module or False, "genai-prices X.Y.Z"), imported once per process;
+    its absence is logged once per process, not once per client."""
+    global _imported
+    with _import_lock:
+        if _imported is None:
+            try:
+                import genai_prices
+
+                _imported = (genai_prices, f"genai-prices {genai_prices.__version__}")
+            except ImportError:
+                logger.warning(
+                    "bearlumen: genai-prices is not installed, so LLM events carry no"
+                    ' provider_cost_usd (priced=False); pip install "bearlumen[llm]"'
+                )
+                _imported = (False, None)
+        return _imported
+
+
+def _calc(
+    library: Any,
+    provider: str,
+    model: str,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cache_read: int = 0,
+    cache_write: int = 0,
+) -> float:
+    usage = library.Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+    result = library.calc_price(usage, model_ref=model, provider_id=provider)
+    return float(result.total_price)
+
+
+def _first_tier(library: Any, provider: str, model: str) -> float:
+    """The input-token count from which a tier price applies (inf when the model has none)."""
+    from genai_prices.types import TieredPrices
+
+    model_price = library.calc_price(
+        library.Usage(input_tokens=0, output_tokens=0), model_ref=model, provider_id=provider
+    ).model_price
+    values = (
+        vars(model_price).values()
+        if hasattr(model_price, "__dict__")
+        else (getattr(model_price, f.name) for f in dataclasses.fields(model_price))
+    )
+    starts = [
+        tier.start for value in values if isinstance(value, TieredPrices) for tier in value.tiers
+    ]
+    return float(min(starts)) if starts else float("inf")

@@ -1,0 +1,668 @@
+"""`client.llm`: the real openai and anthropic SDKs, instrumented, against the fake provider,
+metering into the real local server. Every covered call, sync and async, streamed and not."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import anthropic
+import freezegun
+import genai_prices
+import openai
+import pytest
+
+import bearlumen
+from bearlumen._llm import _pricing
+from bearlumen.testing import FakeLLMProvider
+
+USAGE = {
+    "input_tokens": 1200,
+    "output_tokens": 300,
+    "cache_read_tokens": 200,
+    "cache_write_tokens": 100,
+    "reasoning_tokens": 50,
+}
+EVENT_KEYS = {
+    "provider", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "provider_cost_usd", "priced", "price_source",
+    "stream", "partial",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeLLMProvider]:
+    with FakeLLMProvider(**USAGE, chunks=6) as provider:
+        yield provider
+
+
+@pytest.fixture(autouse=True)
+def fresh_fake(fake: FakeLLMProvider) -> None:
+    fake.configure(**USAGE, chunks=6, reject_stream_options=False)
+
+
+@pytest.fixture
+def oai(client: bearlumen.Client, fake: FakeLLMProvider) -> openai.OpenAI:
+    return client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url))
+
+
+@pytest.fixture
+def claude(client: bearlumen.Client, fake: FakeLLMProvider) -> anthropic.Anthropic:
+    return client.llm.instrument(
+        anthropic.Anthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
+    )
+
+
+def stored(client: bearlumen.Client) -> list[dict[str, Any]]:
+    assert client.flush(timeout=30)["complete"]
+    return list(client.usage.query(limit=1000)["events"])
+
+
+def the_event(client: bearlumen.Client) -> dict[str, Any]:
+    events = stored(client)
+    assert len(events) == 1, events
+    return events[0]
+
+
+def price(provider: str, model: str, **usage: int) -> float:
+    result = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            cache_read_tokens=usage["cache_read_tokens"],
+            cache_write_tokens=usage["cache_write_tokens"],
+        ),
+        model_ref=model,
+        provider_id=provider,
+    )
+    return float(result.total_price)
+
+
+# -- every covered call ------------------------------------------------------------------------
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _chat(c: Any, stream: bool) -> Any:
+    return c.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=stream)
+
+
+def _responses(c: Any, stream: bool) -> Any:
+    return c.responses.create(model="o4-mini", input="hi", stream=stream)
+
+
+def _messages(c: Any, stream: bool) -> Any:
+    return c.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=MESSAGES, stream=stream
+    )
+
+
+CALLS = {
+    "openai chat.completions": ("openai", "gpt-4o", _chat),
+    "openai responses": ("openai", "o4-mini", _responses),
+    "anthropic messages": ("anthropic", "claude-sonnet-4-6", _messages),
+}
+
+
+def _drain_sync(result: Any, stream: bool) -> Any:
+    if not stream:
+        return result
+    with result as events:
+        return list(events)
+
+
+async def _drain_async(result: Any, stream: bool) -> Any:
+    if not stream:
+        return result
+    async with result as events:
+        return [item async for item in events]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("call", list(CALLS))
+def test_every_covered_call_records_one_priced_event_with_cached_and_reasoning_tokens(
+    client: bearlumen.Client, fake: FakeLLMProvider, call: str, is_async: bool, stream: bool
+) -> None:
+    provider, model, make_call = CALLS[call]
+    if provider == "openai":
+        kind: Any = openai.AsyncOpenAI if is_async else openai.OpenAI
+        sdk = kind(api_key="sk-fake", base_url=fake.openai_base_url)
+    else:
+        kind = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
+        sdk = kind(api_key="sk-fake", base_url=fake.anthropic_base_url)
+    assert client.llm.instrument(sdk) is sdk
+
+    with client.llm.attribute(agent_id="support-bot", end_user_id="eu_1"):
+        if is_async:
+
+            async def main() -> Any:
+                return await _drain_async(await make_call(sdk, stream), stream)
+
+            result = asyncio.run(main())
+        else:
+            result = _drain_sync(make_call(sdk, stream), stream)
+    assert result  # the caller got its answer
+
+    event = the_event(client)
+    metadata = event["metadata"]
+    assert set(metadata) == EVENT_KEYS
+    assert event["eventType"] == "token_usage"
+    assert event["metricName"] == "llm_tokens"
+    assert event["agentId"] == "support-bot"
+    assert event["endUserId"] == "eu_1"
+    assert event["quantity"] == 1500
+    response_id = result.id if not stream else _stream_response_id(provider, call, result)
+    assert event["idempotencyKey"] == f"{provider}:{response_id}"
+    assert metadata == {
+        **metadata,
+        "provider": provider,
+        "model": model,
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "cache_read_tokens": 200,
+        "cache_write_tokens": 100,
+        "reasoning_tokens": 50,
+        "priced": True,
+        "price_source": f"genai-prices {genai_prices.__version__}",
+        "stream": stream,
+        "partial": False,
+    }
+    assert metadata["provider_cost_usd"] == pytest.approx(price(provider, model, **USAGE))
+
+
+def _stream_response_id(provider: str, call: str, items: list[Any]) -> str:
+    if call == "openai responses":
+        return str(items[-1].response.id)
+    if provider == "anthropic":
+        return str(items[0].message.id)
+    return str(items[0].id)
+
+
+def test_anthropic_stream_helper_keeps_its_type_and_records_once(
+    client: bearlumen.Client, claude: anthropic.Anthropic
+) -> None:
+    with claude.messages.stream(
+        model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES
+    ) as stream:
+        assert type(stream).__name__ == "MessageStream"
+        assert stream.get_final_text() == "Hello from the fake provider."
+        message_id = stream.get_final_message().id
+    event = the_event(client)
+    assert event["idempotencyKey"] == f"anthropic:{message_id}"
+    assert event["metadata"]["stream"] is True
+    assert event["metadata"]["input_tokens"] == 1200
+    assert event["metadata"]["output_tokens"] == 300
+
+
+def test_async_anthropic_stream_helper_records_once(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    claude = client.llm.instrument(
+        anthropic.AsyncAnthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
+    )
+
+    async def main() -> str:
+        async with claude.messages.stream(
+            model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES
+        ) as stream:
+            return await stream.get_final_text()
+
+    assert asyncio.run(main()) == "Hello from the fake provider."
+    assert the_event(client)["metadata"]["partial"] is False
+
+
+# -- streams: what the caller sees ------------------------------------------------------------
+
+
+def _plain_chunks(fake: FakeLLMProvider, **kwargs: Any) -> list[dict[str, Any]]:
+    plain = openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url)
+    with plain.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, **kwargs
+    ) as stream:
+        return [chunk.model_dump(exclude={"id"}) for chunk in stream]
+
+
+def test_chat_stream_asks_for_usage_and_hides_the_extra_chunk(
+    client: bearlumen.Client, fake: FakeLLMProvider, oai: openai.OpenAI
+) -> None:
+    without_us = _plain_chunks(fake)
+    stream = oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert fake.last_request["stream_options"] == {"include_usage": True}
+    assert type(stream) is openai.Stream
+    with stream:
+        seen = [chunk.model_dump(exclude={"id", "usage"}) for chunk in stream]
+    assert seen == [{k: v for k, v in c.items() if k != "usage"} for c in without_us]
+    assert all(chunk["choices"] for chunk in seen)
+    assert the_event(client)["metadata"]["input_tokens"] == 1200
+
+
+def test_chat_stream_that_asks_for_usage_itself_still_sees_the_usage_chunk(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    with oai.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    ) as stream:
+        chunks = list(stream)
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 1200
+    assert the_event(client)["metadata"]["partial"] is False
+
+
+def test_inject_stream_usage_false_leaves_the_request_alone_and_records_a_partial_event(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    fake.configure(reject_stream_options=True)  # an OpenAI-compatible server refusing it
+    oai = client.llm.instrument(
+        openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url), inject_stream_usage=False
+    )
+    with oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True) as stream:
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert text == "Hello from the fake provider."
+    assert "stream_options" not in fake.last_request
+    event = the_event(client)
+    assert event["quantity"] == 0
+    assert event["metadata"]["partial"] is True
+    assert event["metadata"]["stream"] is True
+    assert event["metadata"]["model"] == "gpt-4o"
+    assert "provider_cost_usd" not in event["metadata"]
+
+
+def test_the_providers_own_errors_pass_through_untouched(
+    client: bearlumen.Client, fake: FakeLLMProvider, oai: openai.OpenAI
+) -> None:
+    fake.configure(reject_stream_options=True)
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert caught.value.status_code == 400
+    assert "stream_options is not supported" in str(caught.value)
+    assert client.llm.capture_errors == 0
+    assert stored(client) == []
+
+
+def test_openai_stream_abandoned_halfway_and_closed_records_a_partial_event(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    stream = oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    first_two = [next(stream), next(stream)]
+    stream.close()
+    event = the_event(client)
+    assert event["idempotencyKey"] == f"openai:{first_two[0].id}"
+    assert event["metadata"]["partial"] is True
+    assert event["metadata"]["input_tokens"] == 0
+
+
+def test_anthropic_stream_abandoned_halfway_records_what_message_start_told(
+    client: bearlumen.Client, claude: anthropic.Anthropic
+) -> None:
+    stream = _messages(claude, True)
+    start = next(stream)
+    next(stream)
+    del stream  # dropped, never closed: recorded when the stream is collected
+    gc.collect()
+    event = the_event(client)
+    assert event["idempotencyKey"] == f"anthropic:{start.message.id}"
+    metadata = event["metadata"]
+    assert metadata["partial"] is True
+    assert metadata["input_tokens"] == 1200
+    assert metadata["cache_read_tokens"] == 200
+    assert metadata["priced"] is True  # what is known is priced
+
+
+# -- attribution -------------------------------------------------------------------------------
+
+
+def test_twenty_concurrent_async_tasks_each_keep_their_own_attribution(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    oai = client.llm.instrument(
+        openai.AsyncOpenAI(api_key="sk-fake", base_url=fake.openai_base_url)
+    )
+    inside = 0  # a barrier by hand: Python 3.9 has no asyncio.Barrier
+
+    async def one_user(index: int, gate: asyncio.Event) -> None:
+        nonlocal inside
+        with client.llm.attribute(end_user_id=f"eu_{index}", agent_id=f"agent-{index}"):
+            inside += 1
+            if inside == 20:
+                gate.set()
+            await gate.wait()  # all twenty are inside their own attribute() at once
+            await oai.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                extra_headers={"X-Fake-Usage": f"input_tokens={1000 + index},cache_read_tokens=0"},
+            )
+
+    async def main() -> None:
+        gate = asyncio.Event()  # made inside the loop that waits on it (Python 3.9)
+        await asyncio.gather(*(one_user(i, gate) for i in range(20)))
+
+    asyncio.run(main())
+    events = stored(client)
+    assert len(events) == 20
+    for event in events:
+        index = event["metadata"]["input_tokens"] - 1000
+        assert event["endUserId"] == f"eu_{index}"
+        assert event["agentId"] == f"agent-{index}"
+
+
+def test_attribute_nests_and_merges_metadata(client: bearlumen.Client, oai: openai.OpenAI) -> None:
+    with client.llm.attribute(end_user_id="eu_outer", metadata={"team": "search", "tier": "a"}):
+        with client.llm.attribute(agent_id="inner-agent", metadata={"tier": "b"}):
+            inner = _chat(oai, False)
+        outer = _chat(oai, False)
+    by_key = {e["idempotencyKey"]: e for e in stored(client)}
+    inside = by_key[f"openai:{inner.id}"]
+    assert (inside["endUserId"], inside["agentId"]) == ("eu_outer", "inner-agent")
+    assert inside["metadata"]["team"] == "search" and inside["metadata"]["tier"] == "b"
+    after = by_key[f"openai:{outer.id}"]
+    assert (after["endUserId"], after["agentId"]) == ("eu_outer", None)
+    assert after["metadata"]["tier"] == "a"
+
+
+def test_a_stream_keeps_the_attribution_of_the_call_that_opened_it(
+    client: bearlumen.Client, claude: anthropic.Anthropic
+) -> None:
+    with client.llm.attribute(agent_id="opener"):
+        stream = _messages(claude, True)
+    with client.llm.attribute(agent_id="reader"), stream:
+        list(stream)
+    assert the_event(client)["agentId"] == "opener"
+
+
+def test_attribute_rejects_bad_values_at_the_call() -> None:
+    client = bearlumen.Client(api_key="sk_test_x", base_url="http://127.0.0.1:9", buffered=False)
+    with pytest.raises(bearlumen.InvalidRequestError) as caught:
+        with client.llm.attribute(agent_id=""):
+            pass
+    assert caught.value.param == "agent_id"
+
+
+# -- record(): explicit, idempotent ------------------------------------------------------------
+
+
+def test_the_same_response_recorded_twice_is_stored_once_even_from_two_clients(
+    server: Any, api_key: str, fake: FakeLLMProvider
+) -> None:
+    plain = openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url)
+    completion = _chat(plain, False)
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as first:
+        assert first.llm.record(completion, agent_id="a")["recorded"] is True
+        assert first.llm.record(completion, agent_id="a")["recorded"] is False
+        first.flush()
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as second:  # "a process"
+        second.llm.record(completion.model_dump(), agent_id="a")  # the same response, as a dict
+        assert second.flush()["duplicate"] == 1
+        events = second.usage.query()["events"]
+    assert [e["idempotencyKey"] for e in events] == [f"openai:{completion.id}"]
+
+
+def test_record_reads_dicts_of_both_providers(client: bearlumen.Client) -> None:
+    client.llm.record(
+        {
+            "id": "msg_dict_1",
+            "type": "message",
+            "model": "claude-haiku-4-5",
+            "usage": {
+                "input_tokens": 10,
+                "cache_read_input_tokens": 5,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": 3,
+            },
+        }
+    )
+    client.llm.record(
+        {"id": "x1", "model": "gpt-4o", "usage": {"prompt_tokens": 7, "completion_tokens": 2}},
+        provider="openai",
+        workflow_id="wf",
+    )
+    by_key = {e["idempotencyKey"]: e for e in stored(client)}
+    assert by_key["anthropic:msg_dict_1"]["metadata"]["input_tokens"] == 15
+    assert by_key["anthropic:msg_dict_1"]["quantity"] == 18
+    assert by_key["openai:x1"]["quantity"] == 9
+    assert by_key["openai:x1"]["workflowId"] == "wf"
+
+
+@pytest.mark.parametrize(
+    ("response", "provider", "param"),
+    [
+        ({"id": "x", "usage": {"prompt_tokens": 1}}, None, "response"),  # provider unknowable
+        ({"id": "x", "object": "chat.completion"}, None, "response"),  # no usage
+        ({"object": "chat.completion", "usage": {"prompt_tokens": 1}}, None, "response"),  # no id
+        ({"id": "x", "usage": {}}, "mistral", "provider"),
+    ],
+)
+def test_record_rejects_what_it_cannot_read_with_a_typed_error(
+    client: bearlumen.Client, response: Any, provider: Any, param: str
+) -> None:
+    with pytest.raises(bearlumen.InvalidRequestError) as caught:
+        client.llm.record(response, provider=provider)
+    assert caught.value.param == param
+    assert client.stats()["queued"] == 0
+
+
+# -- prices ------------------------------------------------------------------------------------
+
+
+def test_an_unknown_model_is_recorded_unpriced_never_at_zero(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    oai.chat.completions.create(model="our-own-finetune-7b", messages=MESSAGES)
+    metadata = the_event(client)["metadata"]
+    assert metadata["priced"] is False
+    assert "provider_cost_usd" not in metadata
+    assert metadata["price_source"] == f"genai-prices {genai_prices.__version__}"
+    assert metadata["input_tokens"] == 1200
+
+
+def test_set_price_overrides_genai_prices(client: bearlumen.Client, oai: openai.OpenAI) -> None:
+    client.llm.set_price(
+        "openai", "our-own-finetune-7b", input_per_mtok=1.0, output_per_mtok=4.0,
+        cache_read_per_mtok=0.5,
+    )  # fmt: skip
+    oai.chat.completions.create(model="our-own-finetune-7b", messages=MESSAGES)
+    metadata = the_event(client)["metadata"]
+    assert metadata["price_source"] == "override"
+    # 900 uncached + 100 cache writes at $1, 200 cache reads at $0.5, 300 output at $4 per MTok
+    assert metadata["provider_cost_usd"] == pytest.approx((1000 * 1 + 200 * 0.5 + 300 * 4) / 1e6)
+
+
+def test_by_agent_totals_equal_the_sum_of_recorded_costs(
+    client: bearlumen.Client, oai: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    plan: list[tuple[str, Callable[[], Any]]] = [
+        ("support-bot", lambda: _chat(oai, False)),
+        ("support-bot", lambda: list(_chat(oai, True))),
+        ("research", lambda: _responses(oai, False)),
+        ("research", lambda: _messages(claude, False)),
+        ("reviewer", lambda: list(_messages(claude, True))),
+    ]
+    for agent, call in plan:
+        with client.llm.attribute(agent_id=agent):
+            call()
+    events = stored(client)
+    assert len(events) == len(plan)
+    expected: dict[str, float] = {}
+    for event in events:
+        expected[event["agentId"]] = (
+            expected.get(event["agentId"], 0.0) + event["metadata"]["provider_cost_usd"]
+        )
+    by_agent = client.cost_attribution.by_agent("2000-01-01", "2100-01-01")
+    assert {i["attributionValue"]: i["totalCost"] for i in by_agent["items"]} == pytest.approx(
+        expected
+    )
+    assert by_agent["totalCost"] == pytest.approx(sum(expected.values()))
+
+
+# -- never break the app -----------------------------------------------------------------------
+
+
+def test_a_failure_inside_the_capture_is_logged_once_and_swallowed(
+    client: bearlumen.Client,
+    oai: openai.OpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_price(*args: Any) -> Any:
+        raise ZeroDivisionError("a bug in pricing")
+
+    monkeypatch.setattr(client.llm._pricer, "price", broken_price)
+    with caplog.at_level(logging.WARNING, logger="bearlumen"):
+        answers = [_chat(oai, False), _chat(oai, False)]
+        with _chat(oai, True) as stream:
+            chunks = list(stream)
+    assert [a.choices[0].message.content for a in answers] == ["Hello from the fake provider."] * 2
+    assert len(chunks) == 6
+    assert client.llm.capture_errors == 3
+    logged = [r for r in caplog.records if "could not meter" in r.getMessage()]
+    assert len(logged) == 1 and "a bug in pricing" in logged[0].exc_text
+
+
+def test_without_genai_prices_events_are_unpriced_and_it_is_said_once(
+    server: Any,
+    api_key: str,
+    oai: openai.OpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setitem(sys.modules, "genai_prices", None)  # import fails
+    monkeypatch.setattr(_pricing, "_imported", None)  # as in a process that never tried
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as client:
+        with caplog.at_level(logging.WARNING, logger="bearlumen"):
+            client.llm.record(_chat(oai.with_options(), False))
+            client.llm.record(_messages_plain(), provider="anthropic")
+        events = stored(client)
+    said = [r for r in caplog.records if "genai-prices is not installed" in r.getMessage()]
+    assert len(said) == 1
+    for event in events:
+        assert event["metadata"]["priced"] is False
+        assert event["metadata"]["price_source"] is None
+        assert "provider_cost_usd" not in event["metadata"]
+
+
+def _messages_plain() -> dict[str, Any]:
+    return {
+        "id": "msg_plain",
+        "type": "message",
+        "model": "claude-haiku-4-5",
+        "usage": {"input_tokens": 3, "output_tokens": 1},
+    }
+
+
+# -- instrument() itself -----------------------------------------------------------------------
+
+
+def test_instrument_patches_the_instance_not_the_module(
+    client: bearlumen.Client, fake: FakeLLMProvider, oai: openai.OpenAI
+) -> None:
+    assert client.llm.instrument(oai) is oai  # twice: still wrapped once
+    other = openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url)
+    _chat(other, False)  # not instrumented: not metered
+    _chat(oai, False)
+    copy = oai.with_options(timeout=5)
+    _chat(copy, False)  # a copy of an instrumented client is metered too
+    assert len(stored(client)) == 2
+
+
+def test_instrument_rejects_what_it_cannot_meter(client: bearlumen.Client) -> None:
+    with pytest.raises(bearlumen.InvalidRequestError) as caught:
+        client.llm.instrument(object())
+    assert caught.value.param == "provider_client"
+
+    class Unfamiliar:  # an SDK version shaped unlike any we know
+        __module__ = "openai._client"
+
+    with pytest.raises(bearlumen.InvalidRequestError, match="cannot instrument this Unfamiliar"):
+        client.llm.instrument(Unfamiliar())
+
+
+def test_openai_on_httpx2_and_bearlumen_on_httpx_share_one_process(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    _chat(oai, False)
+    ours = type(client._http._http_client).__module__.split(".")[0]
+    theirs = {klass.__module__.split(".")[0] for klass in type(oai._client).__mro__}
+    assert ours == "httpx"
+    assert theirs & {"httpx", "httpx2"}  # httpx2 from openai 3 and anthropic 2 on
+    assert the_event(client)["metadata"]["priced"] is True
+
+
+def test_fake_llm_provider_fixture_is_registered(fake_llm_provider: FakeLLMProvider) -> None:
+    fake_llm_provider.configure(input_tokens=42, output_tokens=8)
+    claude = anthropic.Anthropic(api_key="sk-fake", base_url=fake_llm_provider.anthropic_base_url)
+    message = _messages(claude, False)
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (42, 8)
+
+
+def test_openai_stream_helpers_go_through_create_and_are_metered(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    helper = getattr(oai.chat.completions, "stream", None) or oai.beta.chat.completions.stream
+    with helper(model="gpt-4o", messages=MESSAGES) as stream:
+        text = "".join(e.delta for e in stream if e.type == "content.delta")
+    assert text == "Hello from the fake provider."
+    if hasattr(oai.responses, "stream"):
+        with oai.responses.stream(model="o4-mini", input="hi") as events:
+            assert events.get_final_response().status == "completed"
+    events = stored(client)
+    assert {e["metadata"]["stream"] for e in events} == {True}
+    assert {e["metadata"]["partial"] for e in events} == {False}
+    assert len(events) == (2 if hasattr(oai.responses, "stream") else 1)
+
+
+def test_failed_captures_are_logged_once_per_burst_and_all_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = bearlumen.Client(api_key="sk_test_x", base_url="http://127.0.0.1:9", buffered=False)
+    with freezegun.freeze_time("2026-01-01 00:00:00") as clock, caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            client.llm._capture_failed(ValueError("surprise"))
+        clock.tick(61)
+        client.llm._capture_failed(ValueError("surprise"))
+    logged = [r.getMessage() for r in caplog.records if "could not meter" in r.getMessage()]
+    assert len(logged) == 2
+    assert "(0 more since the last report" in logged[0]
+    assert "(4 more since the last report" in logged[1]
+    assert client.llm.capture_errors == 6
+
+
+def test_an_async_stream_dropped_halfway_is_recorded_when_collected(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    claude = client.llm.instrument(
+        anthropic.AsyncAnthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
+    )
+
+    async def main() -> str:
+        stream = await claude.messages.create(
+            model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES, stream=True
+        )
+        start = await stream.__anext__()
+        return str(start.message.id)  # the stream is dropped, never closed
+
+    message_id = asyncio.run(main())  # the loop finalizes what was left open
+    gc.collect()
+    event = the_event(client)
+    assert event["idempotencyKey"] == f"anthropic:{message_id}"
+    assert event["metadata"]["partial"] is True
+    assert event["metadata"]["input_tokens"] == 1200
+
+
+def test_the_instrument_example_runs_as_a_user_runs_it(server: Any, api_key: str) -> None:
+    example = Path(__file__).parent.parent / "examples" / "llm_instrument.py"
+    env = {**os.environ, "BEARLUMEN_BASE_URL": server.base_url, "BEARLUMEN_API_KEY": api_key}
+    done = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("support-bot: openai gpt-4o-mini in=1200 (cached 400) out=300")
+    assert "stream=True" in lines[1]
+    assert lines[2].startswith("escalation-agent: anthropic claude-haiku-4-5 in=1200 (cached 400)")
+    assert lines[3] == "streamed answer: Hello from the fake provider."
