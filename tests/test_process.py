@@ -6,6 +6,7 @@ and checks the exit status."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -328,6 +329,24 @@ def listening() -> Iterator[socket.socket]:
     sock.close()
 
 
+_server_processes: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_server_process_outlives_its_test() -> Iterator[None]:
+    """A failed test must not leave uvicorn or gunicorn (and its workers) running."""
+    yield
+    while _server_processes:
+        process = _server_processes.pop()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def start_server_process(
     command: list[str], tmp_path: Path, server: LocalServer, key: str, sock: socket.socket,
     readies: int, **extra_env: str,
@@ -336,8 +355,9 @@ def start_server_process(
     env = {**os.environ, "KEY": key, "URL": server.base_url, **extra_env}
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, pass_fds=[sock.fileno()],
+        text=True, pass_fds=[sock.fileno()], start_new_session=True,
     )  # fmt: skip
+    _server_processes.append(process)
     assert process.stdout is not None
     for _ in range(readies):
         assert process.stdout.readline().strip() == "ready", process.stderr

@@ -590,3 +590,18 @@ def test_a_batch_over_the_servers_body_limit_is_halved_until_it_fits(
     by_status = httpx.get(fault_server.base_url + "/_admin/stats").json()["requestsByStatus"]
     assert (by_status.get("413"), by_status.get("200")) == (1, 2)
     assert fault_server.events_stored() == 1000
+
+
+def test_caller_keys_are_remembered_across_a_generation_and_then_let_go(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bearlumen._shipper.RECENT_KEYS_REMEMBERED", 4)  # generations of 2
+    for key in ("k1", "k2", "k3"):
+        assert client.usage.record("t", "m", 1, key)["recorded"] is True
+    assert client.usage.record("t", "m", 1, "k1")["recorded"] is False  # the older generation
+    for key in ("k4", "k5"):
+        assert client.usage.record("t", "m", 1, key)["recorded"] is True
+    # k1 has left the window: the client queues it, and the server answers it as a duplicate.
+    assert client.usage.record("t", "m", 1, "k1")["recorded"] is True
+    result = client.flush()
+    assert (result["recorded"], result["duplicate"]) == (5, 2)
