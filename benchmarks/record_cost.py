@@ -27,9 +27,14 @@ NESTED_METADATA = {
 
 
 def measure(url: str, calls: int, metadata: dict[str, object], **options: object) -> str:
+    # Bounds far above the run: this measures record(), not what a full queue drops.
     client = bearlumen.Client(
-        api_key="sk_bench", base_url=url, max_queue_size=calls + 1000, **options
-    )  # type: ignore[arg-type]
+        api_key="sk_bench",
+        base_url=url,
+        max_queue_size=calls + 1000,
+        max_queue_bytes=2**40,
+        **options,  # type: ignore[arg-type]
+    )
     record = client.usage.record
     for _ in range(200):
         record("token_usage", "llm_tokens", 1200)
@@ -71,6 +76,9 @@ def main() -> None:
     with spawn(SINK) as url:
         print(f"record() in memory         : {measure(url, args.calls, README_METADATA)}")
         print(f"  nested metadata          : {measure(url, args.calls, NESTED_METADATA)}")
+        # Past the 100,000 caller keys the client remembers for duplicates (a long-running app).
+        long_run = measure(url, 4 * args.calls, README_METADATA)
+        print(f"  {4 * args.calls:,} calls, past the key window: {long_run}")
         with tempfile.TemporaryDirectory() as spool:
             line = measure(url, args.calls, README_METADATA, spool_dir=spool)
             print(f"record() with spool_dir    : {line}")

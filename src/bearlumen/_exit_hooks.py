@@ -23,7 +23,11 @@
   hooks first, they wait for the helper, so the exit status is still death by SIGTERM.
 * A forked server worker (gunicorn's UvicornWorker) resets SIGTERM to the default after the
   fork and then installs uvicorn's: the first event recorded on the main thread of such a child
-  installs the handler again, chained to the one it finds.
+  installs the handler again, chained to the one it finds. uvicorn saved the default there, so
+  after its graceful shutdown it restores the default and raises SIGTERM again, which would kill
+  the process at once, mid-flush. So when our handler chains to another, it blocks SIGTERM on
+  the main thread: such a re-raise waits, pending, until the last exit hook has flushed every
+  client, and then unblocks it, so the process still dies by SIGTERM as it would have.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ FINALIZER_PRIORITY = 50
 _sigterm_shippers: weakref.WeakSet[Shipper] = weakref.WeakSet()
 _previous_handler: Any = None  # what SIGTERM did before our handler: called, ignored or default
 _dying: threading.Thread | None = None  # the helper that ends the process by SIGTERM
+_holding_sigterm = False  # SIGTERM is blocked on the main thread until the exit hooks are done
 
 
 def watch(shipper: Shipper, *, handle_sigterm: bool) -> None:
@@ -79,7 +84,7 @@ def install_sigterm_handler() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    global _dying
+    global _dying, _holding_sigterm
     previous = _previous_handler
     die = not callable(previous) and previous != signal.SIG_IGN
     if die:
@@ -87,6 +92,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         # ends the process by SIGTERM once the flush is done, so the parent sees the same exit
         # status as without us; a second SIGTERM meanwhile ends it at once.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    elif callable(previous) and hasattr(signal, "pthread_sigmask"):
+        # The handler we chain to may restore the default and raise SIGTERM again when it is
+        # done (uvicorn does): hold that on this thread until the exit hooks have flushed.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _holding_sigterm = True
     flushes = [(shipper, shipper.start_exit_flush()) for shipper in list(_sigterm_shippers)]
     helper = threading.Thread(
         target=_finish_exit_flush, args=(flushes, die), name="bearlumen-sigterm", daemon=True
@@ -124,6 +134,17 @@ def _close_at_exit(shipper_ref: weakref.ref[Shipper]) -> None:
     dying = _dying
     if dying is not None and dying is not threading.current_thread():
         dying.join()  # bounded by shutdown_timeout; it ends the process by SIGTERM
+
+
+def _release_held_sigterm() -> None:
+    """The last exit hook (registered first): a SIGTERM held meanwhile now ends the process."""
+    if _holding_sigterm and threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+# atexit runs hooks in reverse order of registration: this one, registered on import, before
+# any client's, runs after all of them.
+atexit.register(_release_held_sigterm)
 
 
 def _register_finalizer(shipper: Shipper) -> None:
