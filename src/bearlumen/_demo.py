@@ -62,7 +62,12 @@ class Output:
             try:
                 import rich.console
 
-                self.rich = rich.console.Console()
+                # A log or CI has no terminal width (rich then takes 80, and cuts the model
+                # names): give the tables the room they need there.
+                console = rich.console.Console()
+                if not console.is_terminal:
+                    console = rich.console.Console(width=max(console.width, 100))
+                self.rich = console
             except ImportError:
                 pass
 
