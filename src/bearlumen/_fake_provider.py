@@ -22,7 +22,6 @@ import dataclasses
 import itertools
 import json
 import secrets
-import threading
 import time
 from typing import Any, Callable, Iterator, Optional
 
@@ -105,23 +104,9 @@ class FakeLLMProvider:
         return f"{prefix}{self._prefix}_{next(self._ids)}"
 
     def start(self) -> FakeLLMProvider:
-        import uvicorn
+        from .server import serve_on_loopback, uvicorn_server
 
-        from .server import ServerThread, bind_socket
-
-        server = _ReadyServer(
-            uvicorn.Config(
-                _app(self),
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                server_header=False,
-            )
-        )
-        sock = bind_socket("127.0.0.1", 0)
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._thread = ServerThread(server, sock)
-        self._thread.start()
+        self._thread, self.base_url = serve_on_loopback(uvicorn_server(_app(self)))
         return self
 
     def stop(self) -> None:
@@ -137,27 +122,6 @@ class FakeLLMProvider:
 
     def __repr__(self) -> str:
         return f"FakeLLMProvider(base_url={self.base_url!r})"
-
-
-try:
-    import uvicorn as _uvicorn
-
-    class _ReadyServer(_uvicorn.Server):
-        """uvicorn's server, plus the `ready` event `ServerThread.start` waits for."""
-
-        def __init__(self, config: Any) -> None:
-            super().__init__(config)
-            self.ready = threading.Event()
-
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            self.ready.set()
-
-        def install_signal_handlers(self) -> None:  # only the main thread may install them
-            pass
-
-except ImportError:  # pragma: no cover - the server extra is not installed
-    pass
 
 
 # -- the answers ---------------------------------------------------------------------------

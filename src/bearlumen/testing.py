@@ -49,7 +49,7 @@ class LocalServer:
         self.base_url = ""
 
     def start(self) -> LocalServer:
-        from .server import FaultSettings, ServerThread, bind_socket, make_server
+        from .server import FaultSettings, make_server, serve_on_loopback
 
         db = self._db
         if db is None:
@@ -63,10 +63,7 @@ class LocalServer:
         server, self.store, self.fault_injector = make_server(
             db=db, api_keys=self._api_keys, faults=faults, allow_faults=self._allow_faults
         )
-        sock = bind_socket("127.0.0.1", 0)
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._thread = ServerThread(server, sock)
-        self._thread.start()
+        self._thread, self.base_url = serve_on_loopback(server)
         return self
 
     def stop(self) -> None:

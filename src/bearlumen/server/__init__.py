@@ -14,7 +14,15 @@ from .app import create_app
 from .faults import FaultInjector, FaultSettings
 from .store import Store
 
-__all__ = ["FaultSettings", "ServerThread", "bind_socket", "create_app", "make_server"]
+__all__ = [
+    "FaultSettings",
+    "ServerThread",
+    "bind_socket",
+    "create_app",
+    "make_server",
+    "serve_on_loopback",
+    "uvicorn_server",
+]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -38,12 +46,17 @@ def make_server(
     log_level: str = "warning",
 ) -> tuple[Any, Store, FaultInjector | None]:
     """A uvicorn `Server` for the app, its store, and its fault injector (None when disabled)."""
-    import uvicorn
-
     store = Store(db)
     injector = FaultInjector(faults) if (allow_faults or faults is not None) else None
     keys = frozenset(api_keys) if api_keys else None
     app = create_app(store, api_keys=keys, faults=injector)
+    return uvicorn_server(app, log_level=log_level), store, injector
+
+
+def uvicorn_server(app: Any, *, log_level: str = "warning") -> Any:
+    """A uvicorn `Server` for an ASGI app, with the `ready` event `ServerThread.start` waits for."""
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -52,7 +65,15 @@ def make_server(
         server_header=False,
         timeout_keep_alive=30,
     )
-    return _Server(config), store, injector
+    return _Server(config)
+
+
+def serve_on_loopback(server: Any) -> tuple[ServerThread, str]:
+    """Start `server` on a free loopback port in a daemon thread: the thread and its base URL."""
+    sock = bind_socket("127.0.0.1", 0)
+    thread = ServerThread(server, sock)
+    thread.start()
+    return thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 try:
