@@ -71,7 +71,9 @@ def test_record_returns_before_any_network_io(
     assert transport.threads == {"bearlumen-sender"}  # the worker's sender threads
 
 
-def test_flush_delivers_everything_recorded_before_it(client: Client) -> None:
+def test_flush_delivers_everything_recorded_before_it(server: LocalServer, api_key: str) -> None:
+    # An interval that never passes during the test: batches go out full, or at the flush.
+    client = Client(api_key=api_key, base_url=server.base_url, flush_interval=3600)
     keys = [
         client.usage.record("token_usage", "llm_tokens", i)["idempotency_key"] for i in range(2500)
     ]
@@ -86,6 +88,7 @@ def test_flush_delivers_everything_recorded_before_it(client: Client) -> None:
     assert result["batches"] == 3  # chunks of at most 1000 (the server refuses more)
     assert len(set(keys)) == 2500
     assert sorted(e["idempotencyKey"] for e in stored_events(client)) == sorted(keys)
+    client.close()
 
 
 def test_a_repeated_idempotency_key_is_a_duplicate_and_sent_once(client: Client) -> None:
