@@ -16,7 +16,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -306,7 +306,7 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                print("ready", flush=True)
+                os.write(1, b"ready\\n")  # one write: two workers share the pipe
                 await send({"type": "lifespan.startup.complete"})
             else:
                 await send({"type": "lifespan.shutdown.complete"})
@@ -419,7 +419,45 @@ def test_gunicorn_preloaded_with_max_requests_delivers_every_workers_events(
     send_requests(listening, 230)  # recycled at 50 requests; the last ones end by SIGTERM
     gunicorn.send_signal(signal.SIGTERM)
     assert gunicorn.wait(60) == 0, gunicorn.stderr.read()  # type: ignore[union-attr]
-    assert len(stored_keys(server, api_key)) == 230
+    log = gunicorn.stderr.read()  # type: ignore[union-attr]
+    assert len(stored_keys(server, api_key)) == 230, (
+        log
+    )  # gunicorn's log tells which worker died how
+
+
+def test_gunicorn_worker_recycled_by_max_requests_and_stopped_mid_flush_delivers_its_events(
+    tmp_path: Path,
+    fault_server: LocalServer,
+    api_key: str,
+    listening: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A recycled worker flushes at exit, after uvicorn restored the default SIGTERM; gunicorn's
+    master, stopped meanwhile, SIGTERMs it: it must finish the flush before it dies."""
+    injector = fault_server.fault_injector
+    assert injector is not None
+    fault_server.set_faults(script=["latency:3000"])  # the recycled worker's exit flush, slowed
+    flushing = threading.Event()
+    choose = injector.choose
+
+    def choose_and_tell(path: str) -> Any:
+        fault = choose(path)
+        if fault is not None and fault.kind == "latency":
+            flushing.set()
+        return fault
+
+    monkeypatch.setattr(injector, "choose", choose_and_tell)
+    command = [
+        *GUNICORN[:-1], "1", "--preload", "--max-requests", "5",
+        "--bind", f"fd://{listening.fileno()}", "asgi_app:app",
+    ]  # fmt: skip
+    gunicorn = start_server_process(command, tmp_path, fault_server, api_key, listening, 1)
+    send_requests(listening, 5)  # the fifth recycles the worker: it exits and flushes
+    assert flushing.wait(60)
+    gunicorn.send_signal(signal.SIGTERM)  # the master SIGTERMs the worker during its flush
+    assert gunicorn.wait(60) == 0, gunicorn.stderr.read()  # type: ignore[union-attr]
+    log = gunicorn.stderr.read()  # type: ignore[union-attr]
+    assert len(stored_keys(fault_server, api_key)) == 5, log
 
 
 def test_gunicorn_workers_share_one_spool_dir(

@@ -28,6 +28,10 @@
   the process at once, mid-flush. So when our handler chains to another, it blocks SIGTERM on
   the main thread: such a re-raise waits, pending, until the last exit hook has flushed every
   client, and then unblocks it, so the process still dies by SIGTERM as it would have.
+* The exit hooks themselves: uvicorn's exit restores the default SIGTERM there even when no
+  signal came (a worker recycled by gunicorn's --max-requests), and gunicorn's master, stopped
+  during that worker's flush, SIGTERMs it. So the first exit hook puts our handler back over a
+  default: such a SIGTERM still ends the process, but after the flush.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ _sigterm_shippers: weakref.WeakSet[Shipper] = weakref.WeakSet()
 _previous_handler: Any = None  # what SIGTERM did before our handler: called, ignored or default
 _dying: threading.Thread | None = None  # the helper that ends the process by SIGTERM
 _holding_sigterm = False  # SIGTERM is blocked on the main thread until the exit hooks are done
+_guarding_exit = False  # the exit hooks put our handler back over the default (see below)
 
 
 def watch(shipper: Shipper, *, handle_sigterm: bool) -> None:
@@ -129,6 +134,8 @@ def _finish_exit_flush(flushes: list[tuple[Shipper, threading.Event | None]], di
 
 def _close_at_exit(shipper_ref: weakref.ref[Shipper]) -> None:
     shipper = shipper_ref()
+    if shipper is not None and shipper in _sigterm_shippers:
+        _guard_exit_flush()
     if shipper is not None:
         shipper.close_at_exit()
     dying = _dying
@@ -136,9 +143,40 @@ def _close_at_exit(shipper_ref: weakref.ref[Shipper]) -> None:
         dying.join()  # bounded by shutdown_timeout; it ends the process by SIGTERM
 
 
+def _guard_exit_flush() -> None:
+    """The process is ending and about to flush: a SIGTERM by default would kill it mid-flush.
+
+    A server worker recycled by gunicorn's --max-requests ends without any signal, but uvicorn
+    restored the default SIGTERM on its way out (replacing ours): if gunicorn's master, stopped
+    meanwhile, sends it SIGTERM during the flush, it dies with its events. So the exit hooks
+    install our handler again over the default: the SIGTERM ends the process, as the default
+    would, but once the flush is done (bounded by shutdown_timeout).
+    """
+    global _previous_handler, _guarding_exit
+    if _guarding_exit or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+            return  # ours, ignored, or a handler that does not kill at once
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        return
+    _previous_handler = signal.SIG_DFL
+    _guarding_exit = True
+
+
 def _release_held_sigterm() -> None:
     """The last exit hook (registered first): a SIGTERM held meanwhile now ends the process."""
-    if _holding_sigterm and threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
+        return
+    dying = _dying
+    if dying is not None:
+        dying.join()  # a SIGTERM after the last client's hook: it ends the process
+    if _guarding_exit and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        # Every client is flushed: the default again, so a held SIGTERM ends the process now
+        # rather than in a helper thread that interpreter shutdown might outrun.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _holding_sigterm:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
