@@ -137,6 +137,36 @@ def test_woken_by_flush_at_only_full_batches_go_and_the_rest_waits_for_the_inter
     client.close()
 
 
+def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_batch(
+    server: LocalServer, api_key: str, monkeypatch: Any
+) -> None:
+    client = Client(api_key=api_key, base_url=server.base_url, flush_at=1000, flush_interval=3600)
+    shipper: Any = client._shipper
+    sizes: list[int] = []
+    first_handed = threading.Event()
+    hand_to_senders = shipper._send_in_background
+
+    def hand_out_while_producers_record(chunk: list[Any]) -> None:
+        # Producers keep recording while the worker hands a batch out. Recording here, on the
+        # worker's own thread, makes that interleaving happen every time, not by luck.
+        sizes.append(len(chunk))
+        more = {1: 1500, 2: 1000}.get(len(sizes), 0)
+        for _ in range(more):
+            client.usage.record("token_usage", "llm_tokens", 1)
+        hand_to_senders(chunk)
+        first_handed.set()
+
+    monkeypatch.setattr(shipper, "_send_in_background", hand_out_while_producers_record)
+    for _ in range(1000):
+        client.usage.record("token_usage", "llm_tokens", 1)
+    assert first_handed.wait(30)
+    assert client.flush()["recorded"] == 3500
+    # The second round's budget was 1500: 1000 went, and the 500 left over waited to fill up
+    # instead of going out alone while 1000 more arrived behind them.
+    assert sizes == [1000, 1000, 1000, 500]
+    client.close()
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0

@@ -540,7 +540,9 @@ class Shipper:
         """Hand what is queued now to the senders; what arrives meanwhile waits its round."""
         budget = len(self.pending_events)
         while budget > 0 and not self._abandon.is_set():
-            if not everything and len(self.pending_events) < self.flush_at:
+            # Not everything: full batches only. The budget counts too, or events recorded
+            # meanwhile would send the budget's remainder as a runt batch.
+            if not everything and min(budget, len(self.pending_events)) < self.flush_at:
                 break
             chunk, flush_request = self._take_chunk(min(MAX_BATCH_SIZE, budget))
             if not chunk and flush_request is None:
