@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 from pydantic_core import to_json
 
-from bearlumen import Client, InvalidRequestError
+from bearlumen import Client, InvalidRequestError, _validation
 from bearlumen._validation import metadata_snapshot
 from bearlumen._wire import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_QUANTITY
 from bearlumen.testing import LocalServer
@@ -170,15 +170,49 @@ def test_documented_conversions_and_exact_values_arrive_as_given(tenant: Client)
         ({"quantity": Decimal(1)}, "quantity"),
         ({"quantity": True}, "quantity"),
         ({"timestamp": "yesterday"}, "timestamp"),
+        ({"event_type": ["t"]}, "event_type"),  # unhashable
+        ({"agent_id": {"id": "bot"}}, "agent_id"),
+        ({"workflow_id": None, "end_user_id": ["eu"]}, "end_user_id"),
     ],
 )
 def test_names_quantities_and_timestamps_are_refused_as_the_server_would(
     tenant: Client, arguments: dict[str, Any], param: str
 ) -> None:
     call = {"event_type": "t", "metric_name": "m", "quantity": 1, **arguments}
-    with pytest.raises(InvalidRequestError) as caught:
-        tenant.usage.record(**call)
-    assert caught.value.param == param
+    for _ in range(2):  # every time: a refused name is never remembered as checked
+        with pytest.raises(InvalidRequestError) as caught:
+            tenant.usage.record(**call)
+        assert caught.value.param == param
+    assert tenant.stats()["queued"] == 0
+
+
+class Metric(str, enum.Enum):
+    TOKENS = "enum_tokens"  # no other test records this name: the first call sees it new
+
+
+def test_a_str_enum_name_is_text_and_goes_as_its_value_whatever_was_seen_before(
+    tenant: Client,
+) -> None:
+    tenant.usage.record("t", Metric.TOKENS, 1, "enum-first")
+    tenant.usage.record("t", "enum_tokens", 1, "plain")
+    tenant.usage.record(Metric.TOKENS, Metric.TOKENS, 1, "enum-after")
+    stored = stored_by_key(tenant)
+    assert [stored[key]["metricName"] for key in ("enum-first", "plain", "enum-after")] == [
+        "enum_tokens"
+    ] * 3
+    assert stored["enum-after"]["eventType"] == "enum_tokens"
+
+
+def test_names_and_keys_seen_are_remembered_within_a_bound(tenant: Client) -> None:
+    """record() remembers names and metadata keys it checked, so a repeat costs one lookup;
+    ids of high cardinality (an end user per call) must not make that memory grow."""
+    for index in range(3 * _validation._CHECKED_NAMES_MAX):
+        tenant.usage.record(
+            "t", "m", 1, end_user_id=f"user-{index}", metadata={f"key-{index}": index}
+        )
+    assert 0 < len(_validation._CHECKED_NAMES) <= _validation._CHECKED_NAMES_MAX
+    assert 0 < len(_validation._CHECKED_KEYS) <= _validation._CHECKED_NAMES_MAX
+    assert tenant.flush()["recorded"] == 3 * _validation._CHECKED_NAMES_MAX
 
 
 def test_quantity_has_one_limit_for_int_and_float(tenant: Client) -> None:

@@ -56,46 +56,73 @@ def check_event(
 ) -> None:
     """Raise InvalidRequestError naming the first argument of `usage.record` the server would
     refuse (metadata and timestamp apart: `metadata_snapshot`, `timestamp`)."""
-    if type(event_type) is not str or not 0 < len(event_type) <= MAX_NAME_LENGTH:
-        raise invalid("event_type", NAME_RULE)
-    if type(metric_name) is not str or not 0 < len(metric_name) <= MAX_NAME_LENGTH:
-        raise invalid("metric_name", NAME_RULE)
+    checked = _CHECKED_NAMES
+    try:
+        # A name seen before costs one lookup; a new one the full check (_check_name).
+        if event_type not in checked:
+            _check_name("event_type", event_type)
+        if metric_name not in checked:
+            _check_name("metric_name", metric_name)
+        kind = type(quantity)
+        if (kind is not int and kind is not float) or not 0 <= quantity <= MAX_QUANTITY:
+            _check_quantity(quantity)
+        # The caller's key is new at every call: the full check, inline, never remembered.
+        if idempotency_key is not None and (
+            type(idempotency_key) is not str
+            or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH
+            or "\x00" in idempotency_key
+            or not idempotency_key.isascii()
+        ):
+            _check_name("idempotency_key", idempotency_key, remember=False)
+        if subscription_id is not None and subscription_id not in checked:
+            _check_name("subscription_id", subscription_id)
+        if end_user_id is not None and end_user_id not in checked:
+            _check_name("end_user_id", end_user_id)
+        if agent_id is not None and agent_id not in checked:
+            _check_name("agent_id", agent_id)
+        if workflow_id is not None and workflow_id not in checked:
+            _check_name("workflow_id", workflow_id)
+    except TypeError:  # an unhashable argument (so not a str): the full checks name it
+        _check_name("event_type", event_type, remember=False)
+        _check_name("metric_name", metric_name, remember=False)
+        _check_quantity(quantity)
+        for param, value in (
+            ("idempotency_key", idempotency_key),
+            ("subscription_id", subscription_id),
+            ("end_user_id", end_user_id),
+            ("agent_id", agent_id),
+            ("workflow_id", workflow_id),
+        ):
+            if value is not None:
+                _check_name(param, value, remember=False)
+
+
+def _check_quantity(quantity: Any) -> None:
     kind = type(quantity)
-    if kind is not int and kind is not float:
+    if kind is not int and kind is not float:  # bool is a type of its own: refused too
         raise invalid("quantity", f"{QUANTITY_RULE}, not {kind.__name__}")
     if not 0 <= quantity <= MAX_QUANTITY:  # also False for NaN
         raise invalid("quantity", QUANTITY_RULE)
-    # Each name: no NUL (a memchr) and no lone surrogate (only non-ASCII text can hold one, and
-    # str.isascii() reads a flag). Spelled out per argument: a loop or a helper costs more.
-    if "\x00" in event_type or not event_type.isascii():
-        _check_text("event_type", event_type)
-    if "\x00" in metric_name or not metric_name.isascii():
-        _check_text("metric_name", metric_name)
-    if idempotency_key is not None:
-        if type(idempotency_key) is not str or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH:
-            raise invalid("idempotency_key", NAME_RULE)
-        if "\x00" in idempotency_key or not idempotency_key.isascii():
-            _check_text("idempotency_key", idempotency_key)
-    if subscription_id is not None:
-        if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_LENGTH:
-            raise invalid("subscription_id", NAME_RULE)
-        if "\x00" in subscription_id or not subscription_id.isascii():
-            _check_text("subscription_id", subscription_id)
-    if end_user_id is not None:
-        if type(end_user_id) is not str or not 0 < len(end_user_id) <= MAX_NAME_LENGTH:
-            raise invalid("end_user_id", NAME_RULE)
-        if "\x00" in end_user_id or not end_user_id.isascii():
-            _check_text("end_user_id", end_user_id)
-    if agent_id is not None:
-        if type(agent_id) is not str or not 0 < len(agent_id) <= MAX_NAME_LENGTH:
-            raise invalid("agent_id", NAME_RULE)
-        if "\x00" in agent_id or not agent_id.isascii():
-            _check_text("agent_id", agent_id)
-    if workflow_id is not None:
-        if type(workflow_id) is not str or not 0 < len(workflow_id) <= MAX_NAME_LENGTH:
-            raise invalid("workflow_id", NAME_RULE)
-        if "\x00" in workflow_id or not workflow_id.isascii():
-            _check_text("workflow_id", workflow_id)
+
+
+# Names that passed `_check_name`: event types, metric names and ids repeat from call to call,
+# and a dict lookup (the string's hash is cached in it) is a fraction of the checks. Bounded:
+# emptied when full, so ids of high cardinality cost the full check and no memory.
+_CHECKED_NAMES: dict[str, None] = {}
+_CHECKED_NAMES_MAX = 4096
+
+
+def _check_name(param: str, value: Any, *, remember: bool = True) -> None:
+    """The full check of one name: text of 1 to 255 characters, no NUL, no lone surrogate.
+    A str subclass (a str-valued enum member) is text too, and goes as its text."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_LENGTH:
+        raise invalid(param, NAME_RULE)
+    if "\x00" in value or not value.isascii():
+        _check_text(param, value)
+    if remember:
+        if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
+            _CHECKED_NAMES.clear()
+        _CHECKED_NAMES[value] = None
 
 
 def _check_text(param: str, value: str) -> None:
@@ -121,16 +148,21 @@ def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
     caller's dict, so a dict reused or changed after `record()` returns changes nothing.
 
     Small flat metadata of ASCII strings, finite floats, ints, bools and None (the usual case)
-    is copied with one `dict.copy()` and bounded by a sum of lengths; anything else (nested,
-    large, non-ASCII, other types) takes `_exact_snapshot`: a deep copy that checks every
-    value, then the exact JSON size.
+    is copied with one `dict.copy()` and bounded by lengths; anything else (nested, large,
+    non-ASCII, other types) takes `_exact_snapshot`: a deep copy that checks every value, then
+    the exact JSON size.
     """
     if type(metadata) is dict:
         snapshot = metadata.copy()
-        # One pass, a few bytecodes per item: this loop is most of record()'s cost for
-        # metadata (benchmarks/RESULTS.md). Anything unusual leaves for the exact path.
+        # Keys repeat from call to call: when all were seen before, one pass in C over a set.
+        if len(snapshot) > _FAST_ITEMS or not (
+            _CHECKED_KEYS.issuperset(snapshot) or _remember_keys(snapshot)
+        ):
+            return _exact_snapshot(metadata, param)
+        # One pass over the values, a few bytecodes each: most of this function's cost.
+        # Anything unusual leaves for the exact path.
         chars = 0
-        for key, value in snapshot.items():
+        for value in snapshot.values():
             kind = type(value)
             if kind is str:
                 if not value.isascii():  # a flag, not a scan; only non-ASCII can hold a surrogate
@@ -144,12 +176,7 @@ def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
                     return _exact_snapshot(metadata, param)
             elif kind is not bool and value is not None:
                 return _exact_snapshot(metadata, param)
-            if type(key) is not str or not key.isascii():
-                return _exact_snapshot(metadata, param)
-            chars += len(key)
-        # Escaped, an ASCII character takes at most 6 bytes of JSON, a number 24, quotes,
-        # colon and comma 4: this is far under MAX_METADATA_BYTES without encoding it.
-        if chars <= SMALL_METADATA and len(snapshot) <= _FAST_ITEMS:
+        if chars <= _SMALL_VALUES:
             cost = snapshot.get(COST_KEY)
             # _wire.is_cost, inlined (a call is a tenth of this function's time)
             if cost is not None and not (
@@ -160,8 +187,27 @@ def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
     return _exact_snapshot(metadata, param)
 
 
-_FAST_ITEMS = 64
+def _remember_keys(snapshot: dict[Any, Any]) -> bool:
+    """True when every key is short ASCII text, now remembered; False: take the exact path."""
+    for key in snapshot:
+        if type(key) is not str or len(key) > _SHORT_KEY or not key.isascii():
+            return False
+    if len(_CHECKED_KEYS) >= _CHECKED_NAMES_MAX:
+        _CHECKED_KEYS.clear()
+    _CHECKED_KEYS.update(snapshot)
+    return True
+
+
+# Metadata keys that passed `_remember_keys`; bounded like _CHECKED_NAMES.
+_CHECKED_KEYS: set[str] = set()
+_FAST_ITEMS = 16
+_SHORT_KEY = 32
+_SMALL_VALUES = 512
 _INT64 = 2**63
+# The fast path's bound, without encoding: its keys and string values fit in SMALL_METADATA
+# characters, each at most 6 bytes of JSON escaped, plus 30 for a number (at most 24), quotes,
+# colon and comma per item; far under the server's limit.
+assert _FAST_ITEMS * _SHORT_KEY + _SMALL_VALUES <= SMALL_METADATA
 assert 6 * SMALL_METADATA + 30 * _FAST_ITEMS < MAX_METADATA_BYTES
 
 
