@@ -203,8 +203,10 @@ def test_a_full_queue_drops_the_new_event_and_counts_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     transport.gate.clear()
+    # The worker moves events only when told to (flush): an interval passing between the
+    # records below would empty the queue and make room for the ones meant to be dropped.
     client = Client(
-        api_key=api_key, base_url=server.base_url, max_queue_size=3,
+        api_key=api_key, base_url=server.base_url, max_queue_size=3, flush_interval=3600,
         http_client=httpx.Client(transport=transport),
     )  # fmt: skip
     client.usage.record("t", "m", 0)
