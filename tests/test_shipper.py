@@ -233,9 +233,11 @@ def test_block_on_overflow_waits_for_space_instead(
     server: LocalServer, api_key: str, transport: ObservedTransport
 ) -> None:
     transport.gate.clear()
+    # Space is made only by the flush below: an interval passing while the producer waits would
+    # hand the queued events to a second sender and let it through while the worker is "held".
     client = Client(
         api_key=api_key, base_url=server.base_url, max_queue_size=2, on_overflow="block",
-        http_client=httpx.Client(transport=transport),
+        flush_interval=3600, http_client=httpx.Client(transport=transport),
     )  # fmt: skip
     client.usage.record("t", "m", 0)
     client.flush(timeout=0.01)
@@ -252,6 +254,7 @@ def test_block_on_overflow_waits_for_space_instead(
     thread.start()
     assert not returned.wait(0.2)  # still blocked: the queue is full and the worker is held
     transport.gate.set()
+    client.flush()  # the worker takes what is queued: room for the blocked producer
     thread.join(10)
     result = client.close()
     assert returned.is_set() and (result["recorded"], result["dropped"]) == (4, 0)
