@@ -501,7 +501,12 @@ def test_an_outage_is_logged_at_once_drops_while_it_lasts_and_its_end_once(
     caplog.set_level(logging.DEBUG, logger="bearlumen")
     fault_server.set_faults(rate_503=1.0)
     held = HeldSleep()
-    client = Client(api_key=api_key, base_url=fault_server.base_url, max_queue_size=2, sleep=held)
+    # No interval round: one passing while the first batch is held would send the late events on
+    # a second sender, whose sleep would then take the test's turns (or wait for ever).
+    client = Client(
+        api_key=api_key, base_url=fault_server.base_url, max_queue_size=2, flush_interval=3600,
+        sleep=held,
+    )  # fmt: skip
     client.usage.record("t", "m", 1)
     client.flush(timeout=0)  # wakes the worker: its first attempt fails, then it waits
     assert held.sleeping.acquire(timeout=30)
