@@ -211,7 +211,7 @@ def test_a_full_queue_drops_the_new_event_and_counts_it(
     )  # fmt: skip
     client.usage.record("t", "m", 0)
     client.flush(timeout=0.01)  # wakes the worker, which takes the event and waits at the gate
-    assert transport.entered.wait(10)
+    assert transport.entered.wait(30)
     kept = [client.usage.record("t", "m", i) for i in range(1, 4)]
     dropped = [client.usage.record("t", "m", i) for i in range(4, 6)]
     assert all(r["recorded"] for r in kept)
@@ -241,7 +241,7 @@ def test_block_on_overflow_waits_for_space_instead(
     )  # fmt: skip
     client.usage.record("t", "m", 0)
     client.flush(timeout=0.01)
-    assert transport.entered.wait(10)
+    assert transport.entered.wait(30)
     client.usage.record("t", "m", 1)
     client.usage.record("t", "m", 2)
     returned = threading.Event()
@@ -255,7 +255,7 @@ def test_block_on_overflow_waits_for_space_instead(
     assert not returned.wait(0.2)  # still blocked: the queue is full and the worker is held
     transport.gate.set()
     client.flush()  # the worker takes what is queued: room for the blocked producer
-    thread.join(10)
+    thread.join(30)
     result = client.close()
     assert returned.is_set() and (result["recorded"], result["dropped"]) == (4, 0)
 
