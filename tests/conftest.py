@@ -6,9 +6,11 @@ each other's data. Tests that inject faults get a server of their own (`fault_se
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from typing import Iterator
+import threading
+from typing import Any, Iterator
 
 import freezegun
 import httpx
@@ -78,3 +80,27 @@ class RecordingSleep:
 @pytest.fixture
 def recording_sleep() -> RecordingSleep:
     return RecordingSleep()
+
+
+def hold_batch_answers(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, threading.Event]:
+    """From inside an event loop: the server holds each batch request until `release` is set,
+    and sets `arrived` on this loop when one comes. A loop that something blocked while it
+    waited for delivery cannot see `arrived`, nor release the batch (the server gives up after
+    30 s and answers): the test then finds the wait already over, instead of hanging."""
+    injector = server.fault_injector
+    assert injector is not None
+    loop = asyncio.get_running_loop()
+    arrived = asyncio.Event()
+    release = threading.Event()
+    choose = injector.choose
+
+    def choose_and_hold(path: str) -> Any:
+        if path.endswith("/batch"):
+            loop.call_soon_threadsafe(arrived.set)
+            release.wait(30)
+        return choose(path)
+
+    monkeypatch.setattr(injector, "choose", choose_and_hold)
+    return arrived, release

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from typing import Any, Awaitable, Callable, TypeVar
 
 import httpx
@@ -28,38 +29,13 @@ from bearlumen import (
 )
 from bearlumen.testing import LocalServer
 
-from .conftest import RecordingSleep
+from .conftest import RecordingSleep, hold_batch_answers
 
 T = TypeVar("T")
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(scenario())  # type: ignore[arg-type]
-
-
-class Ticker:
-    """A task that counts its turns on the event loop: if anything blocks the loop, it stops."""
-
-    def __init__(self) -> None:
-        self.ticks = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            self.ticks += 1
-            await asyncio.sleep(0.005)
-
-    async def __aenter__(self) -> Ticker:
-        self._task = asyncio.create_task(self._tick())
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    def since(self, before: int) -> int:
-        return self.ticks - before
 
 
 # -- every call of the reference page, awaited ------------------------------------------------
@@ -337,15 +313,45 @@ def test_a_create_retried_after_store_then_500_creates_once(
     run(scenario)
 
 
+class RetryWaitSeen(logging.Handler):
+    """Sets `waiting` when the client logs that it is about to wait before its next attempt."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.waiting = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying in" in record.getMessage():
+            self.waiting.set()  # on the loop's thread: tenacity's before_sleep runs there
+
+
 def test_a_retry_after_wait_does_not_block_the_loop(fault_server: LocalServer) -> None:
+    attempts: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        attempts.append(request.url.path)
+
     async def scenario() -> None:
-        async with faulty(fault_server) as client, Ticker() as ticker:
-            fault_server.set_faults(script=["429:0.5"])
-            before = ticker.ticks
-            assert (await client.end_users.list())["total"] == 0
-            # The default sleep is asyncio.sleep: the ticker (5 ms a turn) ran all through the
-            # half-second wait. A blocking sleep would have let it run a couple of times at most.
-            assert ticker.since(before) >= 20
+        seen = RetryWaitSeen()
+        logger = logging.getLogger("bearlumen")
+        level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(seen)
+        try:
+            async with httpx.AsyncClient(event_hooks={"request": [count]}) as http:
+                async with faulty(fault_server, http_client=http) as client:
+                    fault_server.set_faults(script=["429:0.5"])
+                    listing = asyncio.ensure_future(client.end_users.list())
+                    await seen.waiting.wait()
+                    # This coroutine ran during the half-second wait, before the second
+                    # attempt: the default sleep is asyncio.sleep. A blocking sleep would let
+                    # it run only once the second attempt was under way.
+                    assert attempts == ["/v1/end-users"]
+                    assert (await listing)["total"] == 0
+                    assert len(attempts) == 2
+        finally:
+            logger.removeHandler(seen)
+            logger.setLevel(level)
 
     run(scenario)
 
@@ -353,17 +359,22 @@ def test_a_retry_after_wait_does_not_block_the_loop(fault_server: LocalServer) -
 # -- flush, close, options --------------------------------------------------------------------
 
 
-def test_flush_against_a_slow_server_keeps_the_loop_running(fault_server: LocalServer) -> None:
+def test_flush_against_a_slow_server_keeps_the_loop_running(
+    fault_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def scenario() -> None:
-        async with faulty(fault_server) as client, Ticker() as ticker:
-            fault_server.set_faults(script=["latency:600"])
+        async with faulty(fault_server) as client:
+            arrived, release = hold_batch_answers(fault_server, monkeypatch)
             for n in range(10):
                 client.usage.record("token_usage", "llm_tokens", n + 1)
-            before = ticker.ticks
-            result = await client.flush()
+            flushing = asyncio.ensure_future(client.flush())
+            # The server holds the batch until this coroutine, on the same loop, lets it go:
+            # a flush that blocked the loop would be over (the server tired of waiting) by now.
+            await arrived.wait()
+            assert not flushing.done()
+            release.set()
+            result = await flushing
             assert result["complete"] is True and result["recorded"] == 10
-            # The batch took at least 600 ms to answer; the ticker kept turning meanwhile.
-            assert ticker.since(before) >= 20
 
     run(scenario)
 

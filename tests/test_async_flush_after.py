@@ -20,6 +20,8 @@ from bearlumen._constants import LAMBDA_TIME_MARGIN
 from bearlumen._flushing import flush_budget
 from bearlumen.testing import LocalServer
 
+from .conftest import hold_batch_answers
+
 
 class FakeLambdaContext:
     """What AWS Lambda passes as a handler's second argument, with a fixed time left."""
@@ -91,31 +93,26 @@ def test_an_async_handler_on_async_client(server: LocalServer, api_key: str) -> 
 
 
 def test_an_async_handler_on_the_sync_client_does_not_block_its_loop(
-    fault_server: LocalServer,
+    fault_server: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = Client(api_key="sk_test_flush_after", base_url=fault_server.base_url)
-    ticks = 0
 
     @client.flush_after()
     async def handler(event: object, context: object) -> None:
         client.usage.record("token_usage", "llm_tokens", 1)
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
-
     async def scenario() -> None:
-        task = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        fault_server.set_faults(script=["latency:500"])
-        await handler({}, None)
-        task.cancel()
+        arrived, release = hold_batch_answers(fault_server, monkeypatch)
+        handling = asyncio.ensure_future(handler({}, None))
+        # The server holds the batch until this coroutine, on the same loop, lets it go: a
+        # handler whose flush blocked the loop would be over (the server tired of waiting).
+        await arrived.wait()
+        assert not handling.done()
+        release.set()
+        await handling
 
     asyncio.run(scenario())
     assert client.stats()["recorded"] == 1
-    assert ticks >= 20  # the ticker turned all through the half-second delivery
     client.close()
 
 

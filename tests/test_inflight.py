@@ -143,7 +143,7 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
     client = Client(api_key=api_key, base_url=server.base_url, flush_at=1000, flush_interval=3600)
     shipper: Any = client._shipper
     sizes: list[int] = []
-    first_handed = threading.Event()
+    all_recorded = threading.Event()
     hand_to_senders = shipper._send_in_background
 
     def hand_out_while_producers_record(chunk: list[Any]) -> None:
@@ -154,12 +154,15 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
         for _ in range(more):
             client.usage.record("token_usage", "llm_tokens", 1)
         hand_to_senders(chunk)
-        first_handed.set()
+        if len(sizes) == 2:
+            all_recorded.set()
 
     monkeypatch.setattr(shipper, "_send_in_background", hand_out_while_producers_record)
     for _ in range(1000):
         client.usage.record("token_usage", "llm_tokens", 1)
-    assert first_handed.wait(30)
+    # Flush once the worker has recorded all 3,500: a flush marker queued while it still records
+    # would land among those events and rightly cut a batch short there.
+    assert all_recorded.wait(30)
     assert client.flush()["recorded"] == 3500
     # The second round's budget was 1500: 1000 went, and the 500 left over waited to fill up
     # instead of going out alone while 1000 more arrived behind them.

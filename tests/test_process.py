@@ -295,6 +295,8 @@ import bearlumen
 options = {"flush_interval": 3600}
 if os.environ.get("SPOOL"):
     options["spool_dir"] = os.environ["SPOOL"]
+if os.environ.get("SHUTDOWN_TIMEOUT"):
+    options["shutdown_timeout"] = float(os.environ["SHUTDOWN_TIMEOUT"])
 client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"], **options)
 
 def wait_for_go():
@@ -451,7 +453,11 @@ def test_gunicorn_worker_recycled_by_max_requests_and_stopped_mid_flush_delivers
         *GUNICORN[:-1], "1", "--preload", "--max-requests", "5",
         "--bind", f"fd://{listening.fileno()}", "asgi_app:app",
     ]  # fmt: skip
-    gunicorn = start_server_process(command, tmp_path, fault_server, api_key, listening, 1)
+    # The exit flush takes the 3 s of latency: the default shutdown_timeout (5 s) would leave a
+    # loaded box 2 s for the rest of the worker's exit, and a late answer would be lost.
+    gunicorn = start_server_process(
+        command, tmp_path, fault_server, api_key, listening, 1, SHUTDOWN_TIMEOUT="25"
+    )
     send_requests(listening, 5)  # the fifth recycles the worker: it exits and flushes
     assert flushing.wait(60)
     gunicorn.send_signal(signal.SIGTERM)  # the master SIGTERMs the worker during its flush

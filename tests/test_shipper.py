@@ -203,13 +203,15 @@ def test_a_full_queue_drops_the_new_event_and_counts_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     transport.gate.clear()
+    # The worker moves events only when told to (flush): an interval passing between the
+    # records below would empty the queue and make room for the ones meant to be dropped.
     client = Client(
-        api_key=api_key, base_url=server.base_url, max_queue_size=3,
+        api_key=api_key, base_url=server.base_url, max_queue_size=3, flush_interval=3600,
         http_client=httpx.Client(transport=transport),
     )  # fmt: skip
     client.usage.record("t", "m", 0)
     client.flush(timeout=0.01)  # wakes the worker, which takes the event and waits at the gate
-    assert transport.entered.wait(10)
+    assert transport.entered.wait(30)
     kept = [client.usage.record("t", "m", i) for i in range(1, 4)]
     dropped = [client.usage.record("t", "m", i) for i in range(4, 6)]
     assert all(r["recorded"] for r in kept)
@@ -231,13 +233,15 @@ def test_block_on_overflow_waits_for_space_instead(
     server: LocalServer, api_key: str, transport: ObservedTransport
 ) -> None:
     transport.gate.clear()
+    # Space is made only by the flush below: an interval passing while the producer waits would
+    # hand the queued events to a second sender and let it through while the worker is "held".
     client = Client(
         api_key=api_key, base_url=server.base_url, max_queue_size=2, on_overflow="block",
-        http_client=httpx.Client(transport=transport),
+        flush_interval=3600, http_client=httpx.Client(transport=transport),
     )  # fmt: skip
     client.usage.record("t", "m", 0)
     client.flush(timeout=0.01)
-    assert transport.entered.wait(10)
+    assert transport.entered.wait(30)
     client.usage.record("t", "m", 1)
     client.usage.record("t", "m", 2)
     returned = threading.Event()
@@ -250,7 +254,8 @@ def test_block_on_overflow_waits_for_space_instead(
     thread.start()
     assert not returned.wait(0.2)  # still blocked: the queue is full and the worker is held
     transport.gate.set()
-    thread.join(10)
+    client.flush()  # the worker takes what is queued: room for the blocked producer
+    thread.join(30)
     result = client.close()
     assert returned.is_set() and (result["recorded"], result["dropped"]) == (4, 0)
 
@@ -496,7 +501,12 @@ def test_an_outage_is_logged_at_once_drops_while_it_lasts_and_its_end_once(
     caplog.set_level(logging.DEBUG, logger="bearlumen")
     fault_server.set_faults(rate_503=1.0)
     held = HeldSleep()
-    client = Client(api_key=api_key, base_url=fault_server.base_url, max_queue_size=2, sleep=held)
+    # No interval round: one passing while the first batch is held would send the late events on
+    # a second sender, whose sleep would then take the test's turns (or wait for ever).
+    client = Client(
+        api_key=api_key, base_url=fault_server.base_url, max_queue_size=2, flush_interval=3600,
+        sleep=held,
+    )  # fmt: skip
     client.usage.record("t", "m", 1)
     client.flush(timeout=0)  # wakes the worker: its first attempt fails, then it waits
     assert held.sleeping.acquire(timeout=30)
