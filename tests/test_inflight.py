@@ -3,6 +3,7 @@ server that asks for quiet (Retry-After) or struggles (AIMD) gets it from every 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -168,6 +169,30 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
     # instead of going out alone while 1000 more arrived behind them.
     assert sizes == [1000, 1000, 1000, 500]
     client.close()
+
+
+def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
+    server: LocalServer, api_key: str, caplog: Any
+) -> None:
+    transport = HeldTransport()
+    client = Client(
+        api_key=api_key,
+        base_url=server.base_url,
+        http_client=httpx.Client(transport=transport),
+        flush_interval=3600,
+    )
+    for _ in range(10):
+        client.usage.record("token_usage", "llm_tokens", 1)
+    client.flush(timeout=0)  # ship the part-filled batch now, without waiting for it
+    assert transport.first_entered.wait(30)
+    wait_for_batches(client, sent=1, in_flight={0})
+    stats = client.stats()
+    assert (stats["queued"], stats["in_flight"], stats["sent"]) == (0, 10, 0)
+    with caplog.at_level(logging.ERROR, logger="bearlumen"):
+        result = client.close(timeout=0)
+    assert result["complete"] is False
+    assert "closed with 10 usage events undelivered" in caplog.text  # not "0": they are out
+    transport.release.set()
 
 
 class FakeClock:

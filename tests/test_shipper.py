@@ -391,7 +391,7 @@ def test_record_batch_checks_every_event_before_sending(client: Client) -> None:
 
 def test_stats_reports_every_counter(client: Client) -> None:
     assert set(client.stats()) == {
-        "queued", "sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches",
+        "queued", "in_flight", "sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches",
     }  # fmt: skip
 
 

@@ -101,4 +101,4 @@ class BaseClient:
         return flush_after_decorator(self._wait_for_delivery, self._await_delivery, timeout)
 
 
-_NO_STATS = {"queued": 0, **dict.fromkeys(COUNTERS, 0)}
+_NO_STATS = {"queued": 0, "in_flight": 0, **dict.fromkeys(COUNTERS, 0)}

@@ -118,5 +118,5 @@ def _report(result: FlushResult) -> None:
         logger.warning(
             "bearlumen: the handler returned with %d usage event(s) not yet delivered (out of"
             " time); they stay queued and go out during the next invocation",
-            result["queued"],
+            result["queued"] + result["in_flight"],
         )

@@ -396,8 +396,9 @@ class Shipper:
 
     def stats(self) -> ShipperStats:
         queued = sum(1 for item in list(self.pending_events) if type(item) is not _FlushRequest)
+        in_flight = self._events_in_flight
         with self._counts_lock:
-            return {"queued": queued, **self.counts}  # type: ignore[typeddict-item]
+            return {"queued": queued, "in_flight": in_flight, **self.counts}  # type: ignore[typeddict-item]
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Block until everything recorded before this call is delivered or failed for good."""
@@ -459,7 +460,7 @@ class Shipper:
             logger.error(
                 "bearlumen: closed with %d usage events undelivered (server unreachable or slow);"
                 " %d failed in all",
-                result["queued"],
+                result["queued"] + result["in_flight"],
                 result["failed"],
             )
         return result

@@ -178,7 +178,8 @@ class AttributionValues(TypedDict):
 class ShipperStats(TypedDict):
     """`client.stats()`: what the background shipper has done since the client was made.
 
-    queued: events waiting in memory now; sent: events handed to the server in a batch that got an
+    queued: events waiting in memory now; in_flight: events in batches sent and not yet answered;
+    sent: events handed to the server in a batch that got an
     answer; recorded / duplicate / rejected: the server's verdict per event; dropped: events
     refused because the queue was full; failed: events given up on (delivery deadline passed,
     shutdown, or an answer that can never succeed); retries: extra attempts; batches: requests
@@ -186,6 +187,7 @@ class ShipperStats(TypedDict):
     """
 
     queued: int
+    in_flight: int
     sent: int
     recorded: int
     duplicate: int
