@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from bearlumen._wire import UsageBatch
 from bearlumen.server.batch_rows import valid_batch_rows
 from bearlumen.server.errors import ApiError
 from bearlumen.server.handlers.usage import _validated_row
+from bearlumen.server.store import Store
 
 NOW = "2026-11-26T05:00:00.000000Z"
 
@@ -149,3 +151,56 @@ def test_the_fast_path_takes_the_batches_the_sdk_sends() -> None:
     assert rows is not None and rows == slow_rows(body)
     assert rows[1][4] == NOW  # no timestamp: the time it arrived
     assert valid_batch_rows({"events": [event] * 1001}, NOW) is None  # over the limit
+
+
+# -- the staged table: keys found in memory while staged, in the index once moved -----------
+
+
+def rows_for(keys: list[str], agent: str = "agent") -> list[list[Any]]:
+    body = {"events": [{**VALID, "idempotencyKey": key, "agentId": agent} for key in keys]}
+    rows = valid_batch_rows(body, NOW)
+    assert rows is not None
+    return rows
+
+
+def test_each_key_is_stored_once_whether_staged_partly_moved_or_moved_before_a_restart(
+    tmp_path: Path,
+) -> None:
+    store = Store(str(tmp_path / "events.sqlite3"))
+    store._staging.close()  # no background mover: this test decides when rows move
+    first = store.record_events(1, rows_for([f"a{i}" for i in range(300)]))
+    second = store.record_events(1, rows_for([f"b{i}" for i in range(300)], agent="other"))
+    assert [outcome for outcome, _ in first + second] == ["recorded"] * 600
+    seqs = {f"a{i}": seq for i, (_, seq) in enumerate(first)}
+    seqs.update({f"b{i}": seq for i, (_, seq) in enumerate(second)})
+
+    def replayed(keys: list[str]) -> None:
+        outcomes = store.record_events(1, rows_for(keys))
+        assert outcomes == [("duplicate", seqs[key]) for key in keys]
+
+    mixed = ["a0", "b299", "a299", "b0", "a0"]
+    replayed(mixed)  # both batches staged
+    with store._lock:
+        store._staging.move(1)  # the oldest batch only: a* indexed, b* still staged
+    assert store._staging.rows == 300
+    replayed(mixed)
+    assert store.record_events(2, rows_for(["a0"])) == [("recorded", 601)]  # another tenant
+    # visible to queries while part is staged: a read makes usage_events complete
+    events, total = store.query_events(1, [("agent_id", "=", "other")], 1000, 0)
+    assert total == 300 and {e["idempotencyKey"] for e in events} == {f"b{i}" for i in range(300)}
+    assert store._staging.rows == 0
+    replayed(mixed)
+    new = store.record_events(1, rows_for(["c0", "a1", "c0"]))
+    assert new == [("recorded", 602), ("duplicate", seqs["a1"]), ("duplicate", 602)]
+    store._db.close()  # as a SIGKILL would leave it: "c0" still staged, never moved
+
+    again = Store(str(tmp_path / "events.sqlite3"))
+    try:
+        seqs["c0"] = 602
+        assert again.record_events(1, rows_for(["c0", "b5", "a7"])) == [
+            ("duplicate", seqs[key]) for key in ("c0", "b5", "a7")
+        ]
+        assert again.summarize(1, [])["totalEvents"] == 601
+        assert again.record_events(1, rows_for(["d0"])) == [("recorded", 603)]
+    finally:
+        again.close()
