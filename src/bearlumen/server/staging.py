@@ -43,6 +43,7 @@ _FORGET_ALL = "DELETE FROM usage_events_staged"  # no WHERE: SQLite drops the pa
 IDLE_SECONDS = 0.05
 MOVE_CHUNK_ROWS = 10_000
 MAX_STAGED_ROWS = 200_000
+CHECKPOINT_BACKSTOP_PAGES = 16_384  # 64 MiB of WAL at 4 KiB pages (SQLite's default is 1000)
 
 _log = logging.getLogger("bearlumen.server")
 
@@ -54,9 +55,18 @@ class Staging:
     that serialises all use of `db`.
     """
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, path: str | None) -> None:
         self._db = db
         self._lock = lock
+        # A file's WAL is copied back into the database (checkpointed) by the mover, through a
+        # connection of its own and without the store's lock: the copy and its fsync no longer
+        # hold up the request that happened to cross the WAL's size limit. The store's own
+        # connection still checkpoints past CHECKPOINT_BACKSTOP_PAGES, should the mover lag.
+        self._checkpointer = (
+            None if path is None else sqlite3.connect(path, check_same_thread=False)
+        )
+        if self._checkpointer is not None:
+            db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BACKSTOP_PAGES}")
         # tenant -> idempotency key -> seq, for every staged event that has a key
         self._keys: dict[int, dict[str, int]] = {}
         # one entry per staged batch, oldest first: (its last seq + 1, its rows, tenant, keys)
@@ -80,6 +90,9 @@ class Staging:
         self._wake.set()
         if self._mover.is_alive():
             self._mover.join()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
 
     def seq_of(self, tenant: int) -> Callable[[str], int | None]:
         """The lookup of a staged key's seq for one tenant."""
@@ -146,6 +159,16 @@ class Staging:
                     continue
                 if self.rows:
                     self._wake.set()
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database, beside the writers (PASSIVE never blocks them)."""
+        if self._checkpointer is None:
+            return
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the store's own connection checkpoints in the end
+            _log.warning("checkpointing the WAL failed: %s", exc)
 
 
 @contextmanager

@@ -81,10 +81,19 @@ CREATE TABLE IF NOT EXISTS usage_events (
 {_USAGE_EVENT_COLUMNS});
 CREATE UNIQUE INDEX IF NOT EXISTS usage_events_key ON usage_events (tenant, idempotency_key);
 CREATE INDEX IF NOT EXISTS usage_events_by_ts ON usage_events (tenant, ts);
-CREATE INDEX IF NOT EXISTS usage_events_by_sub ON usage_events (tenant, subscription_id, ts);
 CREATE INDEX IF NOT EXISTS usage_events_by_metric ON usage_events (tenant, metric_name, ts);
-CREATE INDEX IF NOT EXISTS usage_events_by_agent ON usage_events (tenant, agent_id, ts);
-CREATE INDEX IF NOT EXISTS usage_events_by_workflow ON usage_events (tenant, workflow_id, ts);
+-- Partial: an event without a subscription (agent, workflow) costs that index nothing, and a
+-- filter `column = ?` implies `column IS NOT NULL`, so SQLite uses them for every such query.
+-- (Files of older versions indexed every event under usage_events_by_sub, _agent, _workflow.)
+DROP INDEX IF EXISTS usage_events_by_sub;
+DROP INDEX IF EXISTS usage_events_by_agent;
+DROP INDEX IF EXISTS usage_events_by_workflow;
+CREATE INDEX IF NOT EXISTS usage_events_with_subscription
+    ON usage_events (tenant, subscription_id, ts) WHERE subscription_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS usage_events_with_agent
+    ON usage_events (tenant, agent_id, ts) WHERE agent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS usage_events_with_workflow
+    ON usage_events (tenant, workflow_id, ts) WHERE workflow_id IS NOT NULL;
 -- Events stored but not yet moved into usage_events (see the module's docstring).
 CREATE TABLE IF NOT EXISTS usage_events_staged (
 {_USAGE_EVENT_COLUMNS});
@@ -208,7 +217,7 @@ class Store:
         limit = _parameter_limit(self._db)
         self._rows_per_insert = min(1000, limit // _STORED_COLUMN_COUNT)
         self._keys_per_lookup = min(1000, limit - 1)
-        self._staging = Staging(self._db, self._lock)
+        self._staging = Staging(self._db, self._lock, None if self._in_memory else path)
         self._staging.start()  # first moves what a killed process left staged
         (max_seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM usage_events").fetchone()
         self._next_seq = int(max_seq) + 1
