@@ -75,19 +75,32 @@ def _quantity(value: Any) -> float:
     return value  # type: ignore[no-any-return]
 
 
-def _timestamp(value: Any, now: str, seen: set[str]) -> str:
+def _timestamp(value: Any, now: str, seen: set[str], days: set[str]) -> str:
+    """`value` when it is a canonical timestamp of a real moment (`seen` holds the texts that
+    were, `days` their first 20 characters, up to the fraction's dot, for this batch)."""
     if value is None:
         return now
     if type(value) is not str:
         raise _NotSure
-    if value in seen:  # a batch's events often share their timestamps' texts
+    if value in seen:
         return value
-    if _CANONICAL.fullmatch(value) is None:
-        raise _NotSure
-    try:  # the pattern admits 2024-02-30: only a real date may be stored
-        datetime.fromisoformat(value[:26])
-    except ValueError:
-        raise _NotSure from None
+    # Whether a canonical timestamp is a real moment depends on its first 20 characters, which a
+    # batch's events mostly share: the pattern and the calendar are checked once for those.
+    fraction = value[20:26]
+    if not (
+        len(value) == 27
+        and value[26] == "Z"
+        and fraction.isdigit()
+        and fraction.isascii()
+        and value[:20] in days
+    ):
+        if _CANONICAL.fullmatch(value) is None:
+            raise _NotSure
+        try:  # the pattern admits 2024-02-30: only a real date may be stored
+            datetime.fromisoformat(value[:26])
+        except ValueError:
+            raise _NotSure from None
+        days.add(value[:20])
     seen.add(value)
     return value
 
@@ -118,7 +131,8 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
     if type(events) is not list or not 0 < len(events) <= MAX_BATCH_SIZE:
         return None
     rows = []
-    seen_timestamps: set[str] = set()
+    timestamps: set[str] = set()
+    days: set[str] = set()
     fields = _FIELDS
     try:
         for event in events:
@@ -132,7 +146,7 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
                     _name(get("metricName")),
                     _quantity(get("quantity")),
                     _optional_name(get("idempotencyKey")),
-                    _timestamp(get("timestamp"), now, seen_timestamps),
+                    _timestamp(get("timestamp"), now, timestamps, days),
                     _optional_name(get("subscriptionId")),
                     _optional_name(get("endUserId")),
                     _optional_name(get("agentId")),
