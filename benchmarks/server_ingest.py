@@ -4,8 +4,9 @@ Starts `bearlumen serve` (SQLite file in a temporary folder, WAL) as its own pro
 posts pre-encoded 1000-event batches from 1 and from 4 client threads, each event with its own
 idempotency key, and divides the events stored (checked on the server afterwards) by the time.
 Also prints the server's CPU time per 1000 events (steadier than events/s on a shared machine),
-and a sustained run long enough to pass the store's staging bound (`MAX_STAGED_ROWS`), so that
-moving staged events into the indexed table is paid for inside the measurement.
+a sustained run long enough to pass the store's staging bound (`MAX_STAGED_ROWS`), so that
+moving staged events into the indexed table is paid for inside the measurement, and a last run
+with an `Idempotency-Key` header on each batch, as the SDK sends (the server stores each answer).
 
     python benchmarks/server_ingest.py [--batches 100] [--sustained-batches 400]
 """
@@ -45,7 +46,7 @@ def batch_body(prefix: str, n: int) -> bytes:
     return json.dumps({"events": events}).encode()
 
 
-def run(url: str, clients: int, batches: int) -> float:
+def run(url: str, clients: int, batches: int, request_keys: bool = False) -> float:
     key = "sk_bench_" + secrets.token_hex(4)
     bodies = [
         batch_body(f"{c}-{b}", 1000) for c in range(clients) for b in range(batches // clients)
@@ -54,17 +55,20 @@ def run(url: str, clients: int, batches: int) -> float:
     barrier = threading.Barrier(clients + 1)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
-    def post_all(mine: list[bytes]) -> None:
+    def post_all(client: int, mine: list[bytes]) -> None:
         transport = httpx.HTTPTransport(socket_options=NO_DELAY)
         with httpx.Client(headers=headers, timeout=60, transport=transport) as http:
             barrier.wait()
-            for body in mine:
-                answer = http.post(url + "/v1/usage/events/batch", content=body)
+            for number, body in enumerate(mine):
+                # The SDK sends an Idempotency-Key with each batch: the server then stores the
+                # answer, to replay it to a retry.
+                extra = {"Idempotency-Key": f"{key}-{client}-{number}"} if request_keys else {}
+                answer = http.post(url + "/v1/usage/events/batch", content=body, headers=extra)
                 assert answer.status_code == 200 and answer.json()["recorded_count"] == 1000, (
                     answer.text[:200]
                 )
 
-    threads = [threading.Thread(target=post_all, args=(m,)) for m in per_client]
+    threads = [threading.Thread(target=post_all, args=(c, m)) for c, m in enumerate(per_client)]
     for t in threads:
         t.start()
     barrier.wait()
@@ -89,13 +93,20 @@ def main() -> None:
         print(
             f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores; db {db}"
         )
-        for clients, batches in ((1, args.batches), (4, args.batches), (4, args.sustained_batches)):
+        runs = [
+            (1, args.batches, False),
+            (4, args.batches, False),
+            (4, args.sustained_batches, False),
+        ]
+        runs.append((4, args.batches, True))
+        for clients, batches, request_keys in runs:
             cpu_before = cpu_seconds(server.pid)
-            rate = run(url, clients, batches)
+            rate = run(url, clients, batches, request_keys)
             cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / batches
+            keyed = ", Idempotency-Key per batch as the SDK sends" if request_keys else ""
             print(
-                f"server ingest, {clients} client(s), {batches} x 1000-event batches: {rate:,.0f} events/s"
-                f" (server CPU {cpu_ms:.1f} ms per 1000 events)"
+                f"server ingest, {clients} client(s), {batches} x 1000-event batches{keyed}:"
+                f" {rate:,.0f} events/s (server CPU {cpu_ms:.1f} ms per 1000 events)"
             )
 
 

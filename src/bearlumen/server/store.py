@@ -4,18 +4,12 @@ One connection, one lock: SQLite allows one writer at a time anyway, and seriali
 means the server never answers "database is locked". Each call is one transaction. Every filter
 of the contract has an index.
 
-Usage events arrive in bursts of 1000-event batches, and maintaining the five secondary indexes
-was half the cost of storing them. So a batch is written to `usage_events_staged` (no index but
-the idempotency key's), which answers the request; a background thread moves staged rows into the
-indexed `usage_events` once the burst is over (or when too many wait), in chunks so that writers
-are never held up long. Every read of events first moves whatever is still staged, so an event
-is visible to queries as soon as its batch has been answered.
+Usage events are written to an unindexed staging table first and indexed later: see staging.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import sqlite3
 import threading
@@ -25,6 +19,8 @@ from functools import cache
 from typing import Any, Iterator, Sequence
 
 from pydantic_core import from_json, to_json
+
+from .staging import STORED_COLUMNS, Staging, transaction
 
 # One definition for both event tables: the staged table's rows move into usage_events as they are.
 _USAGE_EVENT_COLUMNS = """
@@ -85,15 +81,24 @@ CREATE TABLE IF NOT EXISTS usage_events (
 {_USAGE_EVENT_COLUMNS});
 CREATE UNIQUE INDEX IF NOT EXISTS usage_events_key ON usage_events (tenant, idempotency_key);
 CREATE INDEX IF NOT EXISTS usage_events_by_ts ON usage_events (tenant, ts);
-CREATE INDEX IF NOT EXISTS usage_events_by_sub ON usage_events (tenant, subscription_id, ts);
 CREATE INDEX IF NOT EXISTS usage_events_by_metric ON usage_events (tenant, metric_name, ts);
-CREATE INDEX IF NOT EXISTS usage_events_by_agent ON usage_events (tenant, agent_id, ts);
-CREATE INDEX IF NOT EXISTS usage_events_by_workflow ON usage_events (tenant, workflow_id, ts);
+-- Partial: an event without a subscription (agent, workflow) costs that index nothing, and a
+-- filter `column = ?` implies `column IS NOT NULL`, so SQLite uses them for every such query.
+-- (Files of older versions indexed every event under usage_events_by_sub, _agent, _workflow.)
+DROP INDEX IF EXISTS usage_events_by_sub;
+DROP INDEX IF EXISTS usage_events_by_agent;
+DROP INDEX IF EXISTS usage_events_by_workflow;
+CREATE INDEX IF NOT EXISTS usage_events_with_subscription
+    ON usage_events (tenant, subscription_id, ts) WHERE subscription_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS usage_events_with_agent
+    ON usage_events (tenant, agent_id, ts) WHERE agent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS usage_events_with_workflow
+    ON usage_events (tenant, workflow_id, ts) WHERE workflow_id IS NOT NULL;
 -- Events stored but not yet moved into usage_events (see the module's docstring).
 CREATE TABLE IF NOT EXISTS usage_events_staged (
 {_USAGE_EVENT_COLUMNS});
-CREATE UNIQUE INDEX IF NOT EXISTS usage_events_staged_key
-    ON usage_events_staged (tenant, idempotency_key);
+-- Staged events' keys are looked up in memory (staging.py); files of older versions indexed them.
+DROP INDEX IF EXISTS usage_events_staged_key;
 CREATE TABLE IF NOT EXISTS idempotent_responses (
     tenant INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -109,17 +114,8 @@ _EVENT_COLUMNS = (
     "seq, event_type, metric_name, quantity, idempotency_key, ts, subscription_id,"
     " end_user_id, agent_id, workflow_id, metadata, received_at"
 )
-_STORED_COLUMNS = (
-    "seq, tenant, event_type, metric_name, quantity, idempotency_key, ts, subscription_id,"
-    " end_user_id, agent_id, workflow_id, metadata, cost_nanos, received_at"
-)
-_STORED_COLUMN_COUNT = 14
-# A staged event's seq is its place in usage_events: moving keeps it, so ids never change.
-_MOVE_STAGED = (
-    f"INSERT INTO usage_events ({_STORED_COLUMNS})"
-    f" SELECT {_STORED_COLUMNS} FROM usage_events_staged WHERE seq < ? ORDER BY seq"
-)
-_FORGET_STAGED = "DELETE FROM usage_events_staged WHERE seq < ?"
+
+_STORED_COLUMN_COUNT = STORED_COLUMNS.count(",") + 1
 
 
 def _parameter_limit(db: sqlite3.Connection) -> int:
@@ -137,27 +133,16 @@ def _parameter_limit(db: sqlite3.Connection) -> int:
 @cache
 def _stage_events_sql(count: int) -> str:
     row = "(" + ", ".join("?" * _STORED_COLUMN_COUNT) + ")"
-    return f"INSERT INTO usage_events_staged ({_STORED_COLUMNS}) VALUES " + ", ".join([row] * count)
+    return f"INSERT INTO usage_events_staged ({STORED_COLUMNS}) VALUES " + ", ".join([row] * count)
 
 
 @cache
-def _stored_keys_sql(count: int) -> str:
-    where = f" WHERE tenant = ? AND idempotency_key IN ({', '.join('?' * count)})"
+def _indexed_keys_sql(count: int) -> str:
     return (
-        "SELECT idempotency_key, seq FROM usage_events" + where
-        + " UNION ALL SELECT idempotency_key, seq FROM usage_events_staged" + where
-    )  # fmt: skip
+        "SELECT idempotency_key, seq FROM usage_events"
+        f" WHERE tenant = ? AND idempotency_key IN ({', '.join('?' * count)})"
+    )
 
-
-# The background mover: a burst is over when no batch arrived for this long; it moves this many
-# rows per hold of the lock (tens of ms); past MAX_STAGED rows it moves even during a burst, so
-# the staging table and the catch-up a read may have to do stay bounded.
-_IDLE_SECONDS = 0.05
-_MOVE_CHUNK_ROWS = 10_000
-MAX_STAGED_ROWS = 200_000
-
-
-_log = logging.getLogger("bearlumen.server")
 
 _UPDATABLE = {
     "end_users": frozenset({"email", "name", "metadata"}),
@@ -231,41 +216,23 @@ class Store:
         self._tenants: dict[str, int] = {}
         limit = _parameter_limit(self._db)
         self._rows_per_insert = min(1000, limit // _STORED_COLUMN_COUNT)
-        self._keys_per_lookup = min(1000, limit // 2 - 1)
-        # Rows left staged by a process that was killed are moved now.
-        (self._staged_rows,) = self._db.execute(
-            "SELECT COUNT(*) FROM usage_events_staged"
-        ).fetchone()
-        with self._lock:
-            self._move_all_staged()
+        self._keys_per_lookup = min(1000, limit - 1)
+        self._staging = Staging(self._db, self._lock, None if self._in_memory else path)
+        self._staging.start()  # first moves what a killed process left staged
         (max_seq,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM usage_events").fetchone()
         self._next_seq = int(max_seq) + 1
-        self._closing = False
-        self._staged = threading.Event()  # set on each staged batch: wakes the mover
-        self._mover = threading.Thread(
-            target=self._move_staged_in_background, name="bearlumen-store-indexer", daemon=True
-        )
-        self._mover.start()
 
     def close(self) -> None:
-        self._closing = True
-        self._staged.set()
-        self._mover.join()
+        self._staging.close()
         with self._lock:
             if not self._in_memory:  # leave the file complete for other readers of it
-                self._move_all_staged()
+                self._staging.move_all()
             self._db.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db) as db:
+            yield db
 
     def _page(
         self,
@@ -496,84 +463,51 @@ class Store:
         keys = [row[3] for row in rows if row[3] is not None]
         received_at = now_timestamp()
         outcomes: list[tuple[str, int]] = []
-        with self._transaction() as db:
+        with self._lock:
+            staged_seq = self._staging.seq_of(tenant)
             seen: dict[str, int] = {}
-            for at in range(0, len(keys), self._keys_per_lookup):
-                chunk = keys[at : at + self._keys_per_lookup]
-                seen.update(db.execute(_stored_keys_sql(len(chunk)), (tenant, *chunk) * 2))
-            inserts = []
-            seq = self._next_seq
+            unstaged = [key for key in keys if staged_seq(key) is None]
+            for at in range(0, len(unstaged), self._keys_per_lookup):
+                chunk = unstaged[at : at + self._keys_per_lookup]
+                seen.update(self._db.execute(_indexed_keys_sql(len(chunk)), (tenant, *chunk)))
+            values: list[Any] = []  # the new rows' values, one after the other
+            add_values = values.extend
+            keyed: dict[str, int] = {}  # this batch's new keys
+            first = seq = self._next_seq
             for row in rows:
                 key = row[3]
                 if key is not None:
-                    earlier = seen.get(key)
+                    earlier = seen.get(key) or staged_seq(key)
                     if earlier is not None:
                         outcomes.append(("duplicate", earlier))
                         continue
-                    seen[key] = seq
-                inserts.append((seq, tenant, *row, received_at))
+                    seen[key] = keyed[key] = seq
+                add_values((seq, tenant))
+                add_values(row)
+                values.append(received_at)
                 outcomes.append(("recorded", seq))
                 seq += 1
-            for at in range(0, len(inserts), self._rows_per_insert):
-                chunk = inserts[at : at + self._rows_per_insert]
-                db.execute(_stage_events_sql(len(chunk)), [v for row in chunk for v in row])
-            self._staged_rows += len(inserts)
-            self._next_seq = seq
-        if inserts:
-            self._staged.set()
+            if seq > first:
+                with transaction(self._db) as db:
+                    for at in range(first, seq, self._rows_per_insert):
+                        count = min(self._rows_per_insert, seq - at)
+                        if count < seq - first:  # part of the rows: one statement's worth
+                            offset = (at - first) * _STORED_COLUMN_COUNT
+                            chunk = values[offset : offset + count * _STORED_COLUMN_COUNT]
+                        else:
+                            chunk = values
+                        db.execute(_stage_events_sql(count), chunk)
+                self._next_seq = seq
+                self._staging.staged(tenant, keyed, seq, seq - first)
         return outcomes
 
-    # -- moving staged events into the indexed table ---------------------------------------
-
-    def _move_staged(self, max_rows: int) -> None:
-        """Move up to `max_rows` of the oldest staged events (holding the lock)."""
-        (first,) = self._db.execute("SELECT MIN(seq) FROM usage_events_staged").fetchone()
-        if first is None:
-            self._staged_rows = 0
-            return
-        below = first + max_rows  # seqs are handed out consecutively
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            moved = self._db.execute(_MOVE_STAGED, (below,)).rowcount
-            self._db.execute(_FORGET_STAGED, (below,))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        self._staged_rows = max(0, self._staged_rows - moved)
-
-    def _move_all_staged(self) -> None:
-        """Make `usage_events` complete (holding the lock): every read of events starts here."""
-        if self._staged_rows:
-            self._move_staged(2**62)
-            self._staged_rows = 0
+    # -- reading events --------------------------------------------------------------------
 
     @contextmanager
     def _events_complete(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._move_all_staged()
+            self._staging.move_all()
             yield self._db
-
-    def _move_staged_in_background(self) -> None:
-        while True:
-            self._staged.wait()
-            self._staged.clear()
-            # Still busy when another batch arrives within _IDLE_SECONDS: wait for the burst to
-            # end, unless the staging table is already as big as it should get.
-            busy = self._staged.wait(_IDLE_SECONDS)
-            if self._closing:
-                return
-            if busy and self._staged_rows < MAX_STAGED_ROWS:
-                continue
-            with self._lock:
-                try:
-                    self._move_staged(_MOVE_CHUNK_ROWS)
-                except sqlite3.Error as exc:  # a full disk, say: the rows stay staged and
-                    # count as duplicates; the next batch or read tries again
-                    _log.warning("moving staged usage events into the index failed: %s", exc)
-                    continue
-                if self._staged_rows:
-                    self._staged.set()
 
     @staticmethod
     def _event(row: Sequence[Any]) -> dict[str, Any]:
