@@ -122,12 +122,6 @@ class UsageBatch(_WireModel):
     events: Annotated[List[Any], Field(min_length=1, max_length=MAX_BATCH_SIZE)]
 
 
-class ValidUsageBatch(_WireModel):
-    """A batch whose every event is valid: the server's fast path validates it in one call."""
-
-    events: Annotated[List[UsageEvent], Field(min_length=1, max_length=MAX_BATCH_SIZE)]
-
-
 # The two timestamp formatters (one for datetimes, one for time.time() seconds); both write the
 # canonical form `2024-01-01T12:00:00.000000Z`, so stored times sort as strings.
 
