@@ -8,7 +8,7 @@ waiting for a core is not the worker's cost):
 
 - take:   `Shipper._take_chunk` pops the batch off the queue (and settles `queued_bytes`)
 - encode: `encode_batch`, the request body
-- answer: decoding the server's answer (`httpx.Response.json()` is `json.loads` of the body)
+- answer: reading the server's answer as a sender does (`batch_answer_reader`)
 - tally:  `Shipper._tally`, counting the per-event results
 
 The answer is what the local server sends for a batch it recorded whole. The issue's goal for
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import bearlumen
 from bearlumen._events import QueuedEvent
-from bearlumen._shipper import Shipper, encode_batch
+from bearlumen._shipper import Shipper, batch_answer_reader, encode_batch
 from bearlumen._validation import metadata_snapshot
 
 README_METADATA = {"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.50}
@@ -95,11 +95,11 @@ def measure(batches: list[list[QueuedEvent]], shipper: Shipper, rounds: int) -> 
 
     def answer() -> int:
         t0 = clock()
-        for _ in batches:
-            json.loads(answer_body)
+        for chunk in batches:
+            batch_answer_reader(len(chunk))(answer_body)
         return clock() - t0
 
-    decoded = json.loads(answer_body)
+    decoded = batch_answer_reader(BATCH)(answer_body)
 
     def tally() -> int:
         t0 = clock()
