@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import bearlumen._shipper
 from bearlumen._events import FIELDS, WIRE_FIELDS, QueuedEvent, SizedMetadata, encode_event
 from bearlumen._shipper import ALL_RECORDED, batch_answer_reader, encode_batch
 from bearlumen._validation import metadata_snapshot
@@ -86,6 +87,12 @@ def event(
     )
 
 
+@pytest.fixture(params=[False, True], ids=["no-null-yet", "nulls-seen"])
+def nulls_seen(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either check the encoder picks (one word while no batch wrote null, two once one did)."""
+    monkeypatch.setattr(bearlumen._shipper, "_nulls_seen", request.param)
+
+
 def every_combination() -> list[QueuedEvent]:
     events = []
     combos = itertools.product(
@@ -97,7 +104,7 @@ def every_combination() -> list[QueuedEvent]:
     return events
 
 
-def test_every_combination_of_fields_encodes_as_the_reference_does() -> None:
+def test_every_combination_of_fields_encodes_as_the_reference_does(nulls_seen: None) -> None:
     events = every_combination()
     assert any(type(e[-1]) is SizedMetadata for e in events)  # the large kind is really large
     for start in range(0, len(events), 1000):
@@ -107,7 +114,7 @@ def test_every_combination_of_fields_encodes_as_the_reference_does() -> None:
         assert json.loads(body) == reference_batch(chunk)
 
 
-def test_no_null_is_sent_for_an_absent_field() -> None:
+def test_no_null_is_sent_for_an_absent_field(nulls_seen: None) -> None:
     chunk = [event("k", 1, 1_700_000_000.5, (False,) * len(OPTIONAL), None)]
     body = encode_batch(chunk)[0]
     assert json.loads(body)["events"] == [
@@ -122,7 +129,9 @@ def test_no_null_is_sent_for_an_absent_field() -> None:
     assert b"null" not in body
 
 
-def test_a_batch_with_an_event_that_cannot_be_json_encodes_the_rest_as_the_reference() -> None:
+def test_a_batch_with_an_event_that_cannot_be_json_encodes_the_rest_as_the_reference(
+    nulls_seen: None,
+) -> None:
     events = every_combination()[:300]
     poisoned = [*events[:100], event("bad", 1, 1.5, (True,) * 5, {}), *events[100:]]
     poisoned[100] = (*poisoned[100][:9], {"when": object()})
@@ -133,7 +142,19 @@ def test_a_batch_with_an_event_that_cannot_be_json_encodes_the_rest_as_the_refer
     assert [json.loads(encode_event(e)) for e in events] == reference_batch(events)["events"]
 
 
-def test_a_batch_spanning_many_seconds_in_any_order_has_each_events_own_second() -> None:
+def test_nan_and_infinity_are_never_sent_whichever_check_runs(nulls_seen: None) -> None:
+    plain = [event(f"k{n}", 1, 1_700_000_000.5, (True,) * 5, {"cost": 0.5}) for n in range(5)]
+    nan = event("nan", float("nan"), 1.5, (False,) * 5, None)
+    inf = (*event("inf", 1, 1.5, (False,) * 5, None)[:9], {"score": -float("inf")})
+    body, good, bad = encode_batch([plain[0], nan, *plain[1:3], inf, *plain[3:]])
+    assert good == plain and [e[3] for e, _ in bad] == ["nan", "inf"]
+    assert json.loads(body) == reference_batch(plain)
+    assert b"NaN" not in body and b"Infinity" not in body and b"null" not in body
+
+
+def test_a_batch_spanning_many_seconds_in_any_order_has_each_events_own_second(
+    nulls_seen: None,
+) -> None:
     draw = random.Random(14)
     stamps = [1_700_000_000 + draw.randrange(5) + draw.random() for _ in range(1000)]
     chunk = [event(f"k{n}", 1, s, (False,) * 5, None) for n, s in enumerate(stamps)]

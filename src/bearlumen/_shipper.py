@@ -109,6 +109,12 @@ class _CallbackEvent(threading.Event):
         self._on_set()
 
 
+# Has a batch written a null (a None in metadata)? From then on every batch goes straight to the
+# two-word check (see encode_batch), as before. Senders set it without a lock: either value is
+# correct, it only picks the cheaper check.
+_nulls_seen = False
+
+
 def encode_batch(
     chunk: List[QueuedEvent],
 ) -> tuple[bytes, list[QueuedEvent], list[tuple[QueuedEvent, str]]]:
@@ -116,9 +122,22 @@ def encode_batch(
 
     The whole chunk is encoded in one call; only when that fails, or writes a NaN or an
     Infinity, is it encoded again one event at a time to set the bad ones apart.
+
+    NaN and Infinity are not JSON, and the body is searched for them. Written as `null`
+    instead, one word is searched for, not two: half the cost (benchmarks/worker_cost.py).
+    A batch never writes null for an absent field, so a body without one holds neither; a
+    body with one (metadata holding a None) is written again as before, and searched for both;
+    so are all later batches, which would likely hold a None too.
     """
+    global _nulls_seen
     try:
-        body = to_json({"events": wire_events(chunk)})
+        batch = {"events": wire_events(chunk)}
+        if not _nulls_seen:
+            body = to_json(batch, inf_nan_mode="null")
+            if b"null" not in body:
+                return body, chunk, []
+            _nulls_seen = True
+        body = to_json(batch)
     except (PydanticSerializationError, ValueError, OverflowError, RecursionError):
         pass  # an object with no JSON form, a lone surrogate, a timestamp that is no time
     else:
