@@ -22,8 +22,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bearlumen._shipper
-from bearlumen._events import FIELDS, WIRE_FIELDS, QueuedEvent, SizedMetadata, encode_event
-from bearlumen._shipper import ALL_RECORDED, batch_answer_reader, encode_batch
+from bearlumen import Client
+from bearlumen._events import (
+    FIELDS,
+    WIRE_FIELDS,
+    QueuedEvent,
+    SizedMetadata,
+    encode_event,
+    queued_bytes,
+)
+from bearlumen._shipper import ALL_RECORDED, _FlushRequest, batch_answer_reader, encode_batch
 from bearlumen._validation import metadata_snapshot
 from bearlumen._wire import format_epoch
 
@@ -257,3 +265,25 @@ def test_a_status_quoted_inside_a_message_is_not_counted() -> None:
     assert body.count(b'"status":"recorded"') == 2  # the quoted one is escaped
     body = body.replace(b'"status":"rejected"', b'"status":"refused"')  # not even "rejected"
     assert batch_answer_reader(3)(body) == json.loads(body)
+
+
+# -- taking a batch off the queue ------------------------------------------------------------
+
+
+def test_a_batch_taken_ends_at_a_flush_marker_and_leaves_what_follows_in_order() -> None:
+    client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
+    shipper = client._shipper
+    assert shipper is not None
+    events = [event(f"k{n}", 1, 1.5, (False,) * 5, None) for n in range(6)]
+    events[1] = event("large", 1, 1.5, (False,) * 4 + (True,), {"blob": "x" * 5_000})
+    assert type(events[1][-1]) is SizedMetadata
+    marker = _FlushRequest()
+    shipper.pending_events.extend([*events[:3], marker, *events[3:]])
+    shipper.queued_bytes = sum(map(queued_bytes, events))
+    chunk, flush_request = shipper._take_chunk(1000)
+    assert chunk == events[:3] and flush_request is marker
+    assert list(shipper.pending_events) == events[3:]
+    assert shipper.queued_bytes == sum(map(queued_bytes, events[3:]))
+    assert shipper._take_chunk(2) == (events[3:5], None)
+    assert list(shipper.pending_events) == events[5:]
+    client.close(timeout=0.1)
