@@ -138,19 +138,34 @@ def format_utc(moment: datetime) -> str:
 
 
 # (whole second, its text up to the fraction): one immutable pair, replaced in one assignment,
-# so a thread never pairs one second's number with another second's text.
-_last_second: tuple[int, str] = (-1, "")
+# so a thread never pairs one second's number with another second's text. The first holds a
+# second no real time has.
+_last_second: tuple[int, str] = (-(2**63), "")
+# The fraction's six digits as two table lookups: `:06d` parses a format spec on every call
+# and was most of the worker's cost per event (benchmarks/worker_cost.py). Index 1000 is there
+# for a fraction that rounds up to 1_000_000 (written `1000000`, as `:06d` writes it).
+THREE_DIGITS = tuple(f"{number:03d}" for number in range(1001))
 
 
-def format_epoch(seconds: float) -> str:
-    """The canonical text of a `time.time()` value; the date part is cached per second."""
+def second_text(whole: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.` of a whole second since the epoch; the last one is cached."""
     global _last_second
-    whole = int(seconds)
     cached = _last_second
     if cached[0] != whole:
         cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)))
         _last_second = cached
-    return f"{cached[1]}{int((seconds - whole) * 1_000_000):06d}Z"
+    return cached[1]
+
+
+def format_epoch(seconds: float) -> str:
+    """The canonical text of a `time.time()` value; the date part is cached per second."""
+    whole = int(seconds)
+    cached = _last_second
+    text = cached[1] if cached[0] == whole else second_text(whole)
+    micros = int((seconds - whole) * 1_000_000)
+    if micros < 0:  # before 1970, never from time.time(): the table has no negatives
+        return f"{text}{micros:06d}Z"
+    return f"{text}{THREE_DIGITS[micros // 1000]}{THREE_DIGITS[micros % 1000]}Z"
 
 
 Email = Annotated[
