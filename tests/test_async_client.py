@@ -489,13 +489,14 @@ def test_a_client_used_in_a_second_loop_leaves_no_socket_of_the_first_open(
 ) -> None:
     client = AsyncClient(api_key=api_key, base_url=server.base_url)
 
-    async def invocation() -> None:
+    async def invocation(last: bool) -> None:
         await client.end_users.list()
+        if last:
+            await client.aclose()  # in the loop its pool belongs to
 
-    asyncio.run(invocation())
+    asyncio.run(invocation(last=False))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
-        asyncio.run(invocation())  # a fresh pool for this loop; the first loop's is dropped
+        asyncio.run(invocation(last=True))  # a fresh pool for this loop; the first's is dropped
         gc.collect()
-    asyncio.run(client.aclose())
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
