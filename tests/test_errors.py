@@ -228,9 +228,10 @@ def test_requests_carry_user_agent_and_one_idempotency_key_per_call(
 ) -> None:
     fault_server.set_faults(script=["503"])  # the first attempt fails and is retried
     transport = RecordingTransport()
+    http = httpx.Client(transport=transport)
     client = Client(
         api_key="sk_test_h", base_url=fault_server.base_url,
-        http_client=httpx.Client(transport=transport), sleep=recording_sleep,
+        http_client=http, sleep=recording_sleep,
     )  # fmt: skip
     client.end_users.create(external_id="a")
     client.end_users.create(external_id="b")
@@ -244,20 +245,25 @@ def test_requests_carry_user_agent_and_one_idempotency_key_per_call(
     assert len(keys) == 3 and keys[0] == keys[1] != keys[2]  # the retry reused its call's key
     assert seen[0].headers["authorization"] == "Bearer sk_test_h"
     assert client.end_users.list()["total"] == 2
+    client.close()
+    http.close()  # the caller's httpx.Client: Client leaves it open
 
 
 def test_plain_http_to_a_remote_host_warns_once(server: LocalServer) -> None:
     # The client believes it talks to a remote host; the transport delivers to the local server.
     transport = RecordingTransport(redirect_to=server.base_url)
+    http = httpx.Client(transport=transport)
     client = Client(
         api_key="sk_live_secret", base_url="http://metering.example.com",
-        http_client=httpx.Client(transport=transport),
+        http_client=http,
     )  # fmt: skip
     with pytest.warns(UserWarning, match="plain http") as warned:
         client.end_users.list()
         client.end_users.list()
     assert len(warned) == 1 and "sk_live_secret" not in str(warned[0].message)
     assert transport.hosts == ["metering.example.com"] * 2
+    client.close()
+    http.close()  # the caller's httpx.Client: Client leaves it open
 
 
 def test_the_api_key_never_appears_in_logs_reprs_or_errors(

@@ -143,7 +143,10 @@ def test_every_covered_call_records_one_priced_event_with_cached_and_reasoning_t
         if is_async:
 
             async def main() -> Any:
-                return await _drain_async(await make_call(sdk, stream), stream)
+                try:
+                    return await _drain_async(await make_call(sdk, stream), stream)
+                finally:
+                    await sdk.close()  # its pooled sockets belong to this loop
 
             result = asyncio.run(main())
         else:
@@ -340,7 +343,8 @@ def test_twenty_concurrent_async_tasks_each_keep_their_own_attribution(
 
     async def main() -> None:
         gate = asyncio.Event()  # made inside the loop that waits on it (Python 3.9)
-        await asyncio.gather(*(one_user(i, gate) for i in range(20)))
+        async with oai:  # its pooled sockets belong to this loop: close them inside it
+            await asyncio.gather(*(one_user(i, gate) for i in range(20)))
 
     asyncio.run(main())
     events = stored(client)

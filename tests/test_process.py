@@ -242,16 +242,16 @@ def test_sigterm_delivers_the_queue_then_ends_as_it_would_have(
         **os.environ, "KEY": api_key, "URL": server.base_url,
         "APP_HANDLER": app_handler, "OPT_OUT": opt_out,
     }  # fmt: skip
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(SIGTERM_SCRIPT)],
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(60) == status
-    assert len(stored_keys(server, api_key)) == stored
-    if app_handler == "yes":
-        assert child.stdout.read().strip() == "app handler ran"
+    ) as child:  # fmt: skip
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == status
+        assert len(stored_keys(server, api_key)) == stored
+        if app_handler == "yes":
+            assert child.stdout.read().strip() == "app handler ran"
 
 
 BLOCKED_LOOP = """
@@ -276,14 +276,14 @@ def test_sigterm_ends_an_event_loop_blocked_on_a_full_queue(api_key: str) -> Non
     with LocalServer() as dead_url:
         pass  # nothing listens there any more
     env = {**os.environ, "KEY": api_key, "URL": dead_url}
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(BLOCKED_LOOP)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(60) == -signal.SIGTERM
-    assert child.stderr is not None and "undelivered" in child.stderr.read()
+    ) as child:  # fmt: skip
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == -signal.SIGTERM
+        assert child.stderr is not None and "undelivered" in child.stderr.read()
 
 
 # -- uvicorn and gunicorn -------------------------------------------------------------------

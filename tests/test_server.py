@@ -90,6 +90,8 @@ def test_tenants_never_see_each_others_data(server: LocalServer) -> None:
     assert mallory.post("/v1/end-users", json={"externalId": "shared-name"}).status_code == 201
     again = mallory.post("/v1/usage/events/batch", json={"events": [event(idempotencyKey="k")]})
     assert again.json()["recorded_count"] == 1
+    alice.close()
+    mallory.close()
 
 
 def test_gzip_request_bodies_are_accepted(http: httpx.Client) -> None:
@@ -416,6 +418,7 @@ def test_events_answered_before_a_sigkill_are_kept_once(tmp_path: Path) -> None:
     finally:
         first.send_signal(signal.SIGKILL)  # no chance to move or close anything
         first.wait(10)
+        first.stdout.close()  # type: ignore[union-attr]
     second = serve(db)
     try:
         url = second.stdout.readline().split("listening on ", 1)[1].split()[0]  # type: ignore[union-attr]
@@ -426,6 +429,7 @@ def test_events_answered_before_a_sigkill_are_kept_once(tmp_path: Path) -> None:
     finally:
         second.terminate()
         second.wait(10)
+        second.stdout.close()  # type: ignore[union-attr]
 
 
 def serve(db: Path) -> subprocess.Popen[str]:

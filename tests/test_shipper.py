@@ -44,9 +44,11 @@ def transport() -> ObservedTransport:
 
 @pytest.fixture
 def observed(server: LocalServer, api_key: str, transport: ObservedTransport) -> Iterator[Client]:
-    with Client(
-        api_key=api_key, base_url=server.base_url, http_client=httpx.Client(transport=transport)
-    ) as c:
+    # The caller's httpx.Client is the caller's to close (Client leaves it open).
+    with (
+        httpx.Client(transport=transport) as http,
+        Client(api_key=api_key, base_url=server.base_url, http_client=http) as c,
+    ):
         yield c
 
 
@@ -452,9 +454,10 @@ def test_a_rejected_key_may_be_recorded_again_and_is_delivered(
 ) -> None:
     transport = TamperingTransport()
     transport.spoil.add("fix-me")
-    with Client(
-        api_key=api_key, base_url=server.base_url, http_client=httpx.Client(transport=transport)
-    ) as client:
+    with (
+        httpx.Client(transport=transport) as http,
+        Client(api_key=api_key, base_url=server.base_url, http_client=http) as client,
+    ):
         client.usage.record("t", "m", 1, "fix-me")
         assert client.flush()["rejected"] == 1
         transport.spoil.clear()

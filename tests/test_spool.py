@@ -79,9 +79,9 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
 
 def test_a_killed_process_loses_nothing(server: LocalServer, api_key: str, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
-    child = start_child(server, api_key, spool)
-    child.send_signal(signal.SIGKILL)
-    child.wait(30)
+    with start_child(server, api_key, spool) as child:  # `with`: its pipes are closed too
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
     assert total_events(server.base_url, api_key) == 300
     # The next client with the same spool ships what was left, exactly once.
     with Client(api_key=api_key, base_url=server.base_url, spool_dir=spool) as client:
@@ -95,9 +95,9 @@ def test_a_process_ended_by_sigterm_delivers_before_it_dies(
     server: LocalServer, api_key: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    child = start_child(server, api_key, spool)
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(30) == -signal.SIGTERM  # still dies by SIGTERM, as without bearlumen
+    with start_child(server, api_key, spool) as child:
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == -signal.SIGTERM  # still dies by SIGTERM, as without bearlumen
     assert total_events(server.base_url, api_key) == 500
     with Client(api_key=api_key, base_url=server.base_url, spool_dir=spool) as client:
         result = client.flush()
@@ -127,8 +127,9 @@ def test_a_dead_owners_segments_are_adopted_by_one_live_client_only(
     # A live owner's segments are never taken.
     with Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path) as bystander:
         assert bystander.flush()["sent"] == 0
-    child.kill()
-    child.wait(30)
+    with child:
+        child.kill()
+        child.wait(30)
     with LocalServer() as dead_url:
         pass
     # The first client to come adopts the dead owner's 200 undelivered events and holds them...
@@ -316,9 +317,9 @@ def test_a_forked_child_spools_into_its_own_part_and_adopts_the_dead(
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert forking.stdout is not None and forking.stdout.readline().strip() == "created"
-    dead = start_child(server, api_key, tmp_path)  # 300 delivered, 200 only in its spool part
-    dead.kill()
-    dead.wait(30)
+    with start_child(server, api_key, tmp_path) as dead:  # 300 delivered, 200 only spooled
+        dead.kill()
+        dead.wait(30)
     _, errors = forking.communicate("go\n", timeout=60)
     assert forking.returncode == 0, errors
     assert total_events(server.base_url, api_key) == 503
