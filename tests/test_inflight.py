@@ -195,6 +195,32 @@ def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
     transport.release.set()
 
 
+def test_a_batch_waiting_for_a_free_sender_counts_as_in_flight(
+    server: LocalServer, api_key: str
+) -> None:
+    transport = HeldTransport()
+    client = Client(
+        api_key=api_key,
+        base_url=server.base_url,
+        http_client=httpx.Client(transport=transport),
+        flush_at=1000,
+        flush_interval=3600,
+        max_in_flight=1,
+    )
+    for _ in range(2500):
+        client.usage.record("token_usage", "llm_tokens", 1)
+    assert transport.first_entered.wait(30)  # the first batch is held at the server's door
+    shipper: Any = client._shipper
+    with shipper._progress:  # the worker took the second batch and waits for the one sender
+        assert shipper._progress.wait_for(lambda: client.stats()["in_flight"] == 2000, timeout=60)
+    stats = client.stats()
+    assert (stats["queued"], stats["in_flight"]) == (500, 2000)  # none unaccounted for
+    transport.release.set()
+    assert client.flush()["recorded"] == 2500
+    assert client.stats()["in_flight"] == 0
+    client.close()
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import UserString
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator
@@ -153,6 +154,15 @@ def test_documented_conversions_and_exact_values_arrive_as_given(tenant: Client)
     assert stored_by_key(tenant)["exact"]["metadata"] == {**metadata, "pair": [1, "a"]}
 
 
+class UnhashableText(str):
+    """A str subclass with __eq__ and no __hash__: it cannot be a key of the client's memory."""
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @pytest.mark.parametrize(
     ("arguments", "param"),
     [
@@ -173,6 +183,7 @@ def test_documented_conversions_and_exact_values_arrive_as_given(tenant: Client)
         ({"event_type": ["t"]}, "event_type"),  # unhashable
         ({"agent_id": {"id": "bot"}}, "agent_id"),
         ({"workflow_id": None, "end_user_id": ["eu"]}, "end_user_id"),
+        ({"idempotency_key": UnhashableText("k")}, "idempotency_key"),
     ],
 )
 def test_names_quantities_and_timestamps_are_refused_as_the_server_would(
@@ -201,6 +212,38 @@ def test_a_str_enum_name_is_text_and_goes_as_its_value_whatever_was_seen_before(
         "enum_tokens"
     ] * 3
     assert stored["enum-after"]["eventType"] == "enum_tokens"
+
+
+class EqualToEverything(str):
+    """A str subclass that claims to equal any other string, with that string's hash."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash("model")
+
+
+def test_only_an_exact_str_passes_for_a_name_or_a_key_seen_before(tenant: Client) -> None:
+    tenant.usage.record("chat", "m", 1, metadata={"model": "gpt-4o"})  # both now remembered
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.usage.record(UserString("chat"), "m", 1)  # equal to "chat", but not text
+    assert caught.value.param == "event_type"
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.usage.record("chat", "m", 1, metadata={UserString("model"): "gpt-4o"})
+    assert caught.value.param.startswith("metadata")
+    # "Equal" to the remembered key "model", and 20,000 characters: over the server's limit.
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.usage.record("chat", "m", 1, metadata={EqualToEverything("k" * 20_000): 1})
+    assert caught.value.param.startswith("metadata")
+    # A str subclass is text (checked in full every time) and never remembered, so it cannot
+    # pass an empty name off as one it equals.
+    tenant.usage.record(EqualToEverything("chat"), "m", 1, "odd-name")
+    with pytest.raises(InvalidRequestError) as caught:
+        tenant.usage.record("", "m", 1)
+    assert caught.value.param == "event_type"
+    assert tenant.flush()["recorded"] == 2
+    assert tenant.stats()["rejected"] == 0
 
 
 def test_names_and_keys_seen_are_remembered_within_a_bound(tenant: Client) -> None:

@@ -630,15 +630,18 @@ class Shipper:
     def _send_in_background(self, chunk: list[QueuedEvent]) -> None:
         """Give the batch to a sender thread once fewer than `max_in_flight` are out."""
         with self._progress:
+            # Out of the queue, so counted in flight from now, waiting for a sender included.
+            self._events_in_flight += len(chunk)
+            self._progress.notify_all()
             while len(self._outstanding) >= self.max_in_flight:
                 if self._abandon.is_set():
+                    self._events_in_flight -= len(chunk)
                     break
                 self._progress.wait(1.0)  # woken when a batch comes back; the bound is a guard
             else:
                 number = self._next_batch
                 self._next_batch += 1
                 self._outstanding.add(number)
-                self._events_in_flight += len(chunk)
                 start_sender = len(self._senders) < len(self._outstanding)
                 self._batches.put((number, chunk))
                 self._progress.notify_all()

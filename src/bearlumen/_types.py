@@ -178,12 +178,12 @@ class AttributionValues(TypedDict):
 class ShipperStats(TypedDict):
     """`client.stats()`: what the background shipper has done since the client was made.
 
-    queued: events waiting in memory now; in_flight: events in batches sent and not yet answered;
-    sent: events handed to the server in a batch that got an
-    answer; recorded / duplicate / rejected: the server's verdict per event; dropped: events
-    refused because the queue was full; failed: events given up on (delivery deadline passed,
-    shutdown, or an answer that can never succeed); retries: extra attempts; batches: requests
-    that got an answer.
+    queued: events waiting in memory now; in_flight: events taken from the queue and not yet
+    answered (in a batch sent, or waiting for a free sender); sent: events handed to the server
+    in a batch that got an answer; recorded / duplicate / rejected: the server's verdict per
+    event; dropped: events refused because the queue was full; failed: events given up on
+    (delivery deadline passed, shutdown, or an answer that can never succeed); retries: extra
+    attempts; batches: requests that got an answer.
     """
 
     queued: int

@@ -57,44 +57,34 @@ def check_event(
     """Raise InvalidRequestError naming the first argument of `usage.record` the server would
     refuse (metadata and timestamp apart: `metadata_snapshot`, `timestamp`)."""
     checked = _CHECKED_NAMES
-    try:
-        # A name seen before costs one lookup; a new one the full check (_check_name).
-        if event_type not in checked:
-            _check_name("event_type", event_type)
-        if metric_name not in checked:
-            _check_name("metric_name", metric_name)
-        kind = type(quantity)
-        if (kind is not int and kind is not float) or not 0 <= quantity <= MAX_QUANTITY:
-            _check_quantity(quantity)
-        # The caller's key is new at every call: the full check, inline, never remembered.
-        if idempotency_key is not None and (
-            type(idempotency_key) is not str
-            or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH
-            or "\x00" in idempotency_key
-            or not idempotency_key.isascii()
-        ):
-            _check_name("idempotency_key", idempotency_key, remember=False)
-        if subscription_id is not None and subscription_id not in checked:
-            _check_name("subscription_id", subscription_id)
-        if end_user_id is not None and end_user_id not in checked:
-            _check_name("end_user_id", end_user_id)
-        if agent_id is not None and agent_id not in checked:
-            _check_name("agent_id", agent_id)
-        if workflow_id is not None and workflow_id not in checked:
-            _check_name("workflow_id", workflow_id)
-    except TypeError:  # an unhashable argument (so not a str): the full checks name it
-        _check_name("event_type", event_type, remember=False)
-        _check_name("metric_name", metric_name, remember=False)
+    # A str seen before costs one lookup; anything else, the full check (_check_name). Only
+    # exact str is looked up: an object merely equal to a remembered name (a UserString, a str
+    # subclass with its own __eq__) must not pass for it.
+    if type(event_type) is not str or event_type not in checked:
+        _check_name("event_type", event_type)
+    if type(metric_name) is not str or metric_name not in checked:
+        _check_name("metric_name", metric_name)
+    kind = type(quantity)
+    if (kind is not int and kind is not float) or not 0 <= quantity <= MAX_QUANTITY:
         _check_quantity(quantity)
-        for param, value in (
-            ("idempotency_key", idempotency_key),
-            ("subscription_id", subscription_id),
-            ("end_user_id", end_user_id),
-            ("agent_id", agent_id),
-            ("workflow_id", workflow_id),
-        ):
-            if value is not None:
-                _check_name(param, value, remember=False)
+    # The caller's key is new at every call: the full check, inline, never remembered.
+    if idempotency_key is not None and (
+        type(idempotency_key) is not str
+        or not 0 < len(idempotency_key) <= MAX_NAME_LENGTH
+        or "\x00" in idempotency_key
+        or not idempotency_key.isascii()
+    ):
+        _check_name("idempotency_key", idempotency_key, remember=False)
+    if subscription_id is not None and (
+        type(subscription_id) is not str or subscription_id not in checked
+    ):
+        _check_name("subscription_id", subscription_id)
+    if end_user_id is not None and (type(end_user_id) is not str or end_user_id not in checked):
+        _check_name("end_user_id", end_user_id)
+    if agent_id is not None and (type(agent_id) is not str or agent_id not in checked):
+        _check_name("agent_id", agent_id)
+    if workflow_id is not None and (type(workflow_id) is not str or workflow_id not in checked):
+        _check_name("workflow_id", workflow_id)
 
 
 def _check_quantity(quantity: Any) -> None:
@@ -114,12 +104,19 @@ _CHECKED_NAMES_MAX = 4096
 
 def _check_name(param: str, value: Any, *, remember: bool = True) -> None:
     """The full check of one name: text of 1 to 255 characters, no NUL, no lone surrogate.
-    A str subclass (a str-valued enum member) is text too, and goes as its text."""
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_LENGTH:
+
+    A str subclass (a str-valued enum member) is text too, and goes as its text; it is checked
+    in full every time, and only an exact str is remembered (`_CHECKED_NAMES`).
+    """
+    if (
+        not isinstance(value, str)
+        or type(value).__hash__ is None  # a subclass that cannot be a key of the queue
+        or not 0 < len(value) <= MAX_NAME_LENGTH
+    ):
         raise invalid(param, NAME_RULE)
     if "\x00" in value or not value.isascii():
         _check_text(param, value)
-    if remember:
+    if remember and type(value) is str:
         if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
             _CHECKED_NAMES.clear()
         _CHECKED_NAMES[value] = None
@@ -154,15 +151,19 @@ def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
     """
     if type(metadata) is dict:
         snapshot = metadata.copy()
-        # Keys repeat from call to call: when all were seen before, one pass in C over a set.
+        # Keys repeat from call to call: when all were seen before, one pass in C over a set
+        # (which compares by equality: the loop below checks that each key is an exact str).
         if len(snapshot) > _FAST_ITEMS or not (
             _CHECKED_KEYS.issuperset(snapshot) or _remember_keys(snapshot)
         ):
             return _exact_snapshot(metadata, param)
-        # One pass over the values, a few bytecodes each: most of this function's cost.
-        # Anything unusual leaves for the exact path.
+        # One pass, a few bytecodes per item: most of this function's cost. A key must be an
+        # exact str: an object merely equal to a remembered key must not pass for it. Anything
+        # unusual leaves for the exact path.
         chars = 0
-        for value in snapshot.values():
+        for key, value in snapshot.items():
+            if type(key) is not str:
+                return _exact_snapshot(metadata, param)
             kind = type(value)
             if kind is str:
                 if not value.isascii():  # a flag, not a scan; only non-ASCII can hold a surrogate
