@@ -282,10 +282,17 @@ def test_the_server_refuses_what_record_refuses(http: Any) -> None:
                 {"eventType": "a\x00b", "metricName": "m", "quantity": 1},
                 {"eventType": "t", "metricName": "m", "quantity": 2**53 + 2},
                 {"eventType": "t", "metricName": "m", "quantity": 1e300},
+                {"eventType": "t", "metricName": "m", "quantity": 2**53 + 1},  # a float rounds it
             ]
         },
     ).json()
-    assert [r["status"] for r in answer["results"]] == ["rejected"] * 3
+    assert [r["status"] for r in answer["results"]] == ["rejected"] * 4
+    # The same quantity alone, in a batch the server's fast path would otherwise take whole.
+    answer = http.post(
+        "/v1/usage/events/batch",
+        json={"events": [{"eventType": "t", "metricName": "m", "quantity": 2**53 + 1}]},
+    ).json()
+    assert [r["status"] for r in answer["results"]] == ["rejected"]
 
 
 @pytest.mark.parametrize("dots", [".", ".."])

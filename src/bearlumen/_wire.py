@@ -110,6 +110,14 @@ class UsageEvent(_WireModel):
     workflow_id: OptionalName = None
     metadata: Metadata = None
 
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _quantity_as_given(cls, value: Any) -> Any:
+        # Checked before it becomes a float: 2**53 + 1 would round to 2**53 and pass.
+        if type(value) is int and not 0 <= value <= MAX_QUANTITY:
+            raise ValueError(f"must be from 0 to 2**53 ({MAX_QUANTITY})")
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:

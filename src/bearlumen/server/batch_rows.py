@@ -60,19 +60,14 @@ def _optional_name(value: Any) -> str | None:
 
 
 def _quantity(value: Any) -> float:
-    # bool is not a number on the wire; an int is compared as the float it is stored as (as
-    # pydantic does); NaN fails the comparison.
+    # bool is not a number on the wire; an int is compared before it becomes a float (2**53 + 1
+    # would round to 2**53); NaN fails the comparison.
     kind = type(value)
-    if kind is int:
-        try:
-            value = float(value)
-        except OverflowError:
-            raise _NotSure from None
-    elif kind is not float:
+    if kind is not int and kind is not float:
         raise _NotSure
     if not 0 <= value <= MAX_QUANTITY:
         raise _NotSure
-    return value  # type: ignore[no-any-return]
+    return float(value)
 
 
 def _timestamp(value: Any, now: str, seen: set[str], days: set[str]) -> str:
