@@ -40,6 +40,20 @@ class HeldTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
+def held_client(server: LocalServer, api_key: str, **options: Any) -> tuple[Client, HeldTransport]:
+    """A client whose first batch request is held (`HeldTransport`); the interval never passes
+    during a test, so batches go out full, or at a flush."""
+    transport = HeldTransport()
+    client = Client(
+        api_key=api_key,
+        base_url=server.base_url,
+        http_client=httpx.Client(transport=transport),
+        flush_interval=3600,
+        **options,
+    )
+    return client, transport
+
+
 def wait_for_batches(client: Client, *, sent: int, in_flight: set[int]) -> None:
     """Until `sent` batches were handed to senders and those numbered `in_flight` are still out."""
     shipper: Any = client._shipper
@@ -84,15 +98,7 @@ def test_every_event_is_stored_once_with_many_batches_in_flight_through_faults(
 def test_flush_waits_for_an_earlier_batch_that_is_still_in_flight(
     server: LocalServer, api_key: str
 ) -> None:
-    transport = HeldTransport()
-    client = Client(
-        api_key=api_key,
-        base_url=server.base_url,
-        http_client=httpx.Client(transport=transport),
-        flush_at=1000,
-        flush_interval=3600,
-        max_in_flight=4,
-    )
+    client, transport = held_client(server, api_key, flush_at=1000, max_in_flight=4)
     for _ in range(1000):  # batch 0: held inside its request
         client.usage.record("token_usage", "llm_tokens", 1)
     assert transport.first_entered.wait(30)
@@ -118,15 +124,8 @@ def test_flush_waits_for_an_earlier_batch_that_is_still_in_flight(
 def test_woken_by_flush_at_only_full_batches_go_and_the_rest_waits_for_the_interval(
     server: LocalServer, api_key: str
 ) -> None:
-    transport = HeldTransport()
+    client, transport = held_client(server, api_key, flush_at=1000)
     transport.release.set()
-    client = Client(
-        api_key=api_key,
-        base_url=server.base_url,
-        http_client=httpx.Client(transport=transport),
-        flush_at=1000,
-        flush_interval=3600,
-    )
     for _ in range(1500):
         client.usage.record("token_usage", "llm_tokens", 1)
     assert transport.first_entered.wait(30)
@@ -174,13 +173,7 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
 def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
     server: LocalServer, api_key: str, caplog: Any
 ) -> None:
-    transport = HeldTransport()
-    client = Client(
-        api_key=api_key,
-        base_url=server.base_url,
-        http_client=httpx.Client(transport=transport),
-        flush_interval=3600,
-    )
+    client, transport = held_client(server, api_key)
     for _ in range(10):
         client.usage.record("token_usage", "llm_tokens", 1)
     client.flush(timeout=0)  # ship the part-filled batch now, without waiting for it
@@ -198,15 +191,7 @@ def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
 def test_a_batch_waiting_for_a_free_sender_counts_as_in_flight(
     server: LocalServer, api_key: str
 ) -> None:
-    transport = HeldTransport()
-    client = Client(
-        api_key=api_key,
-        base_url=server.base_url,
-        http_client=httpx.Client(transport=transport),
-        flush_at=1000,
-        flush_interval=3600,
-        max_in_flight=1,
-    )
+    client, transport = held_client(server, api_key, flush_at=1000, max_in_flight=1)
     for _ in range(2500):
         client.usage.record("token_usage", "llm_tokens", 1)
     assert transport.first_entered.wait(30)  # the first batch is held at the server's door
