@@ -479,11 +479,6 @@ def test_async_client_takes_every_option_of_client() -> None:
             assert async_options[name].default == option.default, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src leak, not fixed yet: AsyncHttpCore replaces the pool of a finished loop without"
-    " closing it (_http.py, _http_client_for_this_loop), so its sockets wait for the GC",
-)
 def test_a_client_used_in_a_second_loop_leaves_no_socket_of_the_first_open(
     server: LocalServer, api_key: str
 ) -> None:
@@ -500,3 +495,38 @@ def test_a_client_used_in_a_second_loop_leaves_no_socket_of_the_first_open(
         asyncio.run(invocation(last=True))  # a fresh pool for this loop; the first's is dropped
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_handler_that_never_closes_the_client_leaves_no_socket_open_after_each_loop(
+    server: LocalServer, api_key: str
+) -> None:
+    # The serverless pattern: one client at module level, `asyncio.run` per invocation, and no
+    # `aclose()` ever; each loop's pool is closed as `asyncio.run` shuts that loop down.
+    module = {"client": AsyncClient(api_key=api_key, base_url=server.base_url)}
+
+    async def invocation() -> None:
+        await module["client"].end_users.list()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(3):
+            asyncio.run(invocation())
+        module.clear()  # the last loop's pool too: closed when its loop ended
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_pool_the_caller_passed_in_stays_open_when_the_loop_ends(
+    server: LocalServer, api_key: str
+) -> None:
+    http = httpx.AsyncClient()
+    client = AsyncClient(api_key=api_key, base_url=server.base_url, http_client=http)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(client.end_users.list())
+        loop.run_until_complete(loop.shutdown_asyncgens())  # what asyncio.run does at its end
+        assert not http.is_closed  # the caller's to close, not ours
+        loop.run_until_complete(http.aclose())
+    finally:
+        loop.close()

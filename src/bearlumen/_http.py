@@ -28,7 +28,17 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Mapping, NamedTuple, Optional, TypeVar, cast
+from typing import (
+    Any,
+    AsyncGenerator,
+    Callable,
+    Generic,
+    Mapping,
+    NamedTuple,
+    Optional,
+    TypeVar,
+    cast,
+)
 from urllib.parse import urlsplit
 
 import httpx
@@ -361,25 +371,37 @@ class AsyncHttpCore(BaseHttpCore):
     _http_client: httpx.AsyncClient
     default_sleep = staticmethod(asyncio.sleep)
     _loop: Optional[asyncio.AbstractEventLoop] = None  # the loop our pool's sockets belong to
+    _pool_closer: Optional[AsyncGenerator[None, None]] = None  # closes the pool as `_loop` ends
 
     def _new_http_client(self) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(limits=connection_limits(), socket_options=NO_DELAY)
         return httpx.AsyncClient(timeout=self.timeout, transport=transport)
 
-    def _http_client_for_this_loop(self) -> httpx.AsyncClient:
+    async def _http_client_for_this_loop(self) -> httpx.AsyncClient:
         """Pooled connections belong to the loop that opened them. A client that outlives its
         loop (a handler calling `asyncio.run` once per invocation) opens a fresh pool in the
-        next loop; the old one's sockets went with their loop."""
+        next loop, and each pool we own is closed in its own loop as that loop ends."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             if self._loop is not None and self._owns_http_client:
                 self._http_client = self._new_http_client()
             self._loop = loop
+            if self._owns_http_client:
+                # Started here, so this loop holds it; `asyncio.run` closes a loop's async
+                # generators before the loop itself, and that closes the pool while its
+                # sockets can still be closed properly. (A loop closed without
+                # `shutdown_asyncgens` drops it unrun: the pool then goes with the GC, as before.)
+                self._pool_closer = _close_at_loop_end(self._http_client)
+                await self._pool_closer.__anext__()
         return self._http_client
 
     async def aclose(self) -> None:
         if self._owns_http_client and self._loop in (None, asyncio.get_running_loop()):
-            await self._http_client.aclose()
+            closer, self._pool_closer = self._pool_closer, None
+            if closer is not None:
+                await closer.aclose()  # its `finally` closes the pool
+            else:
+                await self._http_client.aclose()
 
     async def _sleep(self, seconds: float) -> None:
         # An injected sleep (tests) may be a plain function; the default is asyncio.sleep.
@@ -408,13 +430,21 @@ class AsyncHttpCore(BaseHttpCore):
         return await policy(self._send_once, outgoing)
 
     async def _send_once(self, outgoing: _Outgoing) -> Any:
-        http_client = self._http_client_for_this_loop()
+        http_client = await self._http_client_for_this_loop()
         request = _build_request(http_client, outgoing)
         try:
             response = await http_client.send(request)
         except httpx.TransportError as exc:
             raise _network_error(exc, outgoing.url) from exc
         return _decode_answer(response)
+
+
+async def _close_at_loop_end(http_client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Parked at its `yield` until its loop shuts down its async generators (or `aclose()`)."""
+    try:
+        yield
+    finally:
+        await http_client.aclose()
 
 
 def encode_json(body: Any) -> bytes:
