@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from bearlumen.server.batch_rows import valid_batch_rows
 from bearlumen.server.errors import ApiError
 from bearlumen.server.handlers.usage import _validated_row
 from bearlumen.server.store import Store
+from bearlumen.testing import LocalServer
 
 NOW = "2026-11-26T05:00:00.000000Z"
 
@@ -270,3 +272,41 @@ def test_a_valid_batchs_answer_is_the_json_the_slow_path_writes_and_replays_byte
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.content == second.content
     assert http.get("/v1/usage/summary").json()["totalEvents"] == 6
+
+
+def test_a_batch_retried_while_its_first_try_is_stored_is_told_409_then_replayed(
+    fault_server: LocalServer, api_key: str
+) -> None:
+    """The key is claimed in the worker thread, before the store is touched: a retry that comes
+    while the first try is being stored never runs the batch a second time."""
+    store = fault_server.store
+    real = store.record_events
+    inside, release = threading.Event(), threading.Event()
+
+    def held(tenant: int, rows: list[list[Any]]) -> list[tuple[str, int]]:
+        inside.set()
+        assert release.wait(30)
+        return real(tenant, rows)
+
+    store.record_events = held  # type: ignore[method-assign]
+    batch = {"events": [{**VALID, "idempotencyKey": f"held-{i}"} for i in range(5)]}
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "held-batch"}
+    url = fault_server.base_url + "/v1/usage/events/batch"
+    first: list[httpx.Response] = []
+    sender = threading.Thread(
+        target=lambda: first.append(httpx.post(url, json=batch, headers=headers))
+    )
+    sender.start()
+    try:
+        assert inside.wait(30)
+        retry = httpx.post(url, json=batch, headers=headers)
+        assert retry.status_code == 409 and retry.json()["error"]["type"] == "conflict_retry"
+    finally:
+        release.set()
+        sender.join(30)
+    assert first[0].status_code == 200 and first[0].json()["recorded_count"] == 5
+    replay = httpx.post(url, json=batch, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.content == first[0].content
+    auth = {"Authorization": headers["Authorization"]}
+    summary = httpx.get(fault_server.base_url + "/v1/usage/summary", headers=auth)
+    assert summary.json()["totalEvents"] == 5
