@@ -131,9 +131,6 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
     rows = []
     timestamps: set[str] = set()
     days: set[str] = set()
-    # A batch's events mostly share their names (event type, metric, agent, end user...): each
-    # distinct text is checked once, then found in `names` (a str only: a list is unhashable).
-    names: set[str] = set()
     costs: dict[float, int] = {}
     fields = _FIELDS
     try:
@@ -141,30 +138,33 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
             if type(event) is not dict or not fields.issuperset(event):
                 return None
             get = event.get
-            row = [
-                get("eventType"),
-                get("metricName"),
-                _quantity(get("quantity")),
-                get("idempotencyKey"),
-                _timestamp(get("timestamp"), now, timestamps, days),
-                get("subscriptionId"),
-                get("endUserId"),
-                get("agentId"),
-                get("workflowId"),
-                *_metadata(get("metadata"), costs),
-            ]
-            for at in _NAME_COLUMNS:
-                value = row[at]
-                if type(value) is not str or value not in names:
-                    if value is None and at in _OPTIONAL_COLUMNS:
-                        continue
-                    names.add(_name(value))
-            rows.append(row)
-    except _NotSure:
+            rows.append(
+                [
+                    get("eventType"),
+                    get("metricName"),
+                    _quantity(get("quantity")),
+                    get("idempotencyKey"),
+                    _timestamp(get("timestamp"), now, timestamps, days),
+                    get("subscriptionId"),
+                    get("endUserId"),
+                    get("agentId"),
+                    get("workflowId"),
+                    *_metadata(get("metadata"), costs),
+                ]
+            )
+        # A batch's events mostly share their names (event type, metric, agent, end user...):
+        # each column's distinct values are checked once. A value that is not a str never
+        # equals one, so it stays in the set and is refused there; a list is unhashable.
+        for at, optional in _NAME_COLUMNS:
+            distinct = {row[at] for row in rows}
+            if optional:
+                distinct.discard(None)
+            for value in distinct:
+                _name(value)
+    except (_NotSure, TypeError):
         return None
     return rows
 
 
-# Where the names are in a row, and which of them may be None (see `valid_batch_rows`).
-_NAME_COLUMNS = (0, 1, 3, 5, 6, 7, 8)
-_OPTIONAL_COLUMNS = frozenset((3, 5, 6, 7, 8))
+# Where the names are in a row, and whether each may be None (see `valid_batch_rows`).
+_NAME_COLUMNS = ((0, False), (1, False), (3, True), (5, True), (6, True), (7, True), (8, True))
