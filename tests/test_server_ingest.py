@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from bearlumen._wire import UsageBatch
 from bearlumen.server.batch_rows import valid_batch_rows
 from bearlumen.server.errors import ApiError
 from bearlumen.server.handlers.usage import _validated_row
 from bearlumen.server.store import Store
+from bearlumen.testing import LocalServer
 
 NOW = "2026-11-26T05:00:00.000000Z"
 
@@ -212,3 +216,97 @@ def test_each_key_is_stored_once_whether_staged_partly_moved_or_moved_before_a_r
         assert again.record_events(1, rows_for(["d0"])) == [("recorded", 603)]
     finally:
         again.close()
+
+
+def test_rows_split_over_several_statements_keep_their_seqs_and_values(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "events.sqlite3"))
+    try:
+        store._rows_per_insert = 7  # as on an SQLite that binds few parameters per statement
+        keys = [f"k{i}" for i in range(20)]
+        rows = rows_for(keys)
+        rows[13][0] = "a\x00b"  # each text stored exactly, wherever its row falls
+        outcomes = store.record_events(1, [*rows[:10], rows[0], *rows[10:]])
+        assert [outcome for outcome, _ in outcomes] == ["recorded"] * 10 + ["duplicate"] + [
+            "recorded"
+        ] * 10
+        assert [seq for _, seq in outcomes] == [*range(1, 11), 1, *range(11, 21)]
+        events, total = store.query_events(1, [], 100, 0)
+        assert total == 20
+        assert [(e["id"], e["idempotencyKey"]) for e in events] == [
+            (f"evt_{seq:012x}", key) for seq, key in zip(range(1, 21), keys)
+        ]
+        assert events[13]["eventType"] == "a\x00b" and events[12]["eventType"] == "token_usage"
+    finally:
+        store.close()
+
+
+def test_a_valid_batchs_answer_is_the_json_the_slow_path_writes_and_replays_byte_for_byte(
+    http: httpx.Client,
+) -> None:
+    fast = [{**VALID, "idempotencyKey": f"fast-{i}"} for i in range(3)]
+    first = http.post("/v1/usage/events/batch", json={"events": fast})
+    # the same events again, and one new: two duplicates, two recorded (fast path)
+    again = {"events": [fast[2], fast[0], {**VALID, "idempotencyKey": "fast-3"}, VALID]}
+    headers = {"Idempotency-Key": "batch-replayed"}
+    second = http.post("/v1/usage/events/batch", json=again, headers=headers)
+    # a timestamp not in the canonical form is valid but takes the slow path (dicts, to_json)
+    slow = {"events": [{**VALID, "idempotencyKey": "slow-0", "timestamp": "2024-01-01T00:00:00Z"}]}
+    slow_answer = http.post("/v1/usage/events/batch", json=slow)
+    for answer in (first, second, slow_answer):
+        assert answer.status_code == 200
+        assert answer.content == to_json(answer.json())  # compact, keys in the contract's order
+    first_ids = [r["id"] for r in first.json()["results"]]
+    assert second.json() == {
+        "recorded_count": 2,
+        "skipped_count": 2,
+        "rejected_count": 0,
+        "results": [
+            {"index": 0, "status": "duplicate", "id": first_ids[2]},
+            {"index": 1, "status": "duplicate", "id": first_ids[0]},
+            {"index": 2, "status": "recorded", "id": second.json()["results"][2]["id"]},
+            {"index": 3, "status": "recorded", "id": second.json()["results"][3]["id"]},
+        ],
+    }
+    assert list(slow_answer.json()["results"][0]) == list(second.json()["results"][0])
+    replay = http.post("/v1/usage/events/batch", json=again, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.content == second.content
+    assert http.get("/v1/usage/summary").json()["totalEvents"] == 6
+
+
+def test_a_batch_retried_while_its_first_try_is_stored_is_told_409_then_replayed(
+    fault_server: LocalServer, api_key: str
+) -> None:
+    """The key is claimed in the worker thread, before the store is touched: a retry that comes
+    while the first try is being stored never runs the batch a second time."""
+    store = fault_server.store
+    real = store.record_events
+    inside, release = threading.Event(), threading.Event()
+
+    def held(tenant: int, rows: list[list[Any]]) -> list[tuple[str, int]]:
+        inside.set()
+        assert release.wait(30)
+        return real(tenant, rows)
+
+    store.record_events = held  # type: ignore[method-assign]
+    batch = {"events": [{**VALID, "idempotencyKey": f"held-{i}"} for i in range(5)]}
+    headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "held-batch"}
+    url = fault_server.base_url + "/v1/usage/events/batch"
+    first: list[httpx.Response] = []
+    sender = threading.Thread(
+        target=lambda: first.append(httpx.post(url, json=batch, headers=headers))
+    )
+    sender.start()
+    try:
+        assert inside.wait(30)
+        retry = httpx.post(url, json=batch, headers=headers)
+        assert retry.status_code == 409 and retry.json()["error"]["type"] == "conflict_retry"
+    finally:
+        release.set()
+        sender.join(30)
+    assert first[0].status_code == 200 and first[0].json()["recorded_count"] == 5
+    replay = httpx.post(url, json=batch, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.content == first[0].content
+    auth = {"Authorization": headers["Authorization"]}
+    summary = httpx.get(fault_server.base_url + "/v1/usage/summary", headers=auth)
+    assert summary.json()["totalEvents"] == 5

@@ -55,10 +55,6 @@ def _name(value: Any) -> str:
     return value
 
 
-def _optional_name(value: Any) -> str | None:
-    return None if value is None else _name(value)
-
-
 def _quantity(value: Any) -> float:
     # bool is not a number on the wire; an int is compared before it becomes a float (2**53 + 1
     # would round to 2**53); NaN fails the comparison.
@@ -100,22 +96,29 @@ def _timestamp(value: Any, now: str, seen: set[str], days: set[str]) -> str:
     return value
 
 
-def _metadata(value: Any) -> tuple[str | None, int]:
-    """The metadata as stored (compact JSON text) and the event's cost in nanodollars."""
+def _metadata(value: Any, costs: dict[float, int]) -> tuple[str | None, int]:
+    """The metadata as stored (compact JSON text) and the event's cost in nanodollars
+    (`costs`: this batch's float costs checked so far, and their nanodollars)."""
     if value is None:
         return None, 0
     if type(value) is not dict:
         raise _NotSure
     cost = value.get(COST_KEY)
-    if cost is not None and not is_cost(cost):
-        raise _NotSure
+    # Keyed by float only: 1 == True == 1.0 as keys, and True is no cost.
+    cost_nanos = costs.get(cost) if type(cost) is float else None
+    if cost_nanos is None:
+        if cost is not None and not is_cost(cost):
+            raise _NotSure
+        cost_nanos = nanos(cost or 0)
+        if type(cost) is float:
+            costs[cost] = cost_nanos
     try:
         text = to_json(value).decode()
     except ValueError:
         raise _NotSure from None
     if len(text) > MAX_METADATA_BYTES:
         raise _NotSure
-    return text, nanos(cost or 0)
+    return text, cost_nanos
 
 
 def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
@@ -128,28 +131,40 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
     rows = []
     timestamps: set[str] = set()
     days: set[str] = set()
+    costs: dict[float, int] = {}
     fields = _FIELDS
     try:
         for event in events:
             if type(event) is not dict or not fields.issuperset(event):
                 return None
             get = event.get
-            metadata_text, cost = _metadata(get("metadata"))
             rows.append(
                 [
-                    _name(get("eventType")),
-                    _name(get("metricName")),
+                    get("eventType"),
+                    get("metricName"),
                     _quantity(get("quantity")),
-                    _optional_name(get("idempotencyKey")),
+                    get("idempotencyKey"),
                     _timestamp(get("timestamp"), now, timestamps, days),
-                    _optional_name(get("subscriptionId")),
-                    _optional_name(get("endUserId")),
-                    _optional_name(get("agentId")),
-                    _optional_name(get("workflowId")),
-                    metadata_text,
-                    cost,
+                    get("subscriptionId"),
+                    get("endUserId"),
+                    get("agentId"),
+                    get("workflowId"),
+                    *_metadata(get("metadata"), costs),
                 ]
             )
-    except _NotSure:
+        # A batch's events mostly share their names (event type, metric, agent, end user...):
+        # each column's distinct values are checked once. A value that is not a str never
+        # equals one, so it stays in the set and is refused there; a list is unhashable.
+        for at, optional in _NAME_COLUMNS:
+            distinct = {row[at] for row in rows}
+            if optional:
+                distinct.discard(None)
+            for value in distinct:
+                _name(value)
+    except (_NotSure, TypeError):
         return None
     return rows
+
+
+# Where the names are in a row, and whether each may be None (see `valid_batch_rows`).
+_NAME_COLUMNS = ((0, False), (1, False), (3, True), (5, True), (6, True), (7, True), (8, True))

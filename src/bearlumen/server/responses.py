@@ -24,7 +24,9 @@ class RequestIds:
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str]) -> Response:
-    return Response(to_json(body), status, dict(headers), media_type="application/json")
+    """`body` as JSON; `bytes` are JSON already (a handler that wrote its answer itself)."""
+    content = body if type(body) is bytes else to_json(body)
+    return Response(content, status, dict(headers), media_type="application/json")
 
 
 def error_response(request_id: str, error: ApiError) -> Response:

@@ -43,7 +43,7 @@ _FORGET_ALL = "DELETE FROM usage_events_staged"  # no WHERE: SQLite drops the pa
 IDLE_SECONDS = 0.05
 MOVE_CHUNK_ROWS = 10_000
 MAX_STAGED_ROWS = 200_000
-CHECKPOINT_BACKSTOP_PAGES = 16_384  # 64 MiB of WAL at 4 KiB pages (SQLite's default is 1000)
+CHECKPOINT_BACKSTOP_BYTES = 64 * 1024 * 1024  # of WAL (SQLite's default is 1000 pages)
 
 _log = logging.getLogger("bearlumen.server")
 
@@ -61,12 +61,13 @@ class Staging:
         # A file's WAL is copied back into the database (checkpointed) by the mover, through a
         # connection of its own and without the store's lock: the copy and its fsync no longer
         # hold up the request that happened to cross the WAL's size limit. The store's own
-        # connection still checkpoints past CHECKPOINT_BACKSTOP_PAGES, should the mover lag.
+        # connection still checkpoints past CHECKPOINT_BACKSTOP_BYTES, should the mover lag.
         self._checkpointer = (
             None if path is None else sqlite3.connect(path, check_same_thread=False)
         )
         if self._checkpointer is not None:
-            db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BACKSTOP_PAGES}")
+            (page_size,) = db.execute("PRAGMA page_size").fetchone()
+            db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BACKSTOP_BYTES // page_size}")
         # tenant -> idempotency key -> seq, for every staged event that has a key
         self._keys: dict[int, dict[str, int]] = {}
         # one entry per staged batch, oldest first: (its last seq + 1, its rows, tenant, keys)

@@ -117,6 +117,8 @@ _EVENT_COLUMNS = (
 
 _STORED_COLUMN_COUNT = STORED_COLUMNS.count(",") + 1
 
+PAGE_SIZE = 16384
+
 
 def _parameter_limit(db: sqlite3.Connection) -> int:
     """How many `?` one statement may bind (32766 since SQLite 3.32)."""
@@ -129,11 +131,21 @@ def _parameter_limit(db: sqlite3.Connection) -> int:
 # Rows are bound as parameters of one multi-row INSERT, never passed through JSON (json_each
 # cuts a text at NUL) nor executemany: that releases and retakes the GIL once per row, and
 # behind a thread validating the next batch each retake waited, 38 ms per 1000 rows against
-# 18 ms for one statement (and 52 ms for json_each). Each text is stored exactly.
+# 18 ms for one statement (and 52 ms for json_each). Each text is stored exactly. What every
+# row of a statement shares is bound once: ?1 the first row's seq (row k's is ?1 + k), ?2 the
+# tenant, ?3 the time received; the row's own values follow, _ROW_VALUES to a row.
+_ROW_VALUES = _STORED_COLUMN_COUNT - 3
+_SHARED_VALUES = 3
+
+
 @cache
 def _stage_events_sql(count: int) -> str:
-    row = "(" + ", ".join("?" * _STORED_COLUMN_COUNT) + ")"
-    return f"INSERT INTO usage_events_staged ({STORED_COLUMNS}) VALUES " + ", ".join([row] * count)
+    rows = []
+    for k in range(count):
+        first = _SHARED_VALUES + 1 + k * _ROW_VALUES
+        own = ", ".join(f"?{n}" for n in range(first, first + _ROW_VALUES))
+        rows.append(f"(?1 + {k}, ?2, {own}, ?3)")
+    return f"INSERT INTO usage_events_staged ({STORED_COLUMNS}) VALUES " + ", ".join(rows)
 
 
 @cache
@@ -208,6 +220,10 @@ class Store:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._in_memory = path == ":memory:"
+        # 16 KiB pages for a new file (one that exists keeps its own): a 1000-event batch is
+        # staged, moved and checkpointed in a quarter as many pages, so as many fewer WAL frames
+        # and page writes; stage + move + checkpoint took 7.0 ms per 1000 events against 8.4.
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         if not self._in_memory:
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -215,7 +231,7 @@ class Store:
         self._db.executescript(_SCHEMA)
         self._tenants: dict[str, int] = {}
         limit = _parameter_limit(self._db)
-        self._rows_per_insert = min(1000, limit // _STORED_COLUMN_COUNT)
+        self._rows_per_insert = min(1000, (limit - _SHARED_VALUES) // _ROW_VALUES)
         self._keys_per_lookup = min(1000, limit - 1)
         self._staging = Staging(self._db, self._lock, None if self._in_memory else path)
         self._staging.start()  # first moves what a killed process left staged
@@ -470,7 +486,7 @@ class Store:
             for at in range(0, len(unstaged), self._keys_per_lookup):
                 chunk = unstaged[at : at + self._keys_per_lookup]
                 seen.update(self._db.execute(_indexed_keys_sql(len(chunk)), (tenant, *chunk)))
-            values: list[Any] = []  # the new rows' values, one after the other
+            values: list[Any] = []  # the new rows' own values, one after the other
             add_values = values.extend
             keyed: dict[str, int] = {}  # this batch's new keys
             first = seq = self._next_seq
@@ -482,9 +498,7 @@ class Store:
                         outcomes.append(("duplicate", earlier))
                         continue
                     seen[key] = keyed[key] = seq
-                add_values((seq, tenant))
                 add_values(row)
-                values.append(received_at)
                 outcomes.append(("recorded", seq))
                 seq += 1
             if seq > first:
@@ -492,11 +506,11 @@ class Store:
                     for at in range(first, seq, self._rows_per_insert):
                         count = min(self._rows_per_insert, seq - at)
                         if count < seq - first:  # part of the rows: one statement's worth
-                            offset = (at - first) * _STORED_COLUMN_COUNT
-                            chunk = values[offset : offset + count * _STORED_COLUMN_COUNT]
+                            offset = (at - first) * _ROW_VALUES
+                            chunk = values[offset : offset + count * _ROW_VALUES]
                         else:
                             chunk = values
-                        db.execute(_stage_events_sql(count), chunk)
+                        db.execute(_stage_events_sql(count), [at, tenant, received_at, *chunk])
                 self._next_seq = seq
                 self._staging.staged(tenant, keyed, seq, seq - first)
         return outcomes
