@@ -58,6 +58,7 @@ from ._events import (
     METADATA,
     QueuedEvent,
     SizedMetadata,
+    batch_body,
     encode_event,
     events_bytes,
     queued_bytes,
@@ -130,6 +131,9 @@ def encode_batch(
     so are all later batches, which would likely hold a None too.
     """
     global _nulls_seen
+    body = batch_body(chunk)
+    if body is not None:
+        return body, chunk, []
     try:
         batch = {"events": wire_events(chunk)}
         if not _nulls_seen:
