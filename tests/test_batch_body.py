@@ -315,3 +315,5 @@ def test_whatever_record_accepts_is_sent_as_the_dicts_were(
             assert b'"\\u0000"' in dicts_body([event])
         else:
             assert single == dicts_body([event])
+            # the spool's line for it (one home: the same bytes as in the batch)
+            assert single == b'{"events":[' + encode_event(event) + b"]}"
