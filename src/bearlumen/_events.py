@@ -196,10 +196,13 @@ def _name_texts(column: Sequence[Any], prefix: bytes, optional: bool = False) ->
     """`prefix"value"` for each name of a column ("" for a None), once if all are equal.
 
     Names repeat, so each distinct one is escaped once; None when one is not an exact str.
-    (`set` compares by equality; the names record() queues are exact str, and the check of
-    each distinct value is what keeps anything else out.)
+    (`count` and `set` compare by equality; the names record() queues are exact str, and the
+    check of each distinct value is what keeps anything else out.)
     """
-    distinct = set(column)
+    first = column[0]
+    # Usually one name in every event (or None in every event): `count` compares by identity
+    # first, about three times as fast as building a set.
+    distinct = (first,) if column.count(first) == len(column) else set(column)
     kinds = _OPTIONAL_NAMES if optional else _NAMES
     if not all(type(name) in kinds for name in distinct):
         return None
