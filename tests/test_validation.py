@@ -304,3 +304,22 @@ def test_an_id_of_dots_cannot_reach_another_route(tenant: Client, dots: str) -> 
     with pytest.raises(InvalidRequestError) as caught:
         tenant.end_users.deactivate(dots)
     assert caught.value.param == "end_user_id"
+
+
+def test_a_str_subclass_name_is_sent_as_its_own_text_beside_other_names(tenant: Client) -> None:
+    # In one batch with plain names it equals: still billed under its own text, not theirs.
+    for key in ("plain-1", "plain-2"):
+        tenant.usage.record("chat", "m", 1, key, agent_id="bot")
+    tenant.usage.record(EqualToEverything("odd"), "m", 1, "odd", agent_id=Agent.BOT)
+    assert tenant.flush()["recorded"] == 3
+    stored = stored_by_key(tenant)
+    assert [stored[key]["eventType"] for key in ("plain-1", "plain-2", "odd")] == [
+        "chat",
+        "chat",
+        "odd",
+    ]
+    assert stored["odd"]["agentId"] == "bot"
+
+
+class Agent(str, enum.Enum):
+    BOT = "bot"

@@ -53,17 +53,22 @@ def check_event(
     end_user_id: Any,
     agent_id: Any,
     workflow_id: Any,
-) -> None:
+) -> bool:
     """Raise InvalidRequestError naming the first argument of `usage.record` the server would
-    refuse (metadata and timestamp apart: `metadata_snapshot`, `timestamp`)."""
+    refuse (metadata and timestamp apart: `metadata_snapshot`, `timestamp`).
+
+    True when a name or the key is a str subclass (a str-valued enum member): valid, but to be
+    queued as its text (`exact_texts`), so that the queue holds exact str only.
+    """
     checked = _CHECKED_NAMES
+    subclassed = False
     # A str seen before costs one lookup; anything else, the full check (_check_name). Only
     # exact str is looked up: an object merely equal to a remembered name (a UserString, a str
     # subclass with its own __eq__) must not pass for it.
     if type(event_type) is not str or event_type not in checked:
-        _check_name("event_type", event_type)
+        subclassed |= _check_name("event_type", event_type)
     if type(metric_name) is not str or metric_name not in checked:
-        _check_name("metric_name", metric_name)
+        subclassed |= _check_name("metric_name", metric_name)
     kind = type(quantity)
     if (kind is not int and kind is not float) or not 0 <= quantity <= MAX_QUANTITY:
         _check_quantity(quantity)
@@ -74,17 +79,18 @@ def check_event(
         or "\x00" in idempotency_key
         or not idempotency_key.isascii()
     ):
-        _check_name("idempotency_key", idempotency_key, remember=False)
+        subclassed |= _check_name("idempotency_key", idempotency_key, remember=False)
     if subscription_id is not None and (
         type(subscription_id) is not str or subscription_id not in checked
     ):
-        _check_name("subscription_id", subscription_id)
+        subclassed |= _check_name("subscription_id", subscription_id)
     if end_user_id is not None and (type(end_user_id) is not str or end_user_id not in checked):
-        _check_name("end_user_id", end_user_id)
+        subclassed |= _check_name("end_user_id", end_user_id)
     if agent_id is not None and (type(agent_id) is not str or agent_id not in checked):
-        _check_name("agent_id", agent_id)
+        subclassed |= _check_name("agent_id", agent_id)
     if workflow_id is not None and (type(workflow_id) is not str or workflow_id not in checked):
-        _check_name("workflow_id", workflow_id)
+        subclassed |= _check_name("workflow_id", workflow_id)
+    return subclassed
 
 
 def _check_quantity(quantity: Any) -> None:
@@ -102,11 +108,12 @@ _CHECKED_NAMES: dict[str, None] = {}
 _CHECKED_NAMES_MAX = 4096
 
 
-def _check_name(param: str, value: Any, *, remember: bool = True) -> None:
+def _check_name(param: str, value: Any, *, remember: bool = True) -> bool:
     """The full check of one name: text of 1 to 255 characters, no NUL, no lone surrogate.
 
     A str subclass (a str-valued enum member) is text too, and goes as its text; it is checked
-    in full every time, and only an exact str is remembered (`_CHECKED_NAMES`).
+    in full every time, and only an exact str is remembered (`_CHECKED_NAMES`). Returns
+    whether `value` is such a subclass.
     """
     if (
         not isinstance(value, str)
@@ -116,10 +123,22 @@ def _check_name(param: str, value: Any, *, remember: bool = True) -> None:
         raise invalid(param, NAME_RULE)
     if "\x00" in value or not value.isascii():
         _check_text(param, value)
-    if remember and type(value) is str:
+    if type(value) is not str:
+        return True
+    if remember:
         if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
             _CHECKED_NAMES.clear()
         _CHECKED_NAMES[value] = None
+    return False
+
+
+def exact_texts(*names: Any) -> tuple[Any, ...]:
+    """Each name (or None) as an exact str: a subclass's text, which is what goes on the wire.
+
+    The batch writer (`_events.batch_body`) finds a name repeated through a batch by equality,
+    which a subclass may define as it likes; the queue only ever holds exact str.
+    """
+    return tuple(name if name is None or type(name) is str else str.__str__(name) for name in names)
 
 
 def _check_text(param: str, value: str) -> None:

@@ -26,6 +26,7 @@ from .._validation import (
     check_event,
     date_param,
     event_timestamp,
+    exact_texts,
     from_validation_error,
     invalid,
     metadata_snapshot,
@@ -79,10 +80,23 @@ class Usage(Resource[HttpT]):
         copy), whatever happens to the caller's dict afterwards.
         """
         # The hot path: plain type checks, no pydantic, no uuid, no lock, no logging.
-        check_event(
-            event_type, metric_name, quantity, idempotency_key,
-            subscription_id, end_user_id, agent_id, workflow_id,
-        )  # fmt: skip
+        if check_event(
+            event_type,
+            metric_name,
+            quantity,
+            idempotency_key,
+            subscription_id,
+            end_user_id,
+            agent_id,
+            workflow_id,
+        ):  # a str subclass among them (an enum member): queued as its text
+            (
+                event_type, metric_name, idempotency_key,
+                subscription_id, end_user_id, agent_id, workflow_id,
+            ) = exact_texts(
+                event_type, metric_name, idempotency_key,
+                subscription_id, end_user_id, agent_id, workflow_id,
+            )  # fmt: skip
         if metadata is not None:
             metadata = metadata_snapshot(metadata)  # what is billed is what was passed now
         stamp: Union[float, str] = time.time() if timestamp is None else event_timestamp(timestamp)
