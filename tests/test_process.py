@@ -254,6 +254,37 @@ def test_sigterm_delivers_the_queue_then_ends_as_it_would_have(
             assert child.stdout.read().strip() == "app handler ran"
 
 
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir() or not hasattr(signal, "pthread_sigmask"),
+    reason="reads each thread's signal mask from Linux's /proc",
+)
+def test_the_shippers_threads_leave_sigterm_and_sigint_to_the_main_thread(
+    server: LocalServer, api_key: str
+) -> None:
+    # The kernel may hand a signal sent to the process to any thread that does not block it,
+    # and Python runs handlers on the main thread only: a SIGTERM that landed on an idle
+    # shipper thread would wait until the main thread next ran Python (never, in a read).
+    from bearlumen import Client
+
+    client = Client(api_key=api_key, base_url=server.base_url, flush_at=1)
+    try:
+        client.usage.record("token_usage", "llm_tokens", 1)
+        client.flush()  # the worker has run and started a sender
+        shipper = client._shipper
+        threads = [shipper._worker, *shipper._senders]
+        assert len(threads) >= 2 and all(thread is not None for thread in threads)
+        for thread in threads:
+            assert thread is not None and thread.native_id is not None
+            status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+            for sent in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                assert blocked & (1 << (sent - 1)), (thread.name, sent)
+        main = Path(f"/proc/self/task/{threading.main_thread().native_id}/status").read_text()
+        assert int(main.split("SigBlk:")[1].split()[0], 16) & (1 << (signal.SIGTERM - 1)) == 0
+    finally:
+        client.close()
+
+
 BLOCKED_LOOP = """
 import asyncio, os, bearlumen
 client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],

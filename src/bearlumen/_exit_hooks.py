@@ -88,6 +88,27 @@ def install_sigterm_handler() -> None:
     _previous_handler = current
 
 
+# Signals a process is sent (as opposed to faults a thread causes). Python runs their handlers
+# on the main thread only; one delivered to another thread waits until the main thread next
+# runs Python, which never comes while it blocks in a read (`sys.stdin.read()`, a socket).
+_SENT_SIGNALS = {
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+    if hasattr(signal, name)
+}
+
+
+def leave_signals_to_the_main_thread() -> None:
+    """First thing on each of our background threads: the signals a process is sent are
+    blocked here, so the kernel hands them to a thread that runs their handlers at once.
+
+    Without it a SIGTERM could land on one of the shipper's idle threads, and the app's handler
+    (or ours) would not run until the main thread woke for some other reason.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SENT_SIGNALS)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _dying, _holding_sigterm
     previous = _previous_handler

@@ -547,6 +547,7 @@ class Shipper:
     # -- the worker ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        _exit_hooks.leave_signals_to_the_main_thread()  # the senders started here inherit it
         if self._adopt_at_start:
             self._adopt_orphans()
         next_round = time.monotonic() + self.flush_interval
