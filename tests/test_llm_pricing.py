@@ -119,3 +119,20 @@ def test_an_unknown_model_is_said_once_per_model(caplog: pytest.LogCaptureFixtur
     assert len(said) == 2
     assert "'no-such-model-xyz' at provider 'aws'" in said[0]
     assert "'my-deployment' at provider 'azure'" in said[1]
+
+
+@pytest.mark.parametrize(
+    "provider, model",
+    [
+        ("vertex", "claude-3-5-sonnet-v2@20241022"),  # google's entry: no 1-hour price
+        ("bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0"),  # aws's regional: none either
+    ],
+)
+def test_a_model_genai_prices_lists_without_a_one_hour_price_gets_twice_the_input(
+    provider: str, model: str
+) -> None:
+    base, _ = PRICER.price(provider, model, 10_000, 0, 0, 0)
+    five_minutes, _ = PRICER.price(provider, model, 10_000, 0, 0, 10_000)
+    one_hour, _ = PRICER.price(provider, model, 10_000, 0, 0, 10_000, 10_000)
+    assert five_minutes / base == pytest.approx(1.25)  # genai-prices' own 5-minute price
+    assert one_hour / base == pytest.approx(2.0)  # not the 5-minute price again

@@ -10,8 +10,9 @@ reproduces calc_price on a mixed sample, and then price each call with a few mul
 Models whose prices are not affine (a tier crossed, a failed check) go through calc_price.
 
 Anthropic's 1-hour cache writes have their own price (genai-prices' `cache_write_1h_mtok`: 2x
-the base input price where Anthropic bills it so, against 1.25x for 5-minute writes). A
-genai-prices too old to know them prices them at 2x the input price, Anthropic's rule.
+the base input price, against 1.25x for 5-minute writes). Where genai-prices has no such price
+(a version too old to know them, or a model listed without one, such as some Claude models on
+Bedrock and Vertex) they are priced at 2x the input price, Anthropic's rule.
 """
 
 from __future__ import annotations
@@ -189,9 +190,8 @@ class Pricer:
             return None
         compiled: Optional[Price] = None
         try:
-            input_price = (price_of(input_tokens=_PROBE) - per_call) / _PROBE
             compiled = Price(
-                input=input_price,
+                input=(price_of(input_tokens=_PROBE) - per_call) / _PROBE,
                 output=(price_of(output_tokens=_PROBE) - per_call) / _PROBE,
                 cache_read=(price_of(input_tokens=_PROBE, cache_read=_PROBE) - per_call) / _PROBE,
                 cache_write=(price_of(input_tokens=_PROBE, cache_write=_PROBE) - per_call) / _PROBE,
@@ -199,9 +199,7 @@ class Pricer:
                     price_of(input_tokens=_PROBE, cache_write=_PROBE, cache_write_1h=_PROBE)
                     - per_call
                 )
-                / _PROBE
-                if _knows_one_hour_writes(library)
-                else _ONE_HOUR_WRITE * input_price,
+                / _PROBE,
                 per_call=per_call,
                 below_input_tokens=_first_tier(library, provider, model),
             )
@@ -260,22 +258,28 @@ def _calc(
         "cache_read_tokens": cache_read,
         "cache_write_tokens": cache_write,
     }
-    extra = 0.0
-    if cache_write_1h:
-        if _knows_one_hour_writes(library):
-            counts["cache_write_1h_tokens"] = cache_write_1h
-        else:
-            # The library prices them as 5-minute writes: add the difference, at the unit
-            # prices of a call of this size (a tier applies to the whole call).
-            per_call = _calc(library, provider, model)
-            input_price = _calc(library, provider, model, input_tokens=input_tokens) - per_call
-            write_price = (
-                _calc(library, provider, model, input_tokens=input_tokens, cache_write=input_tokens)
-                - per_call
-            )
-            extra = cache_write_1h * (_ONE_HOUR_WRITE * input_price - write_price) / input_tokens
-    result = library.calc_price(library.Usage(**counts), model_ref=model, provider_id=provider)
-    return float(result.total_price) + extra
+    knows_one_hour = cache_write_1h > 0 and _knows_one_hour_writes(library)
+    if knows_one_hour:
+        counts["cache_write_1h_tokens"] = cache_write_1h
+    usage = library.Usage(**counts)
+    cost = float(library.calc_price(usage, model_ref=model, provider_id=provider).total_price)
+    five_minute_cost = (
+        _calc(library, provider, model, input_tokens, output_tokens, cache_read, cache_write)
+        if knows_one_hour
+        else cost
+    )
+    if cache_write_1h and cost == five_minute_cost:
+        # No price of its own for 1-hour writes (an older genai-prices, or a model it lists
+        # without one): Anthropic's rule, twice the input price, at the unit prices of a call of
+        # this size (a tier applies to the whole call).
+        per_call = _calc(library, provider, model)
+        input_price = _calc(library, provider, model, input_tokens=input_tokens) - per_call
+        write_price = (
+            _calc(library, provider, model, input_tokens=input_tokens, cache_write=input_tokens)
+            - per_call
+        )
+        cost += cache_write_1h * (_ONE_HOUR_WRITE * input_price - write_price) / input_tokens
+    return cost
 
 
 _one_hour_writes: dict[int, bool] = {}
