@@ -73,20 +73,27 @@ def the_event(client: bearlumen.Client) -> dict[str, Any]:
 
 
 def price(provider: str, model: str, **usage: int) -> float:
-    """genai-prices' own answer; 1-hour cache writes are Anthropic's alone (OpenAI's usage has
-    no such field), so only an Anthropic call has them."""
-    counts = {
-        "input_tokens": usage["input_tokens"],
-        "output_tokens": usage["output_tokens"],
-        "cache_read_tokens": usage["cache_read_tokens"],
-        "cache_write_tokens": usage["cache_write_tokens"],
-    }
-    if provider != "openai" and usage.get("cache_write_1h_tokens"):
-        counts["cache_write_1h_tokens"] = usage["cache_write_1h_tokens"]
+    """genai-prices' own answer. 1-hour cache writes are Anthropic's alone (OpenAI's usage has no
+    such field): they cost the model's `cache_write_1h_mtok` instead of its 5-minute write
+    price, or twice the input price where genai-prices has none (older versions)."""
     result = genai_prices.calc_price(
-        genai_prices.Usage(**counts), model_ref=model, provider_id=provider
+        genai_prices.Usage(
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            cache_read_tokens=usage["cache_read_tokens"],
+            cache_write_tokens=usage["cache_write_tokens"],
+        ),
+        model_ref=model,
+        provider_id=provider,
     )
-    return float(result.total_price)
+    one_hour = usage.get("cache_write_1h_tokens", 0) if provider != "openai" else 0
+    if not one_hour:
+        return float(result.total_price)
+    rates = result.model_price
+    one_hour_rate = getattr(rates, "cache_write_1h_mtok", None) or 2 * rates.input_mtok
+    return float(
+        result.total_price + one_hour * (one_hour_rate - rates.cache_write_mtok) / 1_000_000
+    )
 
 
 # -- every covered call ------------------------------------------------------------------------

@@ -286,8 +286,8 @@ _one_hour_writes: dict[int, bool] = {}
 
 
 def _knows_one_hour_writes(library: Any) -> bool:
-    """Whether this genai-prices takes `cache_write_1h_tokens` (0.2.x does; older versions'
-    `Usage` rejects it or warns that it is unsupported)."""
+    """Whether this genai-prices takes `cache_write_1h_tokens` (0.1.13 and 0.2.x do; 0.0.61,
+    the last for Python 3.9, rejects it; an unknown key only warns in newer versions)."""
     known = _one_hour_writes.get(id(library))
     if known is None:
         try:
