@@ -159,8 +159,10 @@ def anthropic_usage(
     cache_read = _count(usage, "cache_read_input_tokens")
     cache_write = _count(usage, "cache_creation_input_tokens")
     # Never more 1-hour writes than writes: a surprise in the split cannot bill a call twice.
-    cache_write_1h = min(
-        _count(field(usage, "cache_creation"), "ephemeral_1h_input_tokens"), cache_write
+    cache_write_1h = (
+        min(_count(field(usage, "cache_creation"), "ephemeral_1h_input_tokens"), cache_write)
+        if cache_write
+        else 0  # most calls write nothing: the split is not read
     )
     return TokenUsage(
         ANTHROPIC,
