@@ -894,3 +894,22 @@ def test_async_openai_stream_helpers_go_through_create_and_are_metered(
     assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids)
     assert {e["metadata"]["stream"] for e in events} == {True}
     assert {e["metadata"]["partial"] for e in events} == {False}
+
+
+def test_structured_output_streams_are_metered_through_create(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    """`stream(response_format=...)`, the streaming twin of parse(): it goes through `create`."""
+    helper = getattr(oai.chat.completions, "stream", None) or oai.beta.chat.completions.stream
+    with helper(model="gpt-4o", messages=MESSAGES, response_format=Verdict) as stream:
+        completion = stream.get_final_completion()
+    ids = [completion.id]
+    assert type(completion.choices[0].message.parsed) is Verdict
+    if hasattr(oai.responses, "stream"):
+        with oai.responses.stream(model="o4-mini", input="hi", text_format=Verdict) as events:
+            response = events.get_final_response()
+        assert type(response.output_parsed) is Verdict
+        ids.append(response.id)
+    events = stored(client)
+    assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids)
+    assert {(e["metadata"]["stream"], e["metadata"]["priced"]) for e in events} == {(True, True)}

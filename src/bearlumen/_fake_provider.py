@@ -239,8 +239,9 @@ def _instance(schema: Any, defs: dict[str, Any], text: str) -> Any:
 
 def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
     ident, model, created = fake.next_id("chatcmpl-"), body.get("model", "gpt-4o"), int(time.time())
+    structured = _structured(fake, body.get("response_format"))
+    answer = fake.text if structured is None else structured
     if not body.get("stream"):
-        content = _structured(fake, body.get("response_format"))
         return {
             "id": ident,
             "object": "chat.completion",
@@ -251,7 +252,7 @@ def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
                     "index": 0,
                     "message": {
                         "role": "assistant",
-                        "content": fake.text if content is None else content,
+                        "content": answer,
                         "refusal": None,
                     },
                     "finish_reason": "stop",
@@ -264,7 +265,7 @@ def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
     with_usage = bool(options.get("include_usage"))
 
     def chunks() -> Iterator[tuple[Optional[str], Any]]:
-        pieces = _pieces(fake.text, fake.chunks)
+        pieces = _pieces(answer, fake.chunks)
         for index, piece in enumerate(pieces):
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             chunk: dict[str, Any] = {
