@@ -16,6 +16,7 @@ import anthropic
 import freezegun
 import genai_prices
 import openai
+import pydantic
 import pytest
 
 import bearlumen
@@ -27,12 +28,13 @@ USAGE = {
     "output_tokens": 300,
     "cache_read_tokens": 200,
     "cache_write_tokens": 100,
+    "cache_write_1h_tokens": 40,  # of the 100 cache writes (Anthropic reports the split)
     "reasoning_tokens": 50,
 }
 EVENT_KEYS = {
-    "provider", "model", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "provider_cost_usd", "priced", "price_source",
-    "stream", "partial",
+    "provider", "platform", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "provider_cost_usd",
+    "priced", "price_source", "stream", "partial",
 }  # fmt: skip
 
 
@@ -71,6 +73,9 @@ def the_event(client: bearlumen.Client) -> dict[str, Any]:
 
 
 def price(provider: str, model: str, **usage: int) -> float:
+    """genai-prices' own answer. 1-hour cache writes are Anthropic's alone (OpenAI's usage has no
+    such field): they cost the model's `cache_write_1h_mtok` instead of its 5-minute write
+    price, or twice the input price where genai-prices has none (older versions)."""
     result = genai_prices.calc_price(
         genai_prices.Usage(
             input_tokens=usage["input_tokens"],
@@ -81,7 +86,14 @@ def price(provider: str, model: str, **usage: int) -> float:
         model_ref=model,
         provider_id=provider,
     )
-    return float(result.total_price)
+    one_hour = usage.get("cache_write_1h_tokens", 0) if provider != "openai" else 0
+    if not one_hour:
+        return float(result.total_price)
+    rates = result.model_price
+    one_hour_rate = getattr(rates, "cache_write_1h_mtok", None) or 2 * rates.input_mtok
+    return float(
+        result.total_price + one_hour * (one_hour_rate - rates.cache_write_mtok) / 1_000_000
+    )
 
 
 # -- every covered call ------------------------------------------------------------------------
@@ -171,7 +183,9 @@ def test_every_covered_call_records_one_priced_event_with_cached_and_reasoning_t
         "output_tokens": 300,
         "cache_read_tokens": 200,
         "cache_write_tokens": 100,
+        "cache_write_1h_tokens": 40 if provider == "anthropic" else 0,
         "reasoning_tokens": 50,
+        "platform": None,
         "priced": True,
         "price_source": f"genai-prices {genai_prices.__version__}",
         "stream": stream,
@@ -670,3 +684,232 @@ def test_the_instrument_example_runs_as_a_user_runs_it(server: Any, api_key: str
     assert "stream=True" in lines[1]
     assert lines[2].startswith("escalation-agent: anthropic claude-haiku-4-5 in=1200 (cached 400)")
     assert lines[3] == "streamed answer: Hello from the fake provider."
+
+
+# -- Anthropic's 1-hour cache writes ----------------------------------------------------------
+
+ONE_HOUR = {
+    "input_tokens": 3000,  # all input: 2000 uncached, 1000 cache writes
+    "output_tokens": 100,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 1000,
+    "cache_write_1h_tokens": 600,  # of which 400 for 5 minutes
+    "reasoning_tokens": 0,
+}
+# claude-sonnet-4-6 on Anthropic's price list, USD per MTok: input 3, 5-minute cache write 3.75
+# (1.25x), 1-hour cache write 6 (2x), output 15.
+ONE_HOUR_COST = (2000 * 3 + 400 * 3.75 + 600 * 6 + 100 * 15) / 1e6
+
+
+@pytest.mark.parametrize(
+    "how", ["json", "stream", "stream helper", "async json", "async stream helper"]
+)
+def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate(
+    client: bearlumen.Client, fake: FakeLLMProvider, how: str
+) -> None:
+    fake.configure(**ONE_HOUR)
+    kwargs: dict[str, Any] = {"model": "claude-sonnet-4-6", "max_tokens": 100, "messages": MESSAGES}
+    if how.startswith("async"):
+        claude: Any = client.llm.instrument(
+            anthropic.AsyncAnthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
+        )
+
+        async def main() -> None:
+            try:
+                if how == "async json":
+                    await claude.messages.create(**kwargs)
+                else:
+                    async with claude.messages.stream(**kwargs) as stream:
+                        await stream.get_final_message()
+            finally:
+                await claude.close()
+
+        asyncio.run(main())
+    else:
+        claude = client.llm.instrument(
+            anthropic.Anthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
+        )
+        if how == "json":
+            claude.messages.create(**kwargs)
+        elif how == "stream":
+            list(claude.messages.create(**kwargs, stream=True))
+        else:
+            with claude.messages.stream(**kwargs) as stream:
+                stream.get_final_message()
+    metadata = the_event(client)["metadata"]
+    assert (metadata["cache_write_tokens"], metadata["cache_write_1h_tokens"]) == (1000, 600)
+    assert metadata["input_tokens"] == 3000
+    assert metadata["provider_cost_usd"] == pytest.approx(ONE_HOUR_COST)
+    assert metadata["provider_cost_usd"] == pytest.approx(
+        price("anthropic", "claude-sonnet-4-6", **ONE_HOUR)
+    )
+    # What it was billed before: every write at the 5-minute rate, 1.35 cents short per MTok.
+    assert metadata["provider_cost_usd"] > (2000 * 3 + 1000 * 3.75 + 100 * 15) / 1e6
+
+
+def test_a_response_without_the_cache_split_prices_every_write_at_the_five_minute_rate(
+    client: bearlumen.Client,
+) -> None:
+    """Older API versions and SDKs (anthropic 0.x before the field) send no `cache_creation`."""
+    client.llm.record(
+        {
+            "id": "msg_old_api",
+            "type": "message",
+            "model": "claude-sonnet-4-6",
+            "usage": {
+                "input_tokens": 2000,
+                "cache_creation_input_tokens": 1000,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 100,
+            },
+        }
+    )
+    metadata = the_event(client)["metadata"]
+    assert metadata["cache_write_1h_tokens"] == 0
+    assert metadata["provider_cost_usd"] == pytest.approx((2000 * 3 + 1000 * 3.75 + 100 * 15) / 1e6)
+
+
+def test_set_price_sets_the_one_hour_write_rate_or_derives_it_as_twice_the_input(
+    client: bearlumen.Client, fake: FakeLLMProvider, claude: anthropic.Anthropic
+) -> None:
+    fake.configure(**ONE_HOUR)
+    client.llm.set_price(
+        "anthropic", "claude-negotiated", input_per_mtok=2.0, output_per_mtok=10.0,
+        cache_write_per_mtok=2.5, cache_write_1h_per_mtok=3.5,
+    )  # fmt: skip
+    client.llm.set_price(
+        "anthropic", "claude-derived", input_per_mtok=2.0, output_per_mtok=10.0,
+        cache_write_per_mtok=2.5,
+    )  # fmt: skip
+    for model in ("claude-negotiated", "claude-derived"):
+        claude.messages.create(model=model, max_tokens=100, messages=MESSAGES)
+    costs = {e["metadata"]["model"]: e["metadata"]["provider_cost_usd"] for e in stored(client)}
+    assert costs == pytest.approx(
+        {
+            "claude-negotiated": (2000 * 2 + 400 * 2.5 + 600 * 3.5 + 100 * 10) / 1e6,
+            "claude-derived": (2000 * 2 + 400 * 2.5 + 600 * 4.0 + 100 * 10) / 1e6,
+        }
+    )
+
+
+# -- OpenAI structured outputs: parse() posts by itself ----------------------------------------
+
+
+class Verdict(pydantic.BaseModel):
+    label: str
+    confidence: float
+    reasons: list[str]
+
+
+def _parse_calls(sdk: Any) -> dict[str, Callable[[], Any]]:
+    """Every parse() the installed openai has, by name: each returns the parsed response."""
+    calls: dict[str, Callable[[], Any]] = {
+        "chat.completions.parse": lambda: sdk.chat.completions.parse(
+            model="gpt-4o", messages=MESSAGES, response_format=Verdict
+        ),
+    }
+    beta_chat = getattr(getattr(sdk, "beta", None), "chat", None)
+    if beta_chat is not None and hasattr(beta_chat.completions, "parse"):
+        calls["beta.chat.completions.parse"] = lambda: beta_chat.completions.parse(
+            model="gpt-4o", messages=MESSAGES, response_format=Verdict
+        )
+    if hasattr(getattr(sdk, "responses", None), "parse"):
+        calls["responses.parse"] = lambda: sdk.responses.parse(
+            model="o4-mini", input="hi", text_format=Verdict
+        )
+    return calls
+
+
+def _parsed(response: Any) -> Any:
+    if hasattr(response, "output_parsed"):
+        return response.output_parsed
+    return response.choices[0].message.parsed
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_every_parse_helper_is_metered_once_per_response(
+    client: bearlumen.Client, fake: FakeLLMProvider, is_async: bool
+) -> None:
+    kind: Any = openai.AsyncOpenAI if is_async else openai.OpenAI
+    sdk = client.llm.instrument(kind(api_key="sk-fake", base_url=fake.openai_base_url))
+    calls = _parse_calls(sdk)
+    if is_async:
+
+        async def main() -> list[Any]:
+            try:
+                return [await call() for call in calls.values()]
+            finally:
+                await sdk.close()
+
+        responses = asyncio.run(main())
+    else:
+        responses = [call() for call in calls.values()]
+    assert [type(_parsed(r)) for r in responses] == [Verdict] * len(calls)
+    assert len(calls) >= 2  # chat.completions.parse everywhere; responses.parse from 1.66
+    events = stored(client)
+    assert sorted(e["idempotencyKey"] for e in events) == sorted(
+        f"openai:{r.id}" for r in responses
+    )
+    for event in events:
+        metadata = event["metadata"]
+        assert metadata["priced"] is True
+        assert (metadata["input_tokens"], metadata["output_tokens"]) == (1200, 300)
+        assert metadata["provider_cost_usd"] == pytest.approx(
+            price("openai", metadata["model"], **USAGE)
+        )
+
+
+def test_a_parse_of_a_client_left_alone_is_not_metered(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    plain = openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url)
+    for call in _parse_calls(plain).values():
+        call()
+    assert stored(client) == []
+
+
+def test_async_openai_stream_helpers_go_through_create_and_are_metered(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    sdk = client.llm.instrument(
+        openai.AsyncOpenAI(api_key="sk-fake", base_url=fake.openai_base_url)
+    )
+
+    async def main() -> list[str]:
+        ids = []
+        try:
+            helper = getattr(sdk.chat.completions, "stream", None)
+            helper = helper or sdk.beta.chat.completions.stream
+            async with helper(model="gpt-4o", messages=MESSAGES) as stream:
+                ids.append((await stream.get_final_completion()).id)
+            if hasattr(sdk.responses, "stream"):
+                async with sdk.responses.stream(model="o4-mini", input="hi") as events:
+                    ids.append((await events.get_final_response()).id)
+        finally:
+            await sdk.close()
+        return ids
+
+    ids = asyncio.run(main())
+    events = stored(client)
+    assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids)
+    assert {e["metadata"]["stream"] for e in events} == {True}
+    assert {e["metadata"]["partial"] for e in events} == {False}
+
+
+def test_structured_output_streams_are_metered_through_create(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    """`stream(response_format=...)`, the streaming twin of parse(): it goes through `create`."""
+    helper = getattr(oai.chat.completions, "stream", None) or oai.beta.chat.completions.stream
+    with helper(model="gpt-4o", messages=MESSAGES, response_format=Verdict) as stream:
+        completion = stream.get_final_completion()
+    ids = [completion.id]
+    assert type(completion.choices[0].message.parsed) is Verdict
+    if hasattr(oai.responses, "stream"):
+        with oai.responses.stream(model="o4-mini", input="hi", text_format=Verdict) as events:
+            response = events.get_final_response()
+        assert type(response.output_parsed) is Verdict
+        ids.append(response.id)
+    events = stored(client)
+    assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids)
+    assert {(e["metadata"]["stream"], e["metadata"]["priced"]) for e in events} == {(True, True)}

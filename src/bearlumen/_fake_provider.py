@@ -10,6 +10,17 @@ Point the real `openai` and `anthropic` SDKs at it to test metered code offline:
 
 Routes: `POST /v1/chat/completions`, `POST /v1/responses` (OpenAI) and `POST /v1/messages`
 (Anthropic), each answering JSON, or server-sent events when the body says `"stream": true`.
+The same APIs as the cloud platforms serve them, for their SDK clients pointed at the fake:
+Azure OpenAI (`/openai/deployments/{deployment}/chat/completions`, `/openai/responses`; base URL
+`fake.azure_base_url`), Anthropic on Vertex AI (`/projects/.../models/{model}:rawPredict` and
+`:streamRawPredict`) and on Bedrock (`/model/{model}/invoke`, JSON only: Bedrock streams in
+AWS's binary event-stream framing, which the fake does not speak). On Vertex and Bedrock the
+model travels in the URL and the answer names it as sent.
+
+A request asking for structured output (chat completions' `response_format`, the Responses
+API's `text.format`, as `parse()` sends them) is answered with JSON text: an instance of the
+JSON schema it gives, or `{"text": ...}` for plain JSON mode.
+
 Every answer reports the configured usage (counted the way that provider counts) unless the
 request's `X-Fake-Usage` header overrides it (`input_tokens=900,output_tokens=40`). Needs the
 `server` extra (Starlette and uvicorn).
@@ -21,6 +32,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import re
 import secrets
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -39,6 +51,7 @@ class FakeUsage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens: Anthropic's 1-hour cache writes
 
     def replace(self, header: Optional[str]) -> FakeUsage:
         if not header:
@@ -63,12 +76,18 @@ class FakeLLMProvider:
         cache_read_tokens: int = 0,
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
         text: str = "Hello from the fake provider.",
         chunks: int = 5,
         reject_stream_options: bool = False,
     ) -> None:
         self.usage = FakeUsage(
-            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            reasoning_tokens,
+            cache_write_1h_tokens,
         )
         self.text = text
         self.chunks = chunks
@@ -86,7 +105,13 @@ class FakeLLMProvider:
 
     @property
     def anthropic_base_url(self) -> str:
+        """Also the base URL of `anthropic.AnthropicBedrock` and `AnthropicVertex`."""
         return self.base_url
+
+    @property
+    def azure_base_url(self) -> str:
+        """`openai.AzureOpenAI(base_url=..., api_version=...)`: the model is the deployment."""
+        return f"{self.base_url}/openai"
 
     def configure(self, **changes: Any) -> None:
         """Change the usage (`input_tokens=...`) or `text`, `chunks`, `reject_stream_options`."""
@@ -165,6 +190,11 @@ def _anthropic_usage(u: FakeUsage) -> dict[str, Any]:
         "input_tokens": u.input_tokens - u.cache_read_tokens - u.cache_write_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cache_read_tokens,
+        # cache_creation_input_tokens split by how long the cache lives (API versions of 2025 on)
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - u.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": u.cache_write_1h_tokens,
+        },
         "output_tokens": u.output_tokens,
     }
     if u.reasoning_tokens:
@@ -172,8 +202,45 @@ def _anthropic_usage(u: FakeUsage) -> dict[str, Any]:
     return usage
 
 
+def _structured(fake: FakeLLMProvider, format: Any) -> Optional[str]:
+    """The answer's text when the request asks for JSON (`parse()` always does), else None."""
+    if not isinstance(format, dict) or format.get("type") not in ("json_schema", "json_object"):
+        return None
+    if format["type"] == "json_object":
+        return json.dumps({"text": fake.text})
+    schema = format.get("schema") or (format.get("json_schema") or {}).get("schema") or {}
+    return json.dumps(_instance(schema, schema.get("$defs", {}), fake.text))
+
+
+def _instance(schema: Any, defs: dict[str, Any], text: str) -> Any:
+    """A value valid against a JSON schema of the kind structured outputs use."""
+    if not isinstance(schema, dict):
+        return None
+    if "$ref" in schema:
+        return _instance(defs.get(schema["$ref"].rsplit("/", 1)[-1]), defs, text)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _instance(schema[key][0], defs, text)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: _instance(sub, defs, text) for name, sub in properties.items()}
+    if kind == "array":
+        return [_instance(schema.get("items", {}), defs, text)]
+    defaults = {"string": text, "integer": 1, "number": 1.5, "boolean": True}
+    return defaults.get(kind)  # type: ignore[arg-type]
+
+
 def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
     ident, model, created = fake.next_id("chatcmpl-"), body.get("model", "gpt-4o"), int(time.time())
+    structured = _structured(fake, body.get("response_format"))
+    answer = fake.text if structured is None else structured
     if not body.get("stream"):
         return {
             "id": ident,
@@ -183,7 +250,11 @@ def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": fake.text, "refusal": None},
+                    "message": {
+                        "role": "assistant",
+                        "content": answer,
+                        "refusal": None,
+                    },
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
@@ -194,7 +265,7 @@ def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
     with_usage = bool(options.get("include_usage"))
 
     def chunks() -> Iterator[tuple[Optional[str], Any]]:
-        pieces = _pieces(fake.text, fake.chunks)
+        pieces = _pieces(answer, fake.chunks)
         for index, piece in enumerate(pieces):
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             chunk: dict[str, Any] = {
@@ -233,6 +304,8 @@ def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
 def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
     ident, model = fake.next_id("resp_"), body.get("model", "gpt-4o")
     message_id = fake.next_id("msg_")
+    structured = _structured(fake, (body.get("text") or {}).get("format"))
+    answer = fake.text if structured is None else structured
 
     def response(status: str, text: str, with_usage: bool) -> dict[str, Any]:
         return {
@@ -259,11 +332,11 @@ def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) ->
         }
 
     if not body.get("stream"):
-        return response("completed", fake.text, True)
+        return response("completed", answer, True)
 
     def events() -> Iterator[tuple[Optional[str], Any]]:
         sequence = itertools.count()
-        done = response("completed", fake.text, True)
+        done = response("completed", answer, True)
         item, part = done["output"][0], done["output"][0]["content"][0]
         where = {"item_id": message_id, "output_index": 0, "content_index": 0}
 
@@ -277,9 +350,9 @@ def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) ->
             item={**item, "status": "in_progress", "content": []},
         )
         yield event("response.content_part.added", **where, part={**part, "text": ""})
-        for piece in _pieces(fake.text, fake.chunks):
+        for piece in _pieces(answer, fake.chunks):
             yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
-        yield event("response.output_text.done", **where, text=fake.text, logprobs=[])
+        yield event("response.output_text.done", **where, text=answer, logprobs=[])
         yield event("response.content_part.done", **where, part=part)
         yield event("response.output_item.done", output_index=0, item=item)
         yield event("response.completed", response=done)
@@ -360,6 +433,30 @@ _ANSWERS: dict[str, Callable[[FakeLLMProvider, dict[str, Any], FakeUsage], Any]]
     "/v1/responses": _responses,
     "/v1/messages": _messages,
 }
+# The platforms' paths for the same APIs: (pattern, the path it stands for, model in the URL).
+_PLATFORM_PATHS = [
+    (re.compile(r"/openai/deployments/[^/]+/chat/completions"), "/v1/chat/completions"),
+    (re.compile(r"/openai(/v1)?/responses"), "/v1/responses"),
+    (
+        re.compile(
+            r"/projects/[^/]+/locations/[^/]+/publishers/anthropic"
+            r"/models/(?P<model>[^/:]+):(rawPredict|streamRawPredict)"
+        ),
+        "/v1/messages",
+    ),
+    (re.compile(r"/model/(?P<model>[^/]+)/invoke"), "/v1/messages"),
+]
+_BEDROCK_STREAM = re.compile(r"/model/[^/]+/invoke-with-response-stream")
+
+
+def _route(path: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(the path of the API a platform path serves, the body with the URL's model in it)."""
+    for pattern, api_path in _PLATFORM_PATHS:
+        match = pattern.fullmatch(path)
+        if match:
+            model = match.groupdict().get("model")
+            return api_path, ({**body, "model": model} if model else body)
+    return path, body
 
 
 def respond(
@@ -368,6 +465,10 @@ def respond(
     """(status, content type, body) of the answer to one request: the whole fake, no I/O."""
     fake.requests += 1
     fake.last_request = body
+    if _BEDROCK_STREAM.fullmatch(path):
+        error = {"message": "the fake provider does not stream over Bedrock's event-stream framing"}
+        return 501, "application/json", json.dumps({"error": error}).encode()
+    path, body = _route(path, body)
     answer = _ANSWERS.get(path)
     if answer is None:
         return 404, "application/json", b'{"error": {"message": "not found"}}'
@@ -396,7 +497,7 @@ def _app(fake: FakeLLMProvider) -> Any:
         )
         return Response(content, status_code=status, media_type=media_type)
 
-    return Starlette(routes=[Route(path, handle, methods=["POST"]) for path in _ANSWERS])
+    return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -22,7 +22,17 @@ from .._types import UsageRecordResult
 from . import _anthropic, _openai
 from ._context import Attribution, attribute, current_attribution, merged
 from ._pricing import Pricer
-from ._usage import ANTHROPIC, EVENT_TYPE, METRIC_NAME, OPENAI, TokenUsage, from_response
+from ._usage import (
+    ANTHROPIC,
+    AZURE,
+    BEDROCK,
+    EVENT_TYPE,
+    METRIC_NAME,
+    OPENAI,
+    VERTEX,
+    TokenUsage,
+    from_response,
+)
 
 if TYPE_CHECKING:
     from ..resources import Usage
@@ -74,6 +84,7 @@ class LLM:
             )
         provider = type(provider_client).__module__.split(".", 1)[0]
         is_async = type(provider_client).__name__.startswith("Async")
+        platform = _platform(provider_client)
         module = {OPENAI: _openai, ANTHROPIC: _anthropic}.get(provider)
         if module is None:
             raise InvalidRequestError(
@@ -83,7 +94,11 @@ class LLM:
             )
         try:
             module.instrument(
-                provider_client, self, is_async=is_async, inject_stream_usage=inject_stream_usage
+                provider_client,
+                self,
+                is_async=is_async,
+                inject_stream_usage=inject_stream_usage,
+                platform=platform,
             )
         except (AttributeError, TypeError) as exc:  # an SDK shaped unlike any we know
             raise InvalidRequestError(
@@ -175,9 +190,15 @@ class LLM:
         output_per_mtok: float,
         cache_read_per_mtok: Optional[float] = None,
         cache_write_per_mtok: Optional[float] = None,
+        cache_write_1h_per_mtok: Optional[float] = None,
     ) -> None:
         """Price a model yourself, in USD per million tokens (a negotiated rate, a fine-tune, a
-        model genai-prices does not know). Events then say `price_source: "override"`."""
+        model genai-prices does not know). Events then say `price_source: "override"`.
+
+        `provider` is who bills the call: "openai", "anthropic", or the platform ("azure",
+        "bedrock", "vertex") for a client of that platform. Cache reads and (5-minute) writes
+        default to the input price; Anthropic's 1-hour cache writes to twice the input price.
+        """
         self._pricer.set_price(
             provider,
             model,
@@ -185,11 +206,15 @@ class LLM:
             output_per_mtok=output_per_mtok,
             cache_read_per_mtok=cache_read_per_mtok,
             cache_write_per_mtok=cache_write_per_mtok,
+            cache_write_1h_per_mtok=cache_write_1h_per_mtok,
         )
 
-    def _emit(self, usage: TokenUsage, attribution: Attribution) -> UsageRecordResult:
+    def _emit(
+        self, usage: TokenUsage, attribution: Attribution, platform: Optional[str] = None
+    ) -> UsageRecordResult:
         if not usage.response_id or type(usage.response_id) is not str:
             raise InvalidRequestError("response: has no id", param="response")
+        usage.platform = platform
         metadata = usage.metadata(self._pricer)
         caller_metadata = attribution.get("metadata")
         if caller_metadata:
@@ -226,3 +251,20 @@ class LLM:
 
     def __repr__(self) -> str:
         return "<bearlumen.Client.llm>"
+
+
+# The SDKs' clients for a provider's API served by another vendor, by a word in their class
+# names: openai.AzureOpenAI (BaseAzureClient), openai.BedrockOpenAI, anthropic.AnthropicBedrock
+# (BaseBedrockClient), anthropic.AnthropicVertex (BaseVertexClient), and their Async twins.
+_PLATFORM_WORDS = (("Azure", AZURE), ("Bedrock", BEDROCK), ("Vertex", VERTEX))
+
+
+def _platform(provider_client: Any) -> Optional[str]:
+    """Who bills this client's calls when it is not the provider itself (None then)."""
+    for klass in type(provider_client).__mro__:
+        if klass.__module__.split(".", 1)[0] not in (OPENAI, ANTHROPIC):
+            continue
+        for word, platform in _PLATFORM_WORDS:
+            if word in klass.__name__:
+                return platform
+    return None

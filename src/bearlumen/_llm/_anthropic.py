@@ -18,33 +18,37 @@ _SYNC_REQUEST = "_MessageStreamManager__api_request"
 _ASYNC_REQUEST = "_AsyncMessageStreamManager__api_request"
 
 
-def instrument(client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bool) -> None:
+def instrument(
+    client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bool, platform: Optional[str]
+) -> None:
     # inject_stream_usage is OpenAI's concern: Anthropic streams always carry their usage.
     messages = client.messages
     create, stream = messages.create, messages.stream
     if is_async:
-        messages.create = _wrap_async_create(create, llm)
-        messages.stream = _wrap_async_stream_helper(stream, llm)
+        messages.create = _wrap_async_create(create, llm, platform)
+        messages.stream = _wrap_async_stream_helper(stream, llm, platform)
     else:
-        messages.create = _wrap_sync_create(create, llm)
-        messages.stream = _wrap_sync_stream_helper(stream, llm)
+        messages.create = _wrap_sync_create(create, llm, platform)
+        messages.stream = _wrap_sync_stream_helper(stream, llm, platform)
     if client.messages is not messages:  # resources rebuilt on each access
         raise TypeError("this anthropic version builds its resources anew on each access")
 
 
-def _capture(llm: LLM, attribution: Attribution) -> StreamCapture:
-    return StreamCapture(llm, attribution, _stream_usage, hide_usage_chunk=False)
+def _capture(llm: LLM, attribution: Attribution, platform: Optional[str]) -> StreamCapture:
+    return StreamCapture(llm, attribution, _stream_usage, False, platform)
 
 
-def _wrap_sync_create(create: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+def _wrap_sync_create(
+    create: Callable[..., Any], llm: LLM, platform: Optional[str]
+) -> Callable[..., Any]:
     @functools.wraps(create)
     def instrumented_create(*args: Any, **kwargs: Any) -> Any:
         result = create(*args, **kwargs)  # the provider's own errors pass through untouched
         try:
             if kwargs.get("stream") is True:
-                watch(result, _capture(llm, current_attribution.get()), _observe_event)
+                watch(result, _capture(llm, current_attribution.get(), platform), _observe_event)
             else:
-                llm._emit(_usage_of(result), current_attribution.get())
+                llm._emit(_usage_of(result), current_attribution.get(), platform)
         except Exception as exc:
             llm._capture_failed(exc)
         return result
@@ -52,15 +56,17 @@ def _wrap_sync_create(create: Callable[..., Any], llm: LLM) -> Callable[..., Any
     return instrumented_create
 
 
-def _wrap_async_create(create: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+def _wrap_async_create(
+    create: Callable[..., Any], llm: LLM, platform: Optional[str]
+) -> Callable[..., Any]:
     @functools.wraps(create)
     async def instrumented_create(*args: Any, **kwargs: Any) -> Any:
         result = await create(*args, **kwargs)
         try:
             if kwargs.get("stream") is True:
-                awatch(result, _capture(llm, current_attribution.get()), _observe_event)
+                awatch(result, _capture(llm, current_attribution.get(), platform), _observe_event)
             else:
-                llm._emit(_usage_of(result), current_attribution.get())
+                llm._emit(_usage_of(result), current_attribution.get(), platform)
         except Exception as exc:
             llm._capture_failed(exc)
         return result
@@ -68,7 +74,9 @@ def _wrap_async_create(create: Callable[..., Any], llm: LLM) -> Callable[..., An
     return instrumented_create
 
 
-def _wrap_sync_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+def _wrap_sync_stream_helper(
+    stream: Callable[..., Any], llm: LLM, platform: Optional[str]
+) -> Callable[..., Any]:
     @functools.wraps(stream)
     def instrumented_stream(*args: Any, **kwargs: Any) -> Any:
         manager = stream(*args, **kwargs)
@@ -79,7 +87,7 @@ def _wrap_sync_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[.
             def watched_request() -> Any:
                 raw_stream = make_request()
                 try:
-                    watch(raw_stream, _capture(llm, attribution), _observe_event)
+                    watch(raw_stream, _capture(llm, attribution, platform), _observe_event)
                 except Exception as exc:
                     llm._capture_failed(exc)
                 return raw_stream
@@ -92,7 +100,9 @@ def _wrap_sync_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[.
     return instrumented_stream
 
 
-def _wrap_async_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
+def _wrap_async_stream_helper(
+    stream: Callable[..., Any], llm: LLM, platform: Optional[str]
+) -> Callable[..., Any]:
     @functools.wraps(stream)
     def instrumented_stream(*args: Any, **kwargs: Any) -> Any:
         manager = stream(*args, **kwargs)
@@ -103,7 +113,7 @@ def _wrap_async_stream_helper(stream: Callable[..., Any], llm: LLM) -> Callable[
             async def watched_request() -> Any:
                 raw_stream = await request
                 try:
-                    awatch(raw_stream, _capture(llm, attribution), _observe_event)
+                    awatch(raw_stream, _capture(llm, attribution, platform), _observe_event)
                 except Exception as exc:
                     llm._capture_failed(exc)
                 return raw_stream
@@ -145,12 +155,18 @@ def _stream_usage(capture: StreamCapture) -> Optional[TokenUsage]:
             "input_tokens",
             "cache_read_input_tokens",
             "cache_creation_input_tokens",
+            "cache_creation",
             "output_tokens",
             "output_tokens_details",
         ):
             value = getattr(usage, name, None)
             if value is not None:
                 counts[name] = value
+    creation = counts.get("cache_creation")
+    if creation is not None and not isinstance(creation, dict):
+        counts["cache_creation"] = {
+            "ephemeral_1h_input_tokens": getattr(creation, "ephemeral_1h_input_tokens", 0)
+        }
     details = counts.get("output_tokens_details")
     if details is not None and not isinstance(details, dict):
         counts["output_tokens_details"] = {

@@ -1,4 +1,6 @@
-"""OpenAI: `chat.completions.create` and `responses.create`, sync and async, streamed or not."""
+"""OpenAI: `chat.completions.create` / `.parse` and `responses.create` / `.parse`, sync and async,
+streamed or not (the `stream(...)` helpers call `create`), and the same under `beta.chat` where
+the installed openai has it."""
 
 from __future__ import annotations
 
@@ -13,16 +15,42 @@ if TYPE_CHECKING:
     from . import LLM
 
 
-def instrument(client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bool) -> None:
+def instrument(
+    client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bool, platform: Optional[str]
+) -> None:
     wrap = _wrap_async if is_async else _wrap_sync
     completions = client.chat.completions
-    completions.create = wrap(completions.create, llm, _observe_chat_chunk, inject_stream_usage)
+    # `parse()` posts by itself, not through `create`: wrapped the same way (it never streams).
+    for resource in (completions, _beta_completions(client)):
+        for name in ("create", "parse"):
+            call = getattr(resource, name, None)
+            if call is not None:
+                observe = _observe_chat_chunk
+                setattr(resource, name, wrap(call, llm, observe, inject_stream_usage, platform))
     responses = getattr(client, "responses", None)  # openai < 1.66 has no Responses API
     if responses is not None:
         # The Responses API always streams its usage (in response.completed): nothing to inject.
-        responses.create = wrap(responses.create, llm, _observe_response_event, False)
+        for name in ("create", "parse"):
+            call = getattr(responses, name, None)
+            if call is not None:
+                setattr(responses, name, wrap(call, llm, _observe_response_event, False, platform))
     if client.chat.completions is not completions:  # resources rebuilt on each access
         raise TypeError("this openai version builds its resources anew on each access")
+
+
+def _beta_completions(client: Any) -> Any:
+    """`client.beta.chat.completions` when it is a resource of its own (openai 1.x has its
+    `parse` there; later versions keep a second instance of `chat.completions`), else None."""
+
+    def lookup() -> Any:
+        return getattr(getattr(getattr(client, "beta", None), "chat", None), "completions", None)
+
+    completions = lookup()
+    if completions is None or completions is client.chat.completions:
+        return None
+    if lookup() is not completions:
+        raise TypeError("this openai version builds its resources anew on each access")
+    return completions
 
 
 def _stream_options(kwargs: dict[str, Any], inject: bool) -> bool:
@@ -44,6 +72,7 @@ def _wrap_sync(
     llm: LLM,
     observe: Observer,
     inject: bool,
+    platform: Optional[str],
 ) -> Callable[..., Any]:
     @functools.wraps(create)
     def instrumented_create(*args: Any, **kwargs: Any) -> Any:
@@ -51,10 +80,12 @@ def _wrap_sync(
         result = create(*args, **kwargs)  # the provider's own errors pass through untouched
         try:
             if kwargs.get("stream") is True:
-                capture = StreamCapture(llm, current_attribution.get(), _stream_usage, injected)
+                capture = StreamCapture(
+                    llm, current_attribution.get(), _stream_usage, injected, platform
+                )
                 watch(result, capture, observe)
             else:
-                llm._emit(_usage_of(result), current_attribution.get())
+                llm._emit(_usage_of(result), current_attribution.get(), platform)
         except Exception as exc:
             llm._capture_failed(exc)
         return result
@@ -67,6 +98,7 @@ def _wrap_async(
     llm: LLM,
     observe: Observer,
     inject: bool,
+    platform: Optional[str],
 ) -> Callable[..., Any]:
     @functools.wraps(create)
     async def instrumented_create(*args: Any, **kwargs: Any) -> Any:
@@ -74,10 +106,12 @@ def _wrap_async(
         result = await create(*args, **kwargs)
         try:
             if kwargs.get("stream") is True:
-                capture = StreamCapture(llm, current_attribution.get(), _stream_usage, injected)
+                capture = StreamCapture(
+                    llm, current_attribution.get(), _stream_usage, injected, platform
+                )
                 awatch(result, capture, observe)
             else:
-                llm._emit(_usage_of(result), current_attribution.get())
+                llm._emit(_usage_of(result), current_attribution.get(), platform)
         except Exception as exc:
             llm._capture_failed(exc)
         return result

@@ -8,6 +8,11 @@ first price tier a model's price is affine in the four token counts, so for each
 model) we ask calc_price for the price of each token kind once, check that the affine formula
 reproduces calc_price on a mixed sample, and then price each call with a few multiplications.
 Models whose prices are not affine (a tier crossed, a failed check) go through calc_price.
+
+Anthropic's 1-hour cache writes have their own price (genai-prices' `cache_write_1h_mtok`: 2x
+the base input price, against 1.25x for 5-minute writes). Where genai-prices has no such price
+(a version too old to know them, or a model listed without one, such as some Claude models on
+Bedrock and Vertex) they are priced at 2x the input price, Anthropic's rule.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import dataclasses
 import logging
 import threading
 import time
+import warnings
 from typing import Any, Optional
 
 logger = logging.getLogger("bearlumen")
@@ -23,13 +29,18 @@ logger = logging.getLogger("bearlumen")
 # A compiled price is re-derived after this long: genai-prices prices can depend on the date.
 _RECOMPILE_AFTER = 3600.0
 _PROBE = 1000  # tokens per probe: small enough to stay below every price tier
+_ONE_HOUR_WRITE = 2.0  # x the base input price: Anthropic's price of a 1-hour cache write
+# genai-prices' provider id for each platform that bills a provider's API itself: its "aws"
+# (which also answers to "bedrock") and its "google" (Vertex AI) carry their Claude prices.
+_LIBRARY_PROVIDER = {"azure": "azure", "bedrock": "aws", "vertex": "google"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Price:
     """USD per token of each kind, plus a fixed USD amount per call.
 
-    `input` applies to input tokens that are neither cache reads nor cache writes.
+    `input` applies to input tokens that are neither cache reads nor cache writes,
+    `cache_write` to the cache writes that are not 1-hour writes (`cache_write_1h`).
     `below_input_tokens`: valid only for calls with fewer input tokens than this (price tiers).
     """
 
@@ -37,17 +48,24 @@ class Price:
     output: float
     cache_read: float
     cache_write: float
+    cache_write_1h: float
     per_call: float = 0.0
     below_input_tokens: float = float("inf")
 
     def cost(
-        self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read: int,
+        cache_write: int,
+        cache_write_1h: int = 0,
     ) -> float:
         return (
             self.per_call
             + (input_tokens - cache_read - cache_write) * self.input
             + cache_read * self.cache_read
-            + cache_write * self.cache_write
+            + (cache_write - cache_write_1h) * self.cache_write
+            + cache_write_1h * self.cache_write_1h
             + output_tokens * self.output
         )
 
@@ -60,6 +78,7 @@ class Pricer:
         # (provider, model) -> (compiled price or None for "use calc_price", compiled at)
         self._compiled: dict[tuple[str, str], tuple[Optional[Price], float]] = {}
         self._unknown: dict[tuple[str, str], float] = {}
+        self._said_unknown: set[tuple[str, str]] = set()  # unknown models already logged
         self._library: Any = None  # the genai_prices module, False when it is not installed
         self.source: Optional[str] = None
 
@@ -72,8 +91,10 @@ class Pricer:
         output_per_mtok: float,
         cache_read_per_mtok: Optional[float] = None,
         cache_write_per_mtok: Optional[float] = None,
+        cache_write_1h_per_mtok: Optional[float] = None,
     ) -> None:
-        """Price `model` yourself (USD per million tokens); cache prices default to input's."""
+        """Price `model` yourself (USD per million tokens). Cache reads and writes default to
+        the input price, 1-hour cache writes to twice the input price (Anthropic's rule)."""
         per = 1_000_000
         self._overrides[(provider, model)] = Price(
             input=input_per_mtok / per,
@@ -81,6 +102,12 @@ class Pricer:
             cache_read=(input_per_mtok if cache_read_per_mtok is None else cache_read_per_mtok)
             / per,
             cache_write=(input_per_mtok if cache_write_per_mtok is None else cache_write_per_mtok)
+            / per,
+            cache_write_1h=(
+                _ONE_HOUR_WRITE * input_per_mtok
+                if cache_write_1h_per_mtok is None
+                else cache_write_1h_per_mtok
+            )
             / per,
         )
 
@@ -92,14 +119,20 @@ class Pricer:
         output_tokens: int,
         cache_read: int,
         cache_write: int,
+        cache_write_1h: int = 0,
     ) -> tuple[Optional[float], Optional[str]]:
-        """(cost in USD or None when unknown, the price's source)."""
+        """(cost in USD or None when unknown, the price's source). `provider` is who bills the
+        call: "openai", "anthropic", or the platform ("azure", "bedrock", "vertex")."""
         override = self._overrides.get((provider, model))
         if override is not None:
-            return override.cost(input_tokens, output_tokens, cache_read, cache_write), "override"
+            cost = override.cost(
+                input_tokens, output_tokens, cache_read, cache_write, cache_write_1h
+            )
+            return cost, "override"
         library = self._library if self._library is not None else self._load()
         if library is False:
             return None, None
+        provider = _LIBRARY_PROVIDER.get(provider, provider)
         key = (provider, model)
         entry = self._compiled.get(key)
         now = time.monotonic()
@@ -111,10 +144,19 @@ class Pricer:
                 return None, self.source
         compiled = entry[0]
         if compiled is not None and input_tokens < compiled.below_input_tokens:
-            cost = compiled.cost(input_tokens, output_tokens, cache_read, cache_write)
+            cost = compiled.cost(
+                input_tokens, output_tokens, cache_read, cache_write, cache_write_1h
+            )
         else:
             cost = _calc(
-                library, provider, model, input_tokens, output_tokens, cache_read, cache_write
+                library,
+                provider,
+                model,
+                input_tokens,
+                output_tokens,
+                cache_read,
+                cache_write,
+                cache_write_1h,
             )
         return round(cost, 12), self.source
 
@@ -135,6 +177,16 @@ class Pricer:
             per_call = price_of()
         except LookupError:
             self._unknown[key] = now
+            if key not in self._said_unknown:  # once per model, not once per call
+                self._said_unknown.add(key)
+                logger.warning(
+                    "bearlumen: genai-prices (%s) has no price for model %r at provider %r: its"
+                    " LLM events carry their tokens but no provider_cost_usd (priced=False);"
+                    " client.llm.set_price(...) prices it",
+                    self.source,
+                    model,
+                    provider,
+                )
             return None
         compiled: Optional[Price] = None
         try:
@@ -143,6 +195,11 @@ class Pricer:
                 output=(price_of(output_tokens=_PROBE) - per_call) / _PROBE,
                 cache_read=(price_of(input_tokens=_PROBE, cache_read=_PROBE) - per_call) / _PROBE,
                 cache_write=(price_of(input_tokens=_PROBE, cache_write=_PROBE) - per_call) / _PROBE,
+                cache_write_1h=(
+                    price_of(input_tokens=_PROBE, cache_write=_PROBE, cache_write_1h=_PROBE)
+                    - per_call
+                )
+                / _PROBE,
                 per_call=per_call,
                 below_input_tokens=_first_tier(library, provider, model),
             )
@@ -151,6 +208,7 @@ class Pricer:
                 "output_tokens": 70,
                 "cache_read": 300,
                 "cache_write": 200,
+                "cache_write_1h": 80,
             }
             if abs(compiled.cost(**sample) - price_of(**sample)) > 1e-12:
                 compiled = None  # not affine: price every call with calc_price
@@ -192,15 +250,55 @@ def _calc(
     output_tokens: int = 0,
     cache_read: int = 0,
     cache_write: int = 0,
+    cache_write_1h: int = 0,
 ) -> float:
-    usage = library.Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
+    counts = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+    }
+    knows_one_hour = cache_write_1h > 0 and _knows_one_hour_writes(library)
+    if knows_one_hour:
+        counts["cache_write_1h_tokens"] = cache_write_1h
+    usage = library.Usage(**counts)
+    cost = float(library.calc_price(usage, model_ref=model, provider_id=provider).total_price)
+    five_minute_cost = (
+        _calc(library, provider, model, input_tokens, output_tokens, cache_read, cache_write)
+        if knows_one_hour
+        else cost
     )
-    result = library.calc_price(usage, model_ref=model, provider_id=provider)
-    return float(result.total_price)
+    if cache_write_1h and cost == five_minute_cost:
+        # No price of its own for 1-hour writes (an older genai-prices, or a model it lists
+        # without one): Anthropic's rule, twice the input price, at the unit prices of a call of
+        # this size (a tier applies to the whole call).
+        per_call = _calc(library, provider, model)
+        input_price = _calc(library, provider, model, input_tokens=input_tokens) - per_call
+        write_price = (
+            _calc(library, provider, model, input_tokens=input_tokens, cache_write=input_tokens)
+            - per_call
+        )
+        cost += cache_write_1h * (_ONE_HOUR_WRITE * input_price - write_price) / input_tokens
+    return cost
+
+
+_one_hour_writes: dict[int, bool] = {}
+
+
+def _knows_one_hour_writes(library: Any) -> bool:
+    """Whether this genai-prices takes `cache_write_1h_tokens` (0.1.13 and 0.2.x do; 0.0.61,
+    the last for Python 3.9, rejects it; an unknown key only warns in newer versions)."""
+    known = _one_hour_writes.get(id(library))
+    if known is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                library.Usage(cache_write_tokens=1, cache_write_1h_tokens=1)
+            known = True
+        except Exception:
+            known = False
+        _one_hour_writes[id(library)] = known
+    return known
 
 
 def _first_tier(library: Any, provider: str, model: str) -> float:

@@ -30,6 +30,7 @@ class StreamCapture:
         "hide_usage_chunk",
         "llm",
         "model",
+        "platform",
         "reader",
         "response_id",
         "start_usage",
@@ -37,9 +38,15 @@ class StreamCapture:
     )  # fmt: skip
 
     def __init__(
-        self, llm: LLM, attribution: Attribution, reader: UsageReader, hide_usage_chunk: bool
+        self,
+        llm: LLM,
+        attribution: Attribution,
+        reader: UsageReader,
+        hide_usage_chunk: bool,
+        platform: Optional[str] = None,
     ) -> None:
         self.llm = llm
+        self.platform = platform
         self.attribution = attribution
         self.reader = reader
         self.response_id: Any = None
@@ -56,7 +63,7 @@ class StreamCapture:
         try:
             usage = self.reader(self)
             if usage is not None:
-                self.llm._emit(usage, self.attribution)
+                self.llm._emit(usage, self.attribution, self.platform)
         except Exception as exc:
             self.llm._capture_failed(exc)
 

@@ -3,7 +3,12 @@
 Every provider counts differently; this module is the one place that turns their counts into
 ours. `input_tokens` is ALL input, cache reads and writes included; `output_tokens` includes
 reasoning. OpenAI's `prompt_tokens` / `input_tokens` already include cached tokens; Anthropic's
-`input_tokens` excludes them, so its cache reads and writes are added.
+`input_tokens` excludes them, so its cache reads and writes are added. `cache_write` is every
+cache write; `cache_write_1h` the part of it written for an hour (Anthropic's
+`cache_creation.ephemeral_1h_input_tokens`), priced at its own rate.
+
+`platform` is where a provider's API was called when it was not the provider's own endpoint
+(`"azure"`, `"bedrock"`, `"vertex"`): the same API, billed by another vendor at its own prices.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from ._pricing import Pricer
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
+AZURE, BEDROCK, VERTEX = "azure", "bedrock", "vertex"
 EVENT_TYPE = "token_usage"
 METRIC_NAME = "llm_tokens"
 
@@ -24,10 +30,12 @@ class TokenUsage:
     __slots__ = (
         "cache_read",
         "cache_write",
+        "cache_write_1h",
         "input_tokens",
         "model",
         "output_tokens",
         "partial",
+        "platform",
         "provider",
         "reasoning",
         "response_id",
@@ -46,8 +54,10 @@ class TokenUsage:
         reasoning: int = 0,
         stream: bool = False,
         partial: bool = False,
+        cache_write_1h: int = 0,
     ) -> None:
         self.provider = provider
+        self.platform: Optional[str] = None  # set by the instrumented client that made the call
         self.response_id = response_id
         self.model = model
         self.input_tokens = input_tokens
@@ -57,6 +67,7 @@ class TokenUsage:
         self.reasoning = reasoning
         self.stream = stream
         self.partial = partial
+        self.cache_write_1h = cache_write_1h
 
     def metadata(self, pricer: Pricer) -> dict[str, Any]:
         """The event's metadata: the documented keys, cost present only when it is known."""
@@ -64,23 +75,26 @@ class TokenUsage:
         knows_tokens = not self.partial or self.input_tokens or self.output_tokens
         cost, source = (
             pricer.price(
-                self.provider,
+                self.platform or self.provider,  # who bills the call sets its price
                 self.model,
                 self.input_tokens,
                 self.output_tokens,
                 self.cache_read,
                 self.cache_write,
+                self.cache_write_1h,
             )
             if self.model and knows_tokens
             else (None, pricer.source)
         )
         metadata: dict[str, Any] = {
             "provider": self.provider,
+            "platform": self.platform,
             "model": self.model,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cache_read_tokens": self.cache_read,
             "cache_write_tokens": self.cache_write,
+            "cache_write_1h_tokens": self.cache_write_1h,
             "reasoning_tokens": self.reasoning,
             "priced": cost is not None,
             "price_source": source,
@@ -138,9 +152,18 @@ def openai_usage(
 def anthropic_usage(
     response_id: Any, model: Any, usage: Any, *, stream: bool = False, partial: bool = False
 ) -> TokenUsage:
-    """From an Anthropic usage object, whose `input_tokens` leaves out cache reads and writes."""
+    """From an Anthropic usage object, whose `input_tokens` leaves out cache reads and writes.
+
+    `cache_creation_input_tokens` counts every cache write; `cache_creation` (absent from older
+    API versions and SDKs) splits it into 5-minute and 1-hour writes."""
     cache_read = _count(usage, "cache_read_input_tokens")
     cache_write = _count(usage, "cache_creation_input_tokens")
+    # Never more 1-hour writes than writes: a surprise in the split cannot bill a call twice.
+    cache_write_1h = (
+        min(_count(field(usage, "cache_creation"), "ephemeral_1h_input_tokens"), cache_write)
+        if cache_write
+        else 0  # most calls write nothing: the split is not read
+    )
     return TokenUsage(
         ANTHROPIC,
         response_id,
@@ -152,6 +175,7 @@ def anthropic_usage(
         _count(field(usage, "output_tokens_details"), "thinking_tokens"),
         stream,
         partial,
+        cache_write_1h,
     )
 
 
