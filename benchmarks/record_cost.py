@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from typing import Callable
 
 from _spawn import SINK, spawn
 
@@ -24,6 +25,29 @@ NESTED_METADATA = {
     "provider_cost_usd": 4.50,
     "usage": {"input": 1200, "output": 300, "cached": [0, 128]},
 }
+
+
+def timed_calls(
+    record: Callable[..., object], keys: list[str], metadata: dict[str, object]
+) -> list[int]:
+    """The README's typical event recorded once per key, each call timed: ns, sorted."""
+    clock = time.perf_counter_ns
+    samples = []
+    for key in keys:
+        t0 = clock()
+        record(
+            event_type="token_usage",
+            metric_name="llm_tokens",
+            quantity=150000,
+            idempotency_key=key,
+            agent_id="support-bot",
+            workflow_id="customer-onboarding",
+            end_user_id="eu_123",
+            metadata=metadata,
+        )
+        samples.append(clock() - t0)
+    samples.sort()
+    return samples
 
 
 def measure(url: str, calls: int, metadata: dict[str, object], **options: object) -> str:
@@ -39,26 +63,11 @@ def measure(url: str, calls: int, metadata: dict[str, object], **options: object
     for _ in range(200):
         record("token_usage", "llm_tokens", 1200)
     client.flush()
-    clock = time.perf_counter_ns
-    samples = []
     keys = [f"invoice-{index}-summary" for index in range(calls)]
     began = time.perf_counter()
-    for key in keys:
-        t0 = clock()
-        record(
-            event_type="token_usage",
-            metric_name="llm_tokens",
-            quantity=150000,
-            idempotency_key=key,
-            agent_id="support-bot",
-            workflow_id="customer-onboarding",
-            end_user_id="eu_123",
-            metadata=metadata,
-        )
-        samples.append(clock() - t0)
+    samples = timed_calls(record, keys, metadata)
     produced = time.perf_counter() - began
     result = client.close(timeout=120)
-    samples.sort()
 
     def pct(q: float) -> float:
         return samples[min(len(samples) - 1, int(q * len(samples)))] / 1000

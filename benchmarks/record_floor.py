@@ -28,6 +28,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional
 
+from record_cost import timed_calls
+
 import bearlumen
 
 METADATA = {"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.50}
@@ -130,23 +132,7 @@ def min_checks(
 
 
 def percentiles(record: Callable[..., Any], calls: int, tag: str) -> tuple[float, float]:
-    keys = [f"invoice-{tag}-{index}-summary" for index in range(calls)]
-    clock = time.perf_counter_ns
-    samples = []
-    for key in keys:
-        t0 = clock()
-        record(
-            event_type="token_usage",
-            metric_name="llm_tokens",
-            quantity=150000,
-            idempotency_key=key,
-            agent_id="support-bot",
-            workflow_id="customer-onboarding",
-            end_user_id="eu_123",
-            metadata=METADATA,
-        )
-        samples.append(clock() - t0)
-    samples.sort()
+    samples = timed_calls(record, [f"invoice-{tag}-{n}-summary" for n in range(calls)], METADATA)
     return samples[calls // 2] / 1000, samples[int(calls * 0.99)] / 1000
 
 
