@@ -29,9 +29,10 @@ import time
 from typing import Any, Callable
 
 import bearlumen
-import bearlumen._shipper
+import bearlumen._batch_codec
+from bearlumen._batch_codec import batch_answer_reader, encode_batch
 from bearlumen._events import QueuedEvent
-from bearlumen._shipper import Shipper, batch_answer_reader, encode_batch
+from bearlumen._shipper import Shipper
 from bearlumen._validation import metadata_snapshot
 
 README_METADATA = {"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.50}
@@ -123,7 +124,7 @@ def main() -> None:
     parser.add_argument("--dicts", action="store_true", help="encode as before batch_body")
     args = parser.parse_args()
     if args.dicts:
-        bearlumen._shipper.batch_body = lambda chunk: None  # type: ignore[assignment]
+        bearlumen._batch_codec.batch_body = lambda chunk: None  # type: ignore[assignment]
     # No worker ever starts (nothing is recorded), so nothing is sent to this address.
     client = bearlumen.Client(api_key="sk_bench", base_url="http://127.0.0.1:9")
     shipper = client._shipper

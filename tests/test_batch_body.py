@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pydantic_core import to_json
 
 from bearlumen import Client, InvalidRequestError
+from bearlumen._batch_codec import encode_batch
 from bearlumen._events import (
     SizedMetadata,
     batch_body,
@@ -29,7 +30,6 @@ from bearlumen._events import (
     from_wire,
     wire_events,
 )
-from bearlumen._shipper import encode_batch
 from bearlumen._validation import metadata_snapshot
 from bearlumen._wire import epoch_texts, format_epoch
 

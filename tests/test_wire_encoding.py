@@ -21,8 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import bearlumen._shipper
+import bearlumen._batch_codec
 from bearlumen import Client
+from bearlumen._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
 from bearlumen._events import (
     FIELDS,
     WIRE_FIELDS,
@@ -32,7 +33,7 @@ from bearlumen._events import (
     encode_event,
     queued_bytes,
 )
-from bearlumen._shipper import ALL_RECORDED, _FlushRequest, batch_answer_reader, encode_batch
+from bearlumen._shipper import _FlushRequest
 from bearlumen._validation import metadata_snapshot
 from bearlumen._wire import format_epoch
 
@@ -99,7 +100,7 @@ def event(
 @pytest.fixture(params=[False, True], ids=["no-null-yet", "nulls-seen"])
 def nulls_seen(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Either check the encoder picks (one word while no batch wrote null, two once one did)."""
-    monkeypatch.setattr(bearlumen._shipper, "_nulls_seen", request.param)
+    monkeypatch.setattr(bearlumen._batch_codec, "_nulls_seen", request.param)
 
 
 def every_combination() -> list[QueuedEvent]:
