@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bearlumen._batch_codec
+import bearlumen._shipper
 from bearlumen import Client
 from bearlumen._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
 from bearlumen._events import (
@@ -304,4 +305,32 @@ def test_a_batch_taken_ends_at_a_flush_marker_and_leaves_what_follows_in_order()
     assert shipper.queued_bytes == sum(map(queued_bytes, events[3:]))
     assert shipper._take_chunk(2) == (events[3:5], None)
     assert list(shipper.pending_events) == events[5:]
+    client.close(timeout=0.1)
+
+
+def test_an_event_queued_while_the_worker_sizes_its_batch_stays_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A producer's thread may run while the worker sizes the batch it took (a thread switch
+    # inside that call): what it queued meanwhile must still count against max_queue_bytes.
+    client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
+    shipper = client._shipper
+    assert shipper is not None
+    big = {"blob": "x" * 5_000}
+    events = [event(f"k{n}", 1, 1.5, (False,) * 4 + (True,), big) for n in range(4)]
+    shipper.pending_events.extend(events[:2])
+    shipper.queued_bytes = sum(map(queued_bytes, events[:2]))
+    real_events_bytes = bearlumen._shipper.events_bytes
+
+    def sized_while_a_producer_runs(chunk: list[QueuedEvent]) -> int:
+        for late in events[2:]:  # what enqueue() does: count the bytes, then append
+            shipper.queued_bytes += queued_bytes(late)
+            shipper.pending_events.append(late)
+        return real_events_bytes(chunk)
+
+    monkeypatch.setattr(bearlumen._shipper, "events_bytes", sized_while_a_producer_runs)
+    chunk, _ = shipper._take_chunk(1)
+    assert chunk == events[:1]
+    assert list(shipper.pending_events) == events[1:]
+    assert shipper.queued_bytes == sum(map(queued_bytes, events[1:]))
     client.close(timeout=0.1)

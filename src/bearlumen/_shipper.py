@@ -203,9 +203,9 @@ class Shipper:
         """Fresh state: at construction, and in a forked child (which owns nothing it inherited)."""
         self.pending_events: Deque[Union[QueuedEvent, _FlushRequest]] = deque()
         # What the queued events hold (`_events.queued_bytes`), against max_queue_bytes. Producers
-        # add and the worker subtracts without a lock: `+=` on an attribute is not interrupted by
-        # a thread switch in CPython >= 3.10; on 3.9 a rare lost update is healed whenever the
-        # worker empties the queue.
+        # add and the worker subtracts without a lock: `+=` / `-=` on an attribute, with no call
+        # between the read and the write, is not interrupted by a thread switch in CPython >=
+        # 3.10; on 3.9 a rare lost update is healed whenever the worker empties the queue.
         self.queued_bytes = 0
         self.recent_keys: dict[str, Any] = {}  # the newer generation of caller keys
         self._older_keys: dict[str, Any] = {}
@@ -541,7 +541,13 @@ class Shipper:
             pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
             del chunk[at:]
         if chunk:
-            self.queued_bytes = 0 if not pending else self.queued_bytes - events_bytes(chunk)
+            # Sized first, then one `-=`: a producer's `+=` that runs while events_bytes does (a
+            # thread switch inside the call) would be lost if the old total were read before it.
+            taken_bytes = events_bytes(chunk)
+            if pending:
+                self.queued_bytes -= taken_bytes
+            else:
+                self.queued_bytes = 0
         if self._blocked_producers:
             with self._space:
                 self._space.notify_all()
