@@ -334,3 +334,35 @@ def test_an_event_queued_while_the_worker_sizes_its_batch_stays_counted(
     assert list(shipper.pending_events) == events[1:]
     assert shipper.queued_bytes == sum(map(queued_bytes, events[1:]))
     client.close(timeout=0.1)
+
+
+def test_an_event_queued_while_orphans_are_sized_stays_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same race when a forked worker puts a dead process's spooled events back in the queue.
+    client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
+    shipper = client._shipper
+    assert shipper is not None
+    big = {"blob": "x" * 5_000}
+    orphans = [event(f"orphan{n}", 1, 1.5, (False,) * 4 + (True,), big) for n in range(2)]
+    late = event("late", 1, 1.5, (False,) * 4 + (True,), big)
+
+    class SpoolWithOrphans:
+        def adopt_orphans(self) -> list[QueuedEvent]:
+            return list(orphans)
+
+    real_queued_bytes = bearlumen._shipper.queued_bytes
+
+    def sized_while_a_producer_runs(one: QueuedEvent) -> int:
+        if late not in shipper.pending_events:  # what enqueue() does, once
+            shipper.queued_bytes += real_queued_bytes(late)
+            shipper.pending_events.append(late)
+        return real_queued_bytes(one)
+
+    monkeypatch.setattr(shipper, "_spool", SpoolWithOrphans())
+    monkeypatch.setattr(bearlumen._shipper, "queued_bytes", sized_while_a_producer_runs)
+    shipper._adopt_orphans()
+    monkeypatch.undo()
+    assert list(shipper.pending_events) == [*orphans, late]
+    assert shipper.queued_bytes == sum(map(queued_bytes, [*orphans, late]))
+    client.close(timeout=0.1)

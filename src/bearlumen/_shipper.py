@@ -505,8 +505,9 @@ class Shipper:
         except Exception:
             logger.exception("bearlumen: could not replay the spool's orphaned segments")
             return
+        recovered_bytes = sum(map(queued_bytes, recovered))  # sized first: see _take_chunk
         self.pending_events.extendleft(reversed(recovered))
-        self.queued_bytes += sum(map(queued_bytes, recovered))
+        self.queued_bytes += recovered_bytes
 
     def _drain(self, everything: bool) -> None:
         """Hand what is queued now to the senders; what arrives meanwhile waits its round."""
