@@ -6,7 +6,7 @@ the imports left (pydantic's validators, Starlette, uvicorn: ~30 ms each, a doze
 400 batches), and with the default threshold of 700 a parsed batch (a few thousand dicts and
 lists) set off several young collections. Frozen, the objects that exist once the server is
 built are never walked again; a higher threshold lets most of a batch's objects die by their
-reference count before any collection sees them. Together: 0.4 ms per 1000 events.
+reference count before any collection sees them. Together: 0.3 ms per 1000 events.
 
 Only for a process that the server owns: `gc.freeze` and the thresholds are the whole
 process's, so a server started inside another program (`bearlumen.testing.LocalServer`,
