@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from bearlumen import InvalidRequestError
+from bearlumen._validation import metadata_snapshot
 from bearlumen._wire import UsageBatch
 from bearlumen.server.batch_rows import valid_batch_rows
 from bearlumen.server.errors import ApiError
@@ -310,3 +312,51 @@ def test_a_batch_retried_while_its_first_try_is_stored_is_told_409_then_replayed
     auth = {"Authorization": headers["Authorization"]}
     summary = httpx.get(fault_server.base_url + "/v1/usage/summary", headers=auth)
     assert summary.json()["totalEvents"] == 5
+
+
+# -- the metadata limit: bytes of UTF-8, as the SDK counts them ------------------------------
+
+
+def metadata_of(size: int) -> dict[str, str]:
+    """Metadata whose compact JSON is exactly `size` bytes of UTF-8, nearly all of them in
+    two-byte characters."""
+    room = size - len(to_json({"note": ""}))
+    metadata = {"note": "x" * (room % 2) + "é" * (room // 2)}
+    assert len(to_json(metadata)) == size
+    return metadata
+
+
+def test_metadata_over_16_kib_of_utf8_is_refused_though_under_16_ki_characters(
+    http: httpx.Client,
+) -> None:
+    """docs/wire-api.md: 16 KiB of JSON. Two-byte characters make 16 KiB + 1 byte of JSON out of
+    about 8 Ki characters: refused by the server as by record(), on both of the batch's paths
+    and by the single-event route; 16 KiB exactly is stored by all three, as record() takes it."""
+    limit = 16 * 1024
+    over, at_limit = metadata_of(limit + 1), metadata_of(limit)
+    assert len(to_json(over).decode()) < limit  # the characters alone would pass
+    with pytest.raises(InvalidRequestError, match="metadata"):
+        metadata_snapshot(over)
+    assert metadata_snapshot(at_limit) == at_limit
+
+    slow_stamp = "2024-01-01T00:00:00Z"  # valid but not canonical: the slow path
+    for name, metadata, stored in (("over", over, False), ("at", at_limit, True)):
+        for path, stamp in (("fast", VALID["timestamp"]), ("slow", slow_stamp)):
+            event = {**VALID, "idempotencyKey": f"{name}-{path}", "timestamp": stamp}
+            answer = http.post(
+                "/v1/usage/events/batch", json={"events": [{**event, "metadata": metadata}]}
+            )
+            assert answer.status_code == 200
+            (result,) = answer.json()["results"]
+            if stored:
+                assert result["status"] == "recorded", result
+            else:
+                assert result["status"] == "rejected"
+                assert result["error"]["param"] == "metadata"
+                assert str(limit) in result["error"]["message"]
+        single = {**VALID, "idempotencyKey": f"{name}-single", "metadata": metadata}
+        answer = http.post("/v1/usage/events", json=single)
+        assert answer.status_code == (201 if stored else 400), answer.text
+    events = http.get("/v1/usage/events", params={"limit": 100}).json()["events"]
+    assert sorted(e["idempotencyKey"] for e in events) == ["at-fast", "at-single", "at-slow"]
+    assert all(e["metadata"] == at_limit for e in events)

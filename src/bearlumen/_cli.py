@@ -11,7 +11,7 @@ from ._errors import BearLumenError
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from .server import FaultSettings, bind_socket, make_server
+        from .server import FaultSettings, bind_socket, make_server, settle_for_serving
     except ImportError:
         print(
             'bearlumen serve needs the server extra: pip install "bearlumen[server]"',
@@ -50,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     if faults is not None or args.allow_faults:
         print(f"Fault injection is on: POST {url}/_admin/faults, GET {url}/_admin/stats")
     sys.stdout.flush()
+    settle_for_serving()  # this process is the server's: see server/heap.py
     try:
         asyncio.run(server.serve(sockets=[sock]))
     except KeyboardInterrupt:

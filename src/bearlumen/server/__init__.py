@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from .app import create_app
 from .faults import FaultInjector, FaultSettings
+from .heap import settle_for_serving
 from .store import Store
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "create_app",
     "make_server",
     "serve_on_loopback",
+    "settle_for_serving",
     "uvicorn_server",
 ]
 

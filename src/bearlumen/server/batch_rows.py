@@ -113,12 +113,12 @@ def _metadata(value: Any, costs: dict[float, int]) -> tuple[str | None, int]:
         if type(cost) is float:
             costs[cost] = cost_nanos
     try:
-        text = to_json(value).decode()
+        encoded = to_json(value)
     except ValueError:
         raise _NotSure from None
-    if len(text) > MAX_METADATA_BYTES:
+    if len(encoded) > MAX_METADATA_BYTES:  # bytes of UTF-8, as the SDK measures it
         raise _NotSure
-    return text, cost_nanos
+    return encoded.decode(), cost_nanos
 
 
 def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:

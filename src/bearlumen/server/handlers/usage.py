@@ -27,9 +27,11 @@ def _event_row(event: UsageEvent, now: str) -> list[Any]:
     metadata_text = None
     cost = 0
     if event.metadata is not None:
-        metadata_text = to_json(event.metadata).decode()
-        if len(metadata_text) > MAX_METADATA_BYTES:
+        encoded = to_json(event.metadata)
+        # The limit is in bytes of UTF-8 (as the SDK's metadata_snapshot counts), not characters.
+        if len(encoded) > MAX_METADATA_BYTES:
             raise invalid(f"metadata is larger than {MAX_METADATA_BYTES} bytes", "metadata")
+        metadata_text = encoded.decode()
         cost = nanos(event.metadata.get(COST_KEY) or 0)
     return [
         event.event_type,
