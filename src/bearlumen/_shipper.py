@@ -162,8 +162,7 @@ class Shipper:
         handle_sigterm: bool = True,
     ) -> None:
         self._http = http
-        # Waits between retries end early when close() gives up; tests inject their own sleep.
-        self._sleep = sleep
+        self._sleep = sleep  # the senders' waits between retries; tests inject their own
         # Copied to attributes: the hot path reads them on every record().
         self.flush_at = settings.flush_at
         self.flush_interval = settings.flush_interval
@@ -491,7 +490,7 @@ class Shipper:
                 break
             budget -= len(chunk) + (flush_request is not None)
             if chunk:
-                self._send_in_background(chunk)
+                self._senders.send(chunk)
             if flush_request is not None:
                 self._senders.set_after_batches_so_far(flush_request.done)
 
@@ -533,26 +532,6 @@ class Shipper:
         if leftover:
             closed = BearLumenError("The client was closed before delivery")
             self._outcomes.give_up(leftover, closed)
-
-    # -- delegates to the senders, until the tests reach them there ---------------------------
-
-    def _send_in_background(self, chunk: list[QueuedEvent]) -> None:
-        self._senders.send(chunk)
-
-    @property
-    def _progress(self) -> threading.Condition:
-        return self._senders._progress
-
-    @property
-    def _next_batch(self) -> int:
-        return self._senders._next_batch
-
-    @property
-    def _outstanding(self) -> set[int]:
-        return self._senders._outstanding
-
-    def _tally(self, events: list[QueuedEvent], answer: Any) -> None:
-        self._senders._tally(events, answer)
 
 
 def _on_event_loop() -> bool:
