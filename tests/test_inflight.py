@@ -10,9 +10,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Tuple
 
 import httpx
+import pytest
 
 from bearlumen import Client
 from bearlumen._throttle import SendThrottle
@@ -40,18 +41,32 @@ class HeldTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def held_client(server: LocalServer, api_key: str, **options: Any) -> tuple[Client, HeldTransport]:
-    """A client whose first batch request is held (`HeldTransport`); the interval never passes
-    during a test, so batches go out full, or at a flush."""
-    transport = HeldTransport()
-    client = Client(
-        api_key=api_key,
-        base_url=server.base_url,
-        http_client=httpx.Client(transport=transport),
-        flush_interval=3600,
-        **options,
-    )
-    return client, transport
+HeldClient = Callable[..., Tuple[Client, HeldTransport]]
+
+
+@pytest.fixture
+def held_client(server: LocalServer, api_key: str) -> Iterator[HeldClient]:
+    """Makes clients whose first batch request is held (`HeldTransport`); the interval never
+    passes during a test, so batches go out full, or at a flush. Their connections are closed
+    after the test (a client never closes an `http_client` it was given)."""
+    transports: list[HeldTransport] = []
+
+    def make(**options: Any) -> tuple[Client, HeldTransport]:
+        transport = HeldTransport()
+        transports.append(transport)
+        client = Client(
+            api_key=api_key,
+            base_url=server.base_url,
+            http_client=httpx.Client(transport=transport),
+            flush_interval=3600,
+            **options,
+        )
+        return client, transport
+
+    yield make
+    for transport in transports:
+        transport.release.set()
+        transport.close()
 
 
 def wait_for_batches(client: Client, *, sent: int, in_flight: set[int]) -> None:
@@ -96,10 +111,8 @@ def test_every_event_is_stored_once_with_many_batches_in_flight_through_faults(
     assert result["retries"] >= 6  # the script's faults at least
 
 
-def test_flush_waits_for_an_earlier_batch_that_is_still_in_flight(
-    server: LocalServer, api_key: str
-) -> None:
-    client, transport = held_client(server, api_key, flush_at=1000, max_in_flight=4)
+def test_flush_waits_for_an_earlier_batch_that_is_still_in_flight(held_client: HeldClient) -> None:
+    client, transport = held_client(flush_at=1000, max_in_flight=4)
     for _ in range(1000):  # batch 0: held inside its request
         client.usage.record("token_usage", "llm_tokens", 1)
     assert transport.first_entered.wait(30)
@@ -123,9 +136,9 @@ def test_flush_waits_for_an_earlier_batch_that_is_still_in_flight(
 
 
 def test_woken_by_flush_at_only_full_batches_go_and_the_rest_waits_for_the_interval(
-    server: LocalServer, api_key: str
+    held_client: HeldClient,
 ) -> None:
-    client, transport = held_client(server, api_key, flush_at=1000)
+    client, transport = held_client(flush_at=1000)
     transport.release.set()
     for _ in range(1500):
         client.usage.record("token_usage", "llm_tokens", 1)
@@ -172,9 +185,9 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
 
 
 def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
-    server: LocalServer, api_key: str, caplog: Any
+    held_client: HeldClient, caplog: Any
 ) -> None:
-    client, transport = held_client(server, api_key)
+    client, transport = held_client()
     for _ in range(10):
         client.usage.record("token_usage", "llm_tokens", 1)
     client.flush(timeout=0)  # ship the part-filled batch now, without waiting for it
@@ -190,9 +203,9 @@ def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
 
 
 def test_a_batch_waiting_for_a_free_sender_counts_as_in_flight(
-    server: LocalServer, api_key: str
+    server: LocalServer, held_client: HeldClient
 ) -> None:
-    client, transport = held_client(server, api_key, flush_at=1000, max_in_flight=1)
+    client, transport = held_client(flush_at=1000, max_in_flight=1)
     for _ in range(2500):
         client.usage.record("token_usage", "llm_tokens", 1)
     assert transport.first_entered.wait(30)  # the first batch is held at the server's door

@@ -226,9 +226,12 @@ def test_async_anthropic_stream_helper_records_once(
     )
 
     async def main() -> str:
-        async with claude.messages.stream(
-            model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES
-        ) as stream:
+        async with (
+            claude,
+            claude.messages.stream(  # the SDK's sockets are closed in this loop
+                model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES
+            ) as stream,
+        ):
             return await stream.get_final_text()
 
     assert asyncio.run(main()) == "Hello from the fake provider."
@@ -649,6 +652,8 @@ def test_failed_captures_are_logged_once_per_burst_and_all_counted(
     assert client.llm.capture_errors == 6
 
 
+# The dropped stream's socket is left for the collector on purpose: that is the case under test.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_an_async_stream_dropped_halfway_is_recorded_when_collected(
     client: bearlumen.Client, fake: FakeLLMProvider
 ) -> None:

@@ -38,8 +38,11 @@ class ObservedTransport(httpx.HTTPTransport):
 
 
 @pytest.fixture
-def transport() -> ObservedTransport:
-    return ObservedTransport()
+def transport() -> Iterator[ObservedTransport]:
+    # Closed after the test: a client never closes the `http_client` it was given.
+    with ObservedTransport() as observed:
+        yield observed
+        observed.gate.set()
 
 
 @pytest.fixture
@@ -405,10 +408,12 @@ def test_gzip_bodies_arrive_whole(server: LocalServer, api_key: str) -> None:
             encodings.append(request.headers.get("content-encoding"))
             return super().handle_request(request)
 
-    http_client = httpx.Client(transport=Recording())
-    with Client(
-        api_key=api_key, base_url=server.base_url, compress=True, http_client=http_client
-    ) as c:
+    with (
+        httpx.Client(transport=Recording()) as http_client,
+        Client(
+            api_key=api_key, base_url=server.base_url, compress=True, http_client=http_client
+        ) as c,
+    ):
         for i in range(1500):
             c.usage.record("token_usage", "llm_tokens", i, metadata={"note": "x" * 100})
         assert c.flush()["recorded"] == 1500
