@@ -3,12 +3,14 @@ server that asks for quiet (Retry-After) or struggles (AIMD) gets it from every 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Tuple
 
@@ -394,3 +396,20 @@ def test_batches_acknowledged_out_of_order_survive_a_sigkill(
     assert result["recorded"] == 100  # batch 0, which the killed process never got back
     assert summary["totalEvents"] == 400
     assert not list(spool.rglob("segment-*.jsonl"))
+
+
+def test_the_senders_connections_are_closed_with_the_client(
+    server: LocalServer, api_key: str
+) -> None:
+    # Each sender thread sends through a connection of its own (`HttpCore`): closing the client
+    # closes them all, none is left for the garbage collector.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        client = Client(api_key=api_key, base_url=server.base_url, flush_at=1000, max_in_flight=4)
+        for _ in range(4000):  # four batches, woken by flush_at: up to four senders at once
+            client.usage.record("token_usage", "llm_tokens", 1)
+        assert client.flush()["recorded"] == 4000
+        client.close()
+        del client
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

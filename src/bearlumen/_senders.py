@@ -136,6 +136,7 @@ class Senders:
         while True:
             item = self._batches.get()
             if item is None:
+                self._http.close_connection_of_this_thread()
                 return
             number, chunk = item
             try:
@@ -201,6 +202,7 @@ class Senders:
                 retrying=retrying,
                 idempotency_key=_ids.request_keys.next(),
                 decode=batch_answer_reader(count),
+                own_connection=True,
             )
             delivered = True
             return answer
