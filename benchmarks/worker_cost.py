@@ -9,7 +9,7 @@ waiting for a core is not the worker's cost):
 - take:   `Shipper._take_chunk` pops the batch off the queue (and settles `queued_bytes`)
 - encode: `encode_batch`, the request body
 - answer: reading the server's answer as a sender does (`batch_answer_reader`)
-- tally:  `Shipper._tally`, counting the per-event results
+- tally:  `Senders._tally`, counting the per-event results
 
 The answer is what the local server sends for a batch it recorded whole. The issue's goal for
 the worker's whole cost is <= 1 µs per event (issue 14, item 3).
@@ -110,7 +110,7 @@ def measure(batches: list[list[QueuedEvent]], shipper: Shipper, rounds: int) -> 
     def tally() -> int:
         t0 = clock()
         for chunk in batches:
-            shipper._tally(chunk, decoded)
+            shipper._senders._tally(chunk, decoded)
         return clock() - t0
 
     stages = {"take": take, "encode": encode, "answer": answer, "tally": tally}

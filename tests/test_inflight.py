@@ -74,9 +74,10 @@ def held_client(server: LocalServer, api_key: str) -> Iterator[HeldClient]:
 def wait_for_batches(client: Client, *, sent: int, in_flight: set[int]) -> None:
     """Until `sent` batches were handed to senders and those numbered `in_flight` are still out."""
     shipper: Any = client._shipper
-    with shipper._progress:
-        assert shipper._progress.wait_for(
-            lambda: shipper._next_batch == sent and shipper._outstanding == in_flight, timeout=60
+    senders = shipper._senders
+    with senders._progress:
+        assert senders._progress.wait_for(
+            lambda: senders._next_batch == sent and senders._outstanding == in_flight, timeout=60
         )
 
 
@@ -159,7 +160,7 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
     shipper: Any = client._shipper
     sizes: list[int] = []
     all_recorded = threading.Event()
-    hand_to_senders = shipper._send_in_background
+    hand_to_senders = shipper._senders.send
 
     def hand_out_while_producers_record(chunk: list[Any]) -> None:
         # Producers keep recording while the worker hands a batch out. Recording here, on the
@@ -172,7 +173,7 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
         if len(sizes) == 2:
             all_recorded.set()
 
-    monkeypatch.setattr(shipper, "_send_in_background", hand_out_while_producers_record)
+    monkeypatch.setattr(shipper._senders, "send", hand_out_while_producers_record)
     for _ in range(1000):
         client.usage.record("token_usage", "llm_tokens", 1)
     # Flush once the worker has recorded all 3,500: a flush marker queued while it still records
@@ -210,9 +211,9 @@ def test_a_batch_waiting_for_a_free_sender_counts_as_in_flight(
     for _ in range(2500):
         client.usage.record("token_usage", "llm_tokens", 1)
     assert transport.first_entered.wait(30)  # the first batch is held at the server's door
-    shipper: Any = client._shipper
-    with shipper._progress:  # the worker took the second batch and waits for the one sender
-        assert shipper._progress.wait_for(lambda: client.stats()["in_flight"] == 2000, timeout=60)
+    senders: Any = client._shipper._senders  # type: ignore[union-attr]
+    with senders._progress:  # the worker took the second batch and waits for the one sender
+        assert senders._progress.wait_for(lambda: client.stats()["in_flight"] == 2000, timeout=60)
     stats = client.stats()
     assert (stats["queued"], stats["in_flight"]) == (500, 2000)  # none unaccounted for
     transport.release.set()
@@ -296,6 +297,57 @@ def test_giving_up_ends_every_wait_at_once() -> None:
     assert not thread.is_alive()
 
 
+def test_a_retry_after_pauses_a_sender_that_was_never_refused(
+    fault_server: LocalServer, api_key: str
+) -> None:
+    # Batch 0 is answered 429 "retry after 30 s". Batch 1, handed to a second sender while batch
+    # 0 waits to retry, must sit out the same pause before its first attempt.
+    fault_server.set_faults(script=["429:30"])
+    waits: list[tuple[int, float]] = []  # each injected wait, with the thread that waited
+    first_waits = threading.Event()
+    second_waits = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        waits.append((threading.get_ident(), seconds))
+        if len(waits) == 1:  # batch 0's sender, before its retry: held until the second waits
+            first_waits.set()
+            second_waits.wait(60)
+        else:
+            second_waits.set()
+
+    client = Client(
+        api_key=api_key,
+        base_url=fault_server.base_url,
+        sleep=sleep,
+        flush_at=1000,
+        flush_interval=3600,
+        max_in_flight=2,
+    )
+    shipper: Any = client._shipper
+    senders = shipper._senders
+    try:
+        for _ in range(1000):
+            client.usage.record("token_usage", "llm_tokens", 1)
+        assert first_waits.wait(30)
+        for _ in range(1000):
+            client.usage.record("token_usage", "llm_tokens", 1)
+        with senders._progress:  # batch 1 waited for the pause, or came back without waiting
+            assert senders._progress.wait_for(
+                lambda: (
+                    second_waits.is_set()
+                    or (senders._next_batch == 2 and senders._outstanding == {0})
+                ),
+                timeout=60,
+            )
+        assert len(waits) == 2 and waits[0][0] != waits[1][0]  # two senders waited ...
+        assert waits[0][1] >= 30 and 0 < waits[1][1] <= 30  # ... the second for what was left
+        result = client.flush()
+        assert (result["recorded"], result["retries"], result["failed"]) == (2000, 1, 0)
+    finally:
+        second_waits.set()  # batch 0's sender goes on, whatever failed above
+        client.close()
+
+
 HELD_CHILD = """
 import os, threading, httpx, bearlumen
 from bearlumen import _spool
@@ -311,14 +363,14 @@ class HoldFirstBatch(httpx.HTTPTransport):
 client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
                           spool_dir=os.environ["SPOOL"], flush_at=100, flush_interval=3600,
                           max_in_flight=4, http_client=httpx.Client(transport=HoldFirstBatch()))
-shipper = client._shipper
+senders = client._shipper._senders
 for batch in range(4):  # four batches of 100, each woken by flush_at
     for i in range(100):
         client.usage.record("token_usage", "llm_tokens", 1, f"evt-{batch}-{i}")
-    with shipper._progress:
-        shipper._progress.wait_for(lambda: shipper._next_batch == batch + 1)
-with shipper._progress:  # batches 1-3 came back, acknowledged before batch 0
-    shipper._progress.wait_for(lambda: shipper._outstanding == {0})
+    with senders._progress:
+        senders._progress.wait_for(lambda: senders._next_batch == batch + 1)
+with senders._progress:  # batches 1-3 came back, acknowledged before batch 0
+    senders._progress.wait_for(lambda: senders._outstanding == {0})
 print("ready", client.stats()["recorded"], flush=True)
 threading.Event().wait()
 """

@@ -271,7 +271,7 @@ def test_the_shippers_threads_leave_sigterm_and_sigint_to_the_main_thread(
         client.usage.record("token_usage", "llm_tokens", 1)
         client.flush()  # the worker has run and started a sender
         shipper = client._shipper
-        threads = [shipper._worker, *shipper._senders]
+        threads = [shipper._worker, *shipper._senders.threads]
         assert len(threads) >= 2 and all(thread is not None for thread in threads)
         for thread in threads:
             assert thread is not None and thread.native_id is not None

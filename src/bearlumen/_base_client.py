@@ -10,7 +10,8 @@ from ._constants import DEFAULT_BASE_URL
 from ._errors import AuthenticationError, InvalidRequestError
 from ._flushing import Handler, await_flush, flush_after_decorator
 from ._http import BaseHttpCore
-from ._shipper import COUNTERS, Shipper, is_positive_number
+from ._outcomes import COUNTERS
+from ._shipper import Shipper, is_positive_number
 from ._types import FlushResult, ShipperStats
 
 

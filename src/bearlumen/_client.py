@@ -22,7 +22,8 @@ from ._constants import (
 from ._errors import InvalidRequestError
 from ._http import HttpCore
 from ._llm import LLM
-from ._shipper import ErrorCallback, Shipper, ShipperSettings
+from ._outcomes import ErrorCallback
+from ._shipper import Shipper, ShipperSettings
 from ._types import FlushResult
 from .resources import CostAttribution, EndUsers, Subscriptions, Usage
 

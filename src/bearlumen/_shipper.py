@@ -2,18 +2,15 @@
 
 `usage.record()` checks its input, appends a tuple to `pending_events` (a deque: appends and
 pops are thread-safe without a lock) and returns. One daemon worker per client wakes when
-`flush_at` events wait or `flush_interval` passes, takes up to 1000 events at a time, encodes
-them and posts them to the batch endpoint through `HttpCore` — the same retry policy as every
-other call, bounded by a delivery deadline instead of an attempt count.
+`flush_at` events wait or `flush_interval` passes, takes up to 1000 events at a time and hands
+each batch to the senders (`_senders.py`), which post it to the batch endpoint through
+`HttpCore` — the same retry policy as every other call, bounded by a delivery deadline instead
+of an attempt count. What became of each event is counted, logged once per burst and handed to
+`on_error` by `_outcomes.py`, never on the caller's thread.
 
-Accounting: every event that enters `record()` ends in exactly one of recorded, duplicate,
-rejected (the server or the encoder refused it), dropped (queue full, or client closed) or
-failed (deadline passed, shutdown, or an answer that can never succeed). Drops and failures are
-logged once per burst by the worker, never on the caller's thread, and handed to `on_error`.
-
-`flush()` puts a marker in the queue behind everything recorded before it; the worker completes
-the marker once the events ahead of it are delivered or failed for good, so flush cannot return
-early, and needs no count that producers would have to update.
+`flush()` puts a marker in the queue behind everything recorded before it; the worker hands the
+marker to the senders, which complete it once the batches ahead of it are delivered or failed
+for good, so flush cannot return early, and needs no count that producers would have to update.
 
 Duplicates: a caller's idempotency key is claimed (`claim_key`) while its event is queued or in
 flight and stays claimed once recorded; a rejected, failed or dropped event lets its key go, so
@@ -26,18 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
-import queue
 import threading
 import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, List, Union
+from typing import Any, Callable, Deque, Union
 
-from . import _exit_hooks, _ids
-from ._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
+from . import _exit_hooks
 from ._constants import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_FLUSH_AT,
@@ -58,22 +54,18 @@ from ._events import (
     SizedMetadata,
     events_bytes,
     queued_bytes,
-    to_record_input,
 )
 from ._http import HttpCore
+from ._outcomes import ErrorCallback, Outcomes
+from ._senders import Senders
 from ._spool import Spool
-from ._throttle import SendThrottle
-from ._types import FlushResult, ShipperStats, UsageRecordInput
+from ._types import FlushResult, ShipperStats
 
 logger = logging.getLogger("bearlumen")
 
 # on_overflow="block" on a thread running an asyncio loop waits at most this long, then drops:
 # every task on the loop would wait with it, and the worker may be waiting for a dead server.
 LOOP_BLOCK_LIMIT = 0.1  # seconds
-# While delivery is failing the worker reports drops at least this often (seconds).
-DROP_REPORT_INTERVAL = 1.0
-
-ErrorCallback = Callable[[List[UsageRecordInput], BaseException], Any]
 
 
 class ShipperState(enum.Enum):
@@ -103,9 +95,6 @@ class _CallbackEvent(threading.Event):
     def set(self) -> None:
         super().set()
         self._on_set()
-
-
-COUNTERS = ("sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches")
 
 
 @dataclass(frozen=True)
@@ -173,8 +162,7 @@ class Shipper:
         handle_sigterm: bool = True,
     ) -> None:
         self._http = http
-        # Waits between retries end early when close() gives up; tests inject their own sleep.
-        self._sleep = sleep
+        self._sleep = sleep  # the senders' waits between retries; tests inject their own
         # Copied to attributes: the hot path reads them on every record().
         self.flush_at = settings.flush_at
         self.flush_interval = settings.flush_interval
@@ -186,10 +174,10 @@ class Shipper:
         self.max_in_flight = settings.max_in_flight
         self.on_error = on_error
         self.handle_sigterm = handle_sigterm
+        # Before _reset: the senders acknowledge to the spool, and the outcomes name it.
+        self._spool: Spool | None = None if spool_dir is None else Spool(os.fspath(spool_dir))
         self._reset()
-        self._spool: Spool | None = None
-        if spool_dir is not None:
-            self._spool = Spool(os.fspath(spool_dir))
+        if self._spool is not None:
             recovered = self._spool.adopt_orphans()
             if recovered:
                 self.pending_events.extend(recovered)
@@ -200,7 +188,8 @@ class Shipper:
             os.register_at_fork(after_in_child=_after_fork(weakref.ref(self)))
 
     def _reset(self) -> None:
-        """Fresh state: at construction, and in a forked child (which owns nothing it inherited)."""
+        """Fresh state: at construction, and in a forked child (which owns nothing it inherited:
+        not the parent's queue, keys, counters or threads; its senders are its own)."""
         self.pending_events: Deque[Union[QueuedEvent, _FlushRequest]] = deque()
         # What the queued events hold (`_events.queued_bytes`), against max_queue_bytes. Producers
         # add and the worker subtracts without a lock: `+=` / `-=` on an attribute, with no call
@@ -211,35 +200,34 @@ class Shipper:
         self._older_keys: dict[str, Any] = {}
         self.state = ShipperState.IDLE
         self._wake = threading.Event()
-        self._abandon = threading.Event()  # close() gave up waiting: stop retrying now
         self._lifecycle_lock = threading.Lock()
         self._space = threading.Condition()
         self._blocked_producers = 0
         self._worker: threading.Thread | None = None
         self._accepting = False  # True while RUNNING: the one flag record() reads
-        self._counts_lock = threading.Lock()
-        self._dropped_unreported = 0
-        self._rejected_unreported = 0
-        self._first_rejection: str | None = None
-        self._failing = False  # a batch was given up on: logged once until delivery recovers
-        self._outage = False  # an attempt failed: logged once until delivery recovers
-        self._closed_drops_logged_at = -DROP_REPORT_INTERVAL * 10
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
         self._adopt_at_start = False  # set in a forked child with a spool
-        self.counts = dict.fromkeys(COUNTERS, 0)
-        # Batches in flight: the worker numbers each batch it hands to a sender thread; a flush
-        # marker is done once every batch numbered before it has come back.
-        self._throttle = SendThrottle(self.max_in_flight, sleep=self._sleep)
-        self._batches: queue.SimpleQueue[tuple[int, list[QueuedEvent]] | None] = queue.SimpleQueue()
-        self._senders: list[threading.Thread] = []
-        self._sender_idents: set[int | None] = set()
-        self._progress = threading.Condition()  # guards the four below
-        self._next_batch = 0
-        self._outstanding: set[int] = set()  # numbers of the batches in flight
-        self._events_in_flight = 0  # events in those batches
-        self._waiting_markers: Deque[tuple[_FlushRequest, int]] = deque()
         self._flush_asked = False  # a flush marker waits: ship part-filled batches now
         self._ack_lock = threading.Lock()  # the spool is told of answers by one thread at a time
+        # The shipper's parts hold it weakly (through the key forgetter and the queue itself):
+        # a reference back would keep a dropped idle client alive until the garbage collector.
+        self._outcomes = Outcomes(
+            on_error=self.on_error,
+            forget_key=_key_forgetter(weakref.ref(self)),
+            spooled=self._spool is not None,
+            max_queue_size=self.max_queue_size,
+            max_queue_bytes=self.max_queue_bytes,
+        )
+        self._senders = Senders(
+            self._http,
+            self._outcomes,
+            max_in_flight=self.max_in_flight,
+            delivery_timeout=self.delivery_timeout,
+            sleep=self._sleep,
+            spool=self._spool,
+            ack_lock=self._ack_lock,
+            queued=functools.partial(_events_in, self.pending_events),
+        )
 
     # -- producers (callers' threads) ------------------------------------------------------
 
@@ -257,8 +245,7 @@ class Shipper:
         """
         keys = self.recent_keys
         if key in self._older_keys or keys.setdefault(key, event) is not event:
-            with self._counts_lock:
-                self.counts["duplicate"] += 1
+            self._outcomes.count_duplicate()
             return False
         if len(keys) >= RECENT_KEYS_REMEMBERED // 2:
             self._older_keys, self.recent_keys = keys, {}
@@ -276,9 +263,9 @@ class Shipper:
             self._forget_key(event)
             return False
         if not self._accepting and not self._start_worker():
-            self._count_drop(after_close=True)
+            self._outcomes.count_drop(after_close=True)
             self._forget_key(event)
-            self._log_drop_after_close()
+            self._outcomes.log_drop_after_close()
             return False
         if self._spool is not None:
             event = self._spool_append(event)
@@ -310,7 +297,7 @@ class Shipper:
 
     def _wait_for_space(self, size: int) -> bool:
         if not self.block_on_overflow:
-            self._count_drop()
+            self._outcomes.count_drop()
             return False
         # On an event loop's thread every task would wait with us: wait briefly, then drop.
         limit = LOOP_BLOCK_LIMIT if _on_event_loop() else None
@@ -321,31 +308,13 @@ class Shipper:
                 while self._is_full(size):
                     left = 0.5 if deadline is None else deadline - time.monotonic()
                     if left <= 0 or self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
-                        self._count_drop()
+                        self._outcomes.count_drop()
                         return False
                     self._wake.set()
                     self._space.wait(min(left, 0.5))
             finally:
                 self._blocked_producers -= 1
         return True
-
-    def _count_drop(self, *, after_close: bool = False) -> None:
-        with self._counts_lock:
-            self.counts["dropped"] += 1
-            if not after_close:  # those are logged by record() itself: no worker is left
-                self._dropped_unreported += 1
-
-    def _log_drop_after_close(self) -> None:
-        """No worker is left to report drops after close(): say so here, once per burst."""
-        now = time.monotonic()
-        if now - self._closed_drops_logged_at < DROP_REPORT_INTERVAL * 10:
-            return
-        self._closed_drops_logged_at = now
-        logger.warning(
-            "bearlumen: usage.record() called after the client was closed: the event is dropped"
-            " (%d dropped in all)",
-            self.counts["dropped"],
-        )
 
     def _start_worker(self) -> bool:
         if self._sigterm_after_fork:
@@ -365,16 +334,17 @@ class Shipper:
     # -- control ---------------------------------------------------------------------------
 
     def stats(self) -> ShipperStats:
-        queued = sum(1 for item in list(self.pending_events) if type(item) is not _FlushRequest)
-        in_flight = self._events_in_flight
-        with self._counts_lock:
-            return {"queued": queued, "in_flight": in_flight, **self.counts}  # type: ignore[typeddict-item]
+        queued = _events_in(self.pending_events)
+        in_flight = self._senders.events_in_flight
+        outcomes = self._outcomes
+        with outcomes.lock:
+            return {"queued": queued, "in_flight": in_flight, **outcomes.counts}  # type: ignore[typeddict-item]
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Block until everything recorded before this call is delivered or failed for good."""
         complete = True
         worker = self._worker
-        if worker is threading.current_thread() or threading.get_ident() in self._sender_idents:
+        if worker is threading.current_thread() or self._senders.on_a_sender_thread():
             # Called from on_error, on the worker or a sender: waiting would wait for ever.
             complete = not self.pending_events
         elif worker is not None and worker.is_alive():
@@ -411,18 +381,16 @@ class Shipper:
                 self.state = ShipperState.CLOSING
         result = self.flush(self.shutdown_timeout if timeout is None else timeout)
         # Whatever is still undelivered now is given up: stop retrying and account for it.
-        self._abandon.set()
+        self._senders.abandon()
         self._wake.set()
-        self._throttle.wake_all()
-        with self._progress:
-            self._progress.notify_all()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=1.0)
         with self._space:
             self._space.notify_all()
         if worker is None or not worker.is_alive():
-            self._report_bursts()  # what was dropped or rejected since the worker's last wake
+            # What was dropped or rejected since the worker's last wake.
+            self._outcomes.report_bursts()
         if worker is None and self._spool is not None:
             self._spool.close()  # no worker ever ran to close it
         result = {**self.stats(), "complete": result["complete"]}
@@ -458,7 +426,7 @@ class Shipper:
 
     def queued_estimate(self) -> int:
         """Events still queued; no lock, for a signal handler's log line."""
-        return sum(1 for item in list(self.pending_events) if type(item) is not _FlushRequest)
+        return _events_in(self.pending_events)
 
     # -- the worker ------------------------------------------------------------------------
 
@@ -483,12 +451,12 @@ class Shipper:
                 logger.exception("bearlumen: unexpected error in the usage shipper")
             if everything:
                 next_round = time.monotonic() + self.flush_interval
-            self._report_bursts()
+            self._outcomes.report_bursts()
             if self.state is not ShipperState.RUNNING and (
-                self._abandon.is_set() or not self.pending_events
+                self._senders.abandoned.is_set() or not self.pending_events
             ):
                 break
-        self._stop_senders()
+        self._senders.stop()
         self._fail_remaining()
         if self._spool is not None:
             self._spool.close()
@@ -512,7 +480,7 @@ class Shipper:
     def _drain(self, everything: bool) -> None:
         """Hand what is queued now to the senders; what arrives meanwhile waits its round."""
         budget = len(self.pending_events)
-        while budget > 0 and not self._abandon.is_set():
+        while budget > 0 and not self._senders.abandoned.is_set():
             # Not everything: full batches only. The budget counts too, or events recorded
             # meanwhile would send the budget's remainder as a runt batch.
             if not everything and min(budget, len(self.pending_events)) < self.flush_at:
@@ -522,11 +490,9 @@ class Shipper:
                 break
             budget -= len(chunk) + (flush_request is not None)
             if chunk:
-                self._send_in_background(chunk)
+                self._senders.send(chunk)
             if flush_request is not None:
-                with self._progress:
-                    self._waiting_markers.append((flush_request, self._next_batch))
-                    self._complete_markers()
+                self._senders.set_after_batches_so_far(flush_request.done)
 
     def _take_chunk(self, limit: int) -> tuple[list[QueuedEvent], _FlushRequest | None]:
         pending = self.pending_events
@@ -554,71 +520,6 @@ class Shipper:
                 self._space.notify_all()
         return chunk, flush_request
 
-    # -- batches in flight -------------------------------------------------------------------
-
-    def _send_in_background(self, chunk: list[QueuedEvent]) -> None:
-        """Give the batch to a sender thread once fewer than `max_in_flight` are out."""
-        with self._progress:
-            # Out of the queue, so counted in flight from now, waiting for a sender included.
-            self._events_in_flight += len(chunk)
-            self._progress.notify_all()
-            while len(self._outstanding) >= self.max_in_flight:
-                if self._abandon.is_set():
-                    self._events_in_flight -= len(chunk)
-                    break
-                self._progress.wait(1.0)  # woken when a batch comes back; the bound is a guard
-            else:
-                number = self._next_batch
-                self._next_batch += 1
-                self._outstanding.add(number)
-                start_sender = len(self._senders) < len(self._outstanding)
-                self._batches.put((number, chunk))
-                self._progress.notify_all()
-                chunk = []
-        if chunk:  # close() gave up while every sender was busy: this batch never goes out
-            self._give_up(chunk, BearLumenError("The client was closed before delivery"))
-            return
-        if start_sender:
-            sender = threading.Thread(
-                target=self._send_batches, name="bearlumen-sender", daemon=True
-            )
-            self._senders.append(sender)
-            sender.start()
-
-    def _send_batches(self) -> None:
-        """A sender thread: deliver batches, one at a time, until told to stop."""
-        self._sender_idents.add(threading.get_ident())
-        while True:
-            item = self._batches.get()
-            if item is None:
-                self._http.close_connection_of_this_thread()
-                return
-            number, chunk = item
-            try:
-                self._deliver(chunk)
-            except Exception as exc:  # never let a sender die, never lose a batch silently
-                logger.exception("bearlumen: unexpected error delivering a batch")
-                self._give_up(chunk, BearLumenError(f"Unexpected error in delivery: {exc}"))
-            finally:
-                with self._progress:
-                    self._outstanding.discard(number)
-                    self._events_in_flight -= len(chunk)
-                    self._complete_markers()
-                    self._progress.notify_all()
-
-    def _complete_markers(self) -> None:
-        """Flush markers whose every earlier batch came back are done (under `_progress`)."""
-        oldest_out = min(self._outstanding, default=self._next_batch)
-        while self._waiting_markers and self._waiting_markers[0][1] <= oldest_out:
-            self._waiting_markers.popleft()[0].done.set()
-
-    def _stop_senders(self) -> None:
-        """The worker is ending: let the batches in flight come back, then end the senders."""
-        for _ in self._senders:
-            self._batches.put(None)
-        for sender in self._senders:
-            sender.join()
-
     def _fail_remaining(self) -> None:
         """At shutdown: what was never sent is failed (and handed to on_error), not forgotten."""
         leftover: list[QueuedEvent] = []
@@ -629,185 +530,8 @@ class Shipper:
             else:
                 leftover.append(item)  # type: ignore[arg-type]
         if leftover:
-            self._give_up(leftover, BearLumenError("The client was closed before delivery"))
-
-    def _deliver(self, chunk: list[QueuedEvent]) -> None:
-        body, events, unencodable = encode_batch(chunk)
-        for event, reason in unencodable:
-            self._reject([event], InvalidRequestError(reason, param="metadata"))
-        if not events:
-            return
-        try:
-            answer = self._post_batch(body, len(events))
-        except InvalidRequestError as exc:
-            if exc.status_code is None:  # the request could not even be built
-                self._reject(events, exc)
-            elif len(events) > 1:
-                # Too large (413), or one event the server could not parse so the whole batch
-                # was refused (400): halve until the culprit is alone; the rest go through.
-                middle = len(events) // 2
-                self._deliver(events[:middle])
-                self._deliver(events[middle:])
-            else:
-                self._reject(events, exc)
-            return
-        except BearLumenError as exc:
-            self._give_up(events, exc)
-            return
-        self._tally(events, answer)
-
-    def _post_batch(self, body: bytes, count: int) -> Any:
-        """One batch request with its retries, each attempt taking its turn at the throttle."""
-        retrying = self._http.retrying(
-            deadline=self.delivery_timeout,
-            should_stop=self._abandon.is_set,
-            sleep=self._wait_to_retry,
-            on_retry=self._count_retry,
-        )
-        self._throttle.wait_turn(self._abandon.is_set)
-        delivered = False
-        try:
-            answer = self._http.request(
-                "POST",
-                "/v1/usage/events/batch",
-                content=body,
-                retrying=retrying,
-                idempotency_key=_ids.request_keys.next(),
-                decode=batch_answer_reader(count),
-                own_connection=True,
-            )
-            delivered = True
-            return answer
-        finally:
-            self._throttle.attempt_done(delivered)
-
-    def _tally(self, events: list[QueuedEvent], answer: Any) -> None:
-        recorded = duplicate = 0
-        rejected: list[tuple[QueuedEvent, dict[str, Any]]] = []
-        if answer is ALL_RECORDED:
-            recorded = len(events)
-            answer = {}
-        for result in answer.get("results", ()):
-            status = result.get("status")
-            if status == "recorded":
-                recorded += 1
-            elif status == "duplicate":
-                duplicate += 1
-            else:
-                rejected.append((events[result["index"]], result.get("error") or {}))
-        with self._counts_lock:
-            self.counts["batches"] += 1
-            self.counts["sent"] += len(events)
-            self.counts["recorded"] += recorded
-            self.counts["duplicate"] += duplicate
-        if self._spool is not None:
-            with self._ack_lock:
-                self._spool.acknowledge(events)  # rejected ones too: a retry cannot help them
-        if self._failing or self._outage:
-            self._failing = self._outage = False
-            logger.warning("bearlumen: usage delivery recovered")
-        for event, error in rejected:
-            self._reject(
-                [event],
-                InvalidRequestError(
-                    error.get("message") or "The server rejected the event",
-                    param=error.get("param"),
-                    body=error,
-                ),
-            )
-
-    def _count_retry(self, exc: BaseException | None, delay: float) -> None:
-        self._throttle.attempt_failed(getattr(exc, "retry_after", None))
-        with self._counts_lock:
-            self.counts["retries"] += 1
-        if not self._outage:
-            # The first failed attempt of an outage, logged once; the retries go to DEBUG.
-            self._outage = True
-            logger.warning(
-                "bearlumen: usage delivery failing (%s); %d event(s) waiting; retrying in %.1fs"
-                " and until delivery_timeout=%ss",
-                describe_failure(exc),
-                self._events_in_flight + self.queued_estimate(),
-                delay,
-                self.delivery_timeout,
-            )
-
-    def _wait_to_retry(self, delay: float) -> None:
-        """Between attempts: report drops as they happen, not once the outage is over."""
-        if self._sleep is not None:  # a test's injected sleep
-            self._report_bursts()
-            self._sleep(delay)
-            slept_until = time.monotonic() + delay
-        else:
-            slept_until = 0.0
-            deadline = time.monotonic() + delay
-            while True:
-                self._report_bursts()
-                left = deadline - time.monotonic()
-                if left <= 0 or self._abandon.wait(min(left, DROP_REPORT_INTERVAL)):
-                    break
-        # Another sender's 429 may have paused everyone, or the server may want fewer at once.
-        self._throttle.wait_turn(self._abandon.is_set, slept_until=slept_until)
-
-    def _reject(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
-        for event in events:
-            self._forget_key(event)
-        with self._counts_lock:
-            self.counts["rejected"] += len(events)
-            self._rejected_unreported += len(events)
-            if self._first_rejection is None:
-                self._first_rejection = exc.message
-        self._call_on_error(events, exc)
-
-    def _give_up(self, events: list[QueuedEvent], exc: BearLumenError) -> None:
-        for event in events:
-            self._forget_key(event)
-        with self._counts_lock:
-            self.counts["failed"] += len(events)
-        if not self._failing:
-            self._failing = True
-            logger.error(
-                "bearlumen: gave up delivering %d usage event(s): %s: %s%s",
-                len(events),
-                type(exc).__name__,
-                exc,
-                "; they stay in the spool for the next client" if self._spool else "",
-            )
-        self._call_on_error(events, exc)
-
-    def _call_on_error(self, events: list[QueuedEvent], exc: BaseException) -> None:
-        if self.on_error is None:
-            return
-        try:
-            self.on_error([to_record_input(e) for e in events], exc)
-        except Exception:
-            logger.exception("bearlumen: the on_error callback raised")
-
-    def _report_bursts(self) -> None:
-        """Log drops and rejections once per wake of the worker, never once per event."""
-        if not (self._rejected_unreported or self._dropped_unreported):
-            return
-        with self._counts_lock:  # worker and senders report; each burst is told once
-            rejected, self._rejected_unreported = self._rejected_unreported, 0
-            first_rejection, self._first_rejection = self._first_rejection, None
-            dropped, self._dropped_unreported = self._dropped_unreported, 0
-            total = self.counts["dropped"]
-        if rejected:
-            logger.warning(
-                "bearlumen: the server or the encoder rejected %d usage event(s), e.g.: %s",
-                rejected,
-                first_rejection,
-            )
-        if not dropped:
-            return
-        logger.warning(
-            "bearlumen: dropped %d usage event(s) (%d in all): the queue is full"
-            " (max_queue_size=%d, max_queue_bytes=%d)",
-            dropped,
-            total,
-            self.max_queue_size,
-            self.max_queue_bytes,
-        )
+            closed = BearLumenError("The client was closed before delivery")
+            self._outcomes.give_up(leftover, closed)
 
 
 def _on_event_loop() -> bool:
@@ -819,12 +543,21 @@ def _on_event_loop() -> bool:
     return True
 
 
-def describe_failure(exc: BaseException | None) -> str:
-    """A failed attempt in a few words: the status and message, or the network error."""
-    if exc is None:
-        return "unknown error"
-    status = getattr(exc, "status_code", None)
-    return f"{status} {exc}" if status is not None else f"{type(exc).__name__}: {exc}"
+def _events_in(pending: Deque[Union[QueuedEvent, _FlushRequest]]) -> int:
+    """The events in the queue, flush markers left out; no lock."""
+    return sum(1 for item in list(pending) if type(item) is not _FlushRequest)
+
+
+def _key_forgetter(shipper_ref: weakref.ref[Shipper]) -> Callable[[QueuedEvent], None]:
+    """`Shipper._forget_key` for the outcomes, which let go of the keys of events rejected or
+    given up on; through a weak reference, as the outcomes live inside the shipper."""
+
+    def forget_key(event: QueuedEvent) -> None:
+        shipper = shipper_ref()
+        if shipper is not None:
+            shipper._forget_key(event)
+
+    return forget_key
 
 
 def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:
@@ -832,13 +565,14 @@ def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:
         shipper = shipper_ref()
         if shipper is None:
             return
+        if shipper._spool is not None:
+            # The parent's segments are the parent's: the child writes its own, beside them,
+            # and adopts those of dead processes once its worker starts. Before _reset: the
+            # child's senders acknowledge to the child's spool.
+            shipper._spool = shipper._spool.for_forked_child()
         shipper._reset()
         shipper._http.reset_after_fork()
         shipper._sigterm_after_fork = shipper.handle_sigterm
-        if shipper._spool is not None:
-            # The parent's segments are the parent's: the child writes its own, beside them,
-            # and adopts those of dead processes once its worker starts.
-            shipper._spool = shipper._spool.for_forked_child()
-            shipper._adopt_at_start = shipper._spool is not None
+        shipper._adopt_at_start = shipper._spool is not None
 
     return reset

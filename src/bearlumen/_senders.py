@@ -1,0 +1,277 @@
+"""The senders: the shipper's batches in flight, each on a thread of its own, and the flush
+markers that wait for them.
+
+The worker hands each batch it takes to `Senders.send`; up to `max_in_flight` are out at once,
+each delivered by a sender thread (started when every one is busy, kept until the worker ends).
+Every HTTP attempt first takes its turn at the throttle (`_throttle.py`: AIMD concurrency, and a
+429's Retry-After pausing every sender). A batch refused whole is halved until the culprit is
+alone; each answer is counted (`_outcomes.py`) and acknowledged to the spool as it comes, in
+whatever order the batches come back.
+
+Batches are numbered in the order the worker took them: a flush marker is done once every batch
+numbered before it has come back, so a later batch's answer cannot complete an earlier flush.
+`abandon()` (close() gave up waiting) ends every wait and every retry at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Deque
+
+from . import _exit_hooks, _ids
+from ._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
+from ._errors import BearLumenError, InvalidRequestError
+from ._events import QueuedEvent
+from ._http import HttpCore
+from ._outcomes import DROP_REPORT_INTERVAL, Outcomes
+from ._spool import Spool
+from ._throttle import SendThrottle
+
+logger = logging.getLogger("bearlumen")
+
+
+class Senders:
+    """The batches in flight of one shipper: their threads, their turns, their order."""
+
+    def __init__(
+        self,
+        http: HttpCore,
+        outcomes: Outcomes,
+        *,
+        max_in_flight: int,
+        delivery_timeout: float,
+        sleep: Callable[[float], Any] | None,
+        spool: Spool | None,
+        ack_lock: threading.Lock,
+        queued: Callable[[], int],
+    ) -> None:
+        self._http = http
+        self._outcomes = outcomes
+        self.max_in_flight = max_in_flight
+        self.delivery_timeout = delivery_timeout
+        # Waits between retries end early when close() gives up; tests inject their own sleep.
+        self._sleep = sleep
+        self._spool = spool
+        self._ack_lock = ack_lock  # the spool is told of answers by one thread at a time
+        self._queued = queued  # events still in the shipper's queue, for the outage's log line
+        self.abandoned = threading.Event()  # close() gave up waiting: stop retrying now
+        self._throttle = SendThrottle(max_in_flight, sleep=sleep)
+        self._batches: queue.SimpleQueue[tuple[int, list[QueuedEvent]] | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self._thread_idents: set[int | None] = set()
+        # The worker numbers each batch it hands to a sender thread; a flush marker is done
+        # once every batch numbered before it has come back.
+        self._progress = threading.Condition()  # guards the four below
+        self._next_batch = 0
+        self._outstanding: set[int] = set()  # numbers of the batches in flight
+        self.events_in_flight = 0  # events in those batches
+        self._waiting_markers: Deque[tuple[threading.Event, int]] = deque()
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    def send(self, chunk: list[QueuedEvent]) -> None:
+        """Give the batch to a sender thread once fewer than `max_in_flight` are out."""
+        with self._progress:
+            # Out of the queue, so counted in flight from now, waiting for a sender included.
+            self.events_in_flight += len(chunk)
+            self._progress.notify_all()
+            while len(self._outstanding) >= self.max_in_flight:
+                if self.abandoned.is_set():
+                    self.events_in_flight -= len(chunk)
+                    break
+                self._progress.wait(1.0)  # woken when a batch comes back; the bound is a guard
+            else:
+                number = self._next_batch
+                self._next_batch += 1
+                self._outstanding.add(number)
+                start_sender = len(self.threads) < len(self._outstanding)
+                self._batches.put((number, chunk))
+                self._progress.notify_all()
+                chunk = []
+        if chunk:  # close() gave up while every sender was busy: this batch never goes out
+            self._outcomes.give_up(chunk, BearLumenError("The client was closed before delivery"))
+            return
+        if start_sender:
+            sender = threading.Thread(
+                target=self._send_batches, name="bearlumen-sender", daemon=True
+            )
+            self.threads.append(sender)
+            sender.start()
+
+    def set_after_batches_so_far(self, done: threading.Event) -> None:
+        """A flush marker: set `done` once every batch handed out so far has come back."""
+        with self._progress:
+            self._waiting_markers.append((done, self._next_batch))
+            self._complete_markers()
+
+    def stop(self) -> None:
+        """The worker is ending: let the batches in flight come back, then end the senders."""
+        for _ in self.threads:
+            self._batches.put(None)
+        for sender in self.threads:
+            sender.join()
+
+    # -- anyone's side -----------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """close() gave up waiting: stop retrying, and end every wait for a turn or a sender."""
+        self.abandoned.set()
+        self._throttle.wake_all()
+        with self._progress:
+            self._progress.notify_all()
+
+    def on_a_sender_thread(self) -> bool:
+        return threading.get_ident() in self._thread_idents
+
+    # -- the sender threads ------------------------------------------------------------------
+
+    def _send_batches(self) -> None:
+        """A sender thread: deliver batches, one at a time, until told to stop."""
+        _exit_hooks.leave_signals_to_the_main_thread()  # inherited from the worker; said here too
+        self._thread_idents.add(threading.get_ident())
+        while True:
+            item = self._batches.get()
+            if item is None:
+                self._http.close_connection_of_this_thread()
+                return
+            number, chunk = item
+            try:
+                self._deliver(chunk)
+            except Exception as exc:  # never let a sender die, never lose a batch silently
+                logger.exception("bearlumen: unexpected error delivering a batch")
+                self._outcomes.give_up(
+                    chunk, BearLumenError(f"Unexpected error in delivery: {exc}")
+                )
+            finally:
+                with self._progress:
+                    self._outstanding.discard(number)
+                    self.events_in_flight -= len(chunk)
+                    self._complete_markers()
+                    self._progress.notify_all()
+
+    def _complete_markers(self) -> None:
+        """Flush markers whose every earlier batch came back are done (under `_progress`)."""
+        oldest_out = min(self._outstanding, default=self._next_batch)
+        while self._waiting_markers and self._waiting_markers[0][1] <= oldest_out:
+            self._waiting_markers.popleft()[0].set()
+
+    def _deliver(self, chunk: list[QueuedEvent]) -> None:
+        body, events, unencodable = encode_batch(chunk)
+        for event, reason in unencodable:
+            self._outcomes.reject([event], InvalidRequestError(reason, param="metadata"))
+        if not events:
+            return
+        try:
+            answer = self._post_batch(body, len(events))
+        except InvalidRequestError as exc:
+            if exc.status_code is None:  # the request could not even be built
+                self._outcomes.reject(events, exc)
+            elif len(events) > 1:
+                # Too large (413), or one event the server could not parse so the whole batch
+                # was refused (400): halve until the culprit is alone; the rest go through.
+                middle = len(events) // 2
+                self._deliver(events[:middle])
+                self._deliver(events[middle:])
+            else:
+                self._outcomes.reject(events, exc)
+            return
+        except BearLumenError as exc:
+            self._outcomes.give_up(events, exc)
+            return
+        self._tally(events, answer)
+
+    def _post_batch(self, body: bytes, count: int) -> Any:
+        """One batch request with its retries, each attempt taking its turn at the throttle."""
+        retrying = self._http.retrying(
+            deadline=self.delivery_timeout,
+            should_stop=self.abandoned.is_set,
+            sleep=self._wait_to_retry,
+            on_retry=self._count_retry,
+        )
+        self._throttle.wait_turn(self.abandoned.is_set)
+        delivered = False
+        try:
+            answer = self._http.request(
+                "POST",
+                "/v1/usage/events/batch",
+                content=body,
+                retrying=retrying,
+                idempotency_key=_ids.request_keys.next(),
+                decode=batch_answer_reader(count),
+                own_connection=True,
+            )
+            delivered = True
+            return answer
+        finally:
+            self._throttle.attempt_done(delivered)
+
+    def _tally(self, events: list[QueuedEvent], answer: Any) -> None:
+        recorded = duplicate = 0
+        rejected: list[tuple[QueuedEvent, dict[str, Any]]] = []
+        if answer is ALL_RECORDED:
+            recorded = len(events)
+            answer = {}
+        for result in answer.get("results", ()):
+            status = result.get("status")
+            if status == "recorded":
+                recorded += 1
+            elif status == "duplicate":
+                duplicate += 1
+            else:
+                rejected.append((events[result["index"]], result.get("error") or {}))
+        self._outcomes.count_delivered(len(events), recorded, duplicate)
+        if self._spool is not None:
+            with self._ack_lock:
+                self._spool.acknowledge(events)  # rejected ones too: a retry cannot help them
+        self._outcomes.delivery_recovered()
+        for event, error in rejected:
+            self._outcomes.reject(
+                [event],
+                InvalidRequestError(
+                    error.get("message") or "The server rejected the event",
+                    param=error.get("param"),
+                    body=error,
+                ),
+            )
+
+    def _count_retry(self, exc: BaseException | None, delay: float) -> None:
+        self._throttle.attempt_failed(getattr(exc, "retry_after", None))
+        if self._outcomes.count_retry():
+            # The first failed attempt of an outage, logged once; the retries go to DEBUG.
+            logger.warning(
+                "bearlumen: usage delivery failing (%s); %d event(s) waiting; retrying in %.1fs"
+                " and until delivery_timeout=%ss",
+                describe_failure(exc),
+                self.events_in_flight + self._queued(),
+                delay,
+                self.delivery_timeout,
+            )
+
+    def _wait_to_retry(self, delay: float) -> None:
+        """Between attempts: report drops as they happen, not once the outage is over."""
+        if self._sleep is not None:  # a test's injected sleep
+            self._outcomes.report_bursts()
+            self._sleep(delay)
+            slept_until = time.monotonic() + delay
+        else:
+            slept_until = 0.0
+            deadline = time.monotonic() + delay
+            while True:
+                self._outcomes.report_bursts()
+                left = deadline - time.monotonic()
+                if left <= 0 or self.abandoned.wait(min(left, DROP_REPORT_INTERVAL)):
+                    break
+        # Another sender's 429 may have paused everyone, or the server may want fewer at once.
+        self._throttle.wait_turn(self.abandoned.is_set, slept_until=slept_until)
+
+
+def describe_failure(exc: BaseException | None) -> str:
+    """A failed attempt in a few words: the status and message, or the network error."""
+    if exc is None:
+        return "unknown error"
+    status = getattr(exc, "status_code", None)
+    return f"{status} {exc}" if status is not None else f"{type(exc).__name__}: {exc}"
