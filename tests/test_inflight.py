@@ -401,7 +401,7 @@ def test_batches_acknowledged_out_of_order_survive_a_sigkill(
 def test_the_senders_connections_are_closed_with_the_client(
     server: LocalServer, api_key: str
 ) -> None:
-    # Each sender thread sends through a connection of its own (`HttpCore`): closing the client
+    # Up to four senders at once, each on a connection of the client's pool: closing the client
     # closes them all, none is left for the garbage collector.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)

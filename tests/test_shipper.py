@@ -408,17 +408,18 @@ def test_gzip_bodies_arrive_whole(server: LocalServer, api_key: str) -> None:
             encodings.append(request.headers.get("content-encoding"))
             return super().handle_request(request)
 
-    with (
-        httpx.Client(transport=Recording()) as http_client,
-        Client(
+    with httpx.Client(transport=Recording()) as http_client:
+        with Client(
             api_key=api_key, base_url=server.base_url, compress=True, http_client=http_client
-        ) as c,
-    ):
-        for i in range(1500):
-            c.usage.record("token_usage", "llm_tokens", i, metadata={"note": "x" * 100})
-        assert c.flush()["recorded"] == 1500
-        batch = c.usage.record_batch([{"event_type": "t", "metric_name": "m", "quantity": 1}] * 50)
-        assert batch["recorded_count"] == 50 and c.usage.summary()["totalEvents"] == 1550
+        ) as c:
+            for i in range(1500):
+                c.usage.record("token_usage", "llm_tokens", i, metadata={"note": "x" * 100})
+            assert c.flush()["recorded"] == 1500
+            batch = c.usage.record_batch(
+                [{"event_type": "t", "metric_name": "m", "quantity": 1}] * 50
+            )
+            assert batch["recorded_count"] == 50 and c.usage.summary()["totalEvents"] == 1550
+        assert not http_client.is_closed  # the caller's pool: the caller's to close
     assert encodings[:3] == ["gzip", "gzip", "gzip"]  # two shipper batches, one record_batch
 
 

@@ -24,7 +24,6 @@ import logging
 import platform
 import random
 import socket
-import ssl
 import threading
 import time
 import warnings
@@ -288,81 +287,34 @@ def _decode_answer(response: httpx.Response, decode: Callable[[bytes], Any] | No
         ) from None
 
 
-def connection_limits(connections: int = 20) -> httpx.Limits:
+def connection_limits() -> httpx.Limits:
     # Keep-alive as many as may be open: with fewer, a burst of answers leaves more idle
     # connections than httpcore keeps, and it closes them while requests queue for new ones
     # (measured: 398 connects for 400 gathered calls at 10 of 20).
-    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Limits(max_connections=20, max_keepalive_connections=20)
 
 
 class HttpCore(BaseHttpCore):
     """Sends requests for one `Client` (and the shipper of either client): one pooled
-    `httpx.Client`, one retry policy, blocking sleeps between attempts.
-
-    The shipper's sender threads each send through a connection of their own
-    (`request(own_connection=True)`), not through the shared pool: httpcore's pool checks every
-    idle connection with a poll() system call whenever a request starts or ends, and each of
-    those lets go of the GIL. With 8 senders on one pool that was ~10 polls a batch, each paid
-    for with a wait for the GIL behind the caller's busy threads (benchmarks/RESULTS.md, "A
-    connection per sender"). A pool the caller passed in (`http_client`) is used as it is.
-    """
+    `httpx.Client`, one retry policy, blocking sleeps between attempts."""
 
     _http_client: httpx.Client
     default_sleep = staticmethod(time.sleep)
 
-    def __init__(self, **options: Any) -> None:
-        self._tls: ssl.SSLContext | None = None  # made with the first pool of ours, then shared
-        self._thread_connection = threading.local()  # .client: a sender's own httpx.Client
-        self._thread_clients: list[httpx.Client] = []  # all of them, to close
-        self._thread_clients_lock = threading.Lock()
-        super().__init__(**options)
-
-    def _new_http_client(self, connections: int = 20) -> httpx.Client:
+    def _new_http_client(self) -> httpx.Client:
         # TCP_NODELAY: httpx writes headers and body separately, and with Nagle's algorithm the
         # body's last segment waits for the peer's delayed ACK (~40 ms a request on Linux).
-        if self._tls is None:  # one for every pool: each would otherwise load the CA bundle
-            self._tls = httpx.create_ssl_context()
-        transport = httpx.HTTPTransport(
-            verify=self._tls, limits=connection_limits(connections), socket_options=NO_DELAY
-        )
+        transport = httpx.HTTPTransport(limits=connection_limits(), socket_options=NO_DELAY)
         return httpx.Client(timeout=self.timeout, transport=transport)
-
-    def _client_of_this_thread(self) -> httpx.Client:
-        """This thread's own one-connection client, made at its first request."""
-        client: httpx.Client | None = getattr(self._thread_connection, "client", None)
-        if client is None:
-            client = self._new_http_client(connections=1)
-            with self._thread_clients_lock:
-                self._thread_clients.append(client)
-            self._thread_connection.client = client
-        return client
-
-    def close_connection_of_this_thread(self) -> None:
-        """A sender thread is ending: close its own connection (`own_connection`)."""
-        client: httpx.Client | None = getattr(self._thread_connection, "client", None)
-        if client is None:
-            return
-        self._thread_connection.client = None
-        with self._thread_clients_lock:
-            if client in self._thread_clients:
-                self._thread_clients.remove(client)
-        client.close()
 
     def reset_after_fork(self) -> None:
         """A forked child must not share its parent's sockets: open a fresh pool, leave the old."""
         if self._owns_http_client:
             self._http_client = self._new_http_client()
-        self._thread_connection = threading.local()
-        self._thread_clients = []
-        self._thread_clients_lock = threading.Lock()
 
     def close(self) -> None:
         if self._owns_http_client:
             self._http_client.close()
-        with self._thread_clients_lock:
-            clients, self._thread_clients = self._thread_clients, []
-        for client in clients:
-            client.close()
 
     def retrying(
         self,
@@ -396,29 +348,17 @@ class HttpCore(BaseHttpCore):
         retrying: tenacity.Retrying | None = None,
         idempotency_key: str | None = None,
         decode: Callable[[bytes], Any] | None = None,
-        own_connection: bool = False,
     ) -> Any:
         """Send one logical call, with retries; return the decoded JSON answer (decoded by
-        `decode` when given: the shipper reads a batch's answer its own, cheaper way).
-        `own_connection`: through this thread's own connection, not the shared pool (the
-        shipper's senders; see the class)."""
+        `decode` when given: the shipper reads a batch's answer its own, cheaper way)."""
         outgoing = self._prepare(method, path, params, body, content, idempotency_key)
         policy = retrying if retrying is not None else self.retrying()
-        http_client = self._http_client
-        if own_connection and self._owns_http_client:
-            http_client = self._client_of_this_thread()
-        return policy(self._send_once, outgoing, decode, http_client)
+        return policy(self._send_once, outgoing, decode)
 
-    def _send_once(
-        self,
-        outgoing: _Outgoing,
-        decode: Callable[[bytes], Any] | None = None,
-        http_client: httpx.Client | None = None,
-    ) -> Any:
-        http_client = self._http_client if http_client is None else http_client
-        request = _build_request(http_client, outgoing)
+    def _send_once(self, outgoing: _Outgoing, decode: Callable[[bytes], Any] | None = None) -> Any:
+        request = _build_request(self._http_client, outgoing)
         try:
-            response = http_client.send(request)
+            response = self._http_client.send(request)
         except httpx.TransportError as exc:
             raise _network_error(exc, outgoing.url) from exc
         return _decode_answer(response, decode)

@@ -136,7 +136,6 @@ class Senders:
         while True:
             item = self._batches.get()
             if item is None:
-                self._http.close_connection_of_this_thread()
                 return
             number, chunk = item
             try:
@@ -202,7 +201,6 @@ class Senders:
                 retrying=retrying,
                 idempotency_key=_ids.request_keys.next(),
                 decode=batch_answer_reader(count),
-                own_connection=True,
             )
             delivered = True
             return answer
