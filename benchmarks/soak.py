@@ -41,9 +41,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--max-growth-mb", type=float, default=20.0)
     args = parser.parse_args()
-    db = os.path.join(tempfile.mkdtemp(), "soak.sqlite3")
-    with spawn(bearlumen_serve("--db", db, "--faults", FAULTS)) as url:
-        ok = soak(url, args)
+    with tempfile.TemporaryDirectory() as folder:  # the database goes with the run
+        db = os.path.join(folder, "soak.sqlite3")
+        with spawn(bearlumen_serve("--db", db, "--faults", FAULTS)) as url:
+            ok = soak(url, args)
     sys.exit(0 if ok else 1)
 
 
