@@ -34,7 +34,7 @@ from bearlumen._events import (
     encode_event,
     queued_bytes,
 )
-from bearlumen._shipper import _FlushRequest
+from bearlumen._shipper import Shipper, _FlushRequest
 from bearlumen._validation import metadata_snapshot
 from bearlumen._wire import format_epoch
 
@@ -308,16 +308,27 @@ def test_a_batch_taken_ends_at_a_flush_marker_and_leaves_what_follows_in_order()
     client.close(timeout=0.1)
 
 
+def sized_event(key: str) -> QueuedEvent:
+    """An event whose metadata is large enough to be queued with its size (`SizedMetadata`)."""
+    return event(key, 1, 1.5, (False,) * 4 + (True,), {"blob": "x" * 5_000})
+
+
+@pytest.fixture
+def idle_shipper() -> Iterator[Shipper]:
+    """The shipper of a client whose worker never started: the test drives it by hand."""
+    client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
+    assert client._shipper is not None
+    yield client._shipper
+    client.close(timeout=0.1)
+
+
 def test_an_event_queued_while_the_worker_sizes_its_batch_stays_counted(
-    monkeypatch: pytest.MonkeyPatch,
+    idle_shipper: Shipper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A producer's thread may run while the worker sizes the batch it took (a thread switch
     # inside that call): what it queued meanwhile must still count against max_queue_bytes.
-    client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
-    shipper = client._shipper
-    assert shipper is not None
-    big = {"blob": "x" * 5_000}
-    events = [event(f"k{n}", 1, 1.5, (False,) * 4 + (True,), big) for n in range(4)]
+    shipper = idle_shipper
+    events = [sized_event(f"k{n}") for n in range(4)]
     shipper.pending_events.extend(events[:2])
     shipper.queued_bytes = sum(map(queued_bytes, events[:2]))
     real_events_bytes = bearlumen._shipper.events_bytes
@@ -333,19 +344,15 @@ def test_an_event_queued_while_the_worker_sizes_its_batch_stays_counted(
     assert chunk == events[:1]
     assert list(shipper.pending_events) == events[1:]
     assert shipper.queued_bytes == sum(map(queued_bytes, events[1:]))
-    client.close(timeout=0.1)
 
 
 def test_an_event_queued_while_orphans_are_sized_stays_counted(
-    monkeypatch: pytest.MonkeyPatch,
+    idle_shipper: Shipper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The same race when a forked worker puts a dead process's spooled events back in the queue.
-    client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
-    shipper = client._shipper
-    assert shipper is not None
-    big = {"blob": "x" * 5_000}
-    orphans = [event(f"orphan{n}", 1, 1.5, (False,) * 4 + (True,), big) for n in range(2)]
-    late = event("late", 1, 1.5, (False,) * 4 + (True,), big)
+    shipper = idle_shipper
+    orphans = [sized_event(f"orphan{n}") for n in range(2)]
+    late = sized_event("late")
 
     class SpoolWithOrphans:
         def adopt_orphans(self) -> list[QueuedEvent]:
@@ -365,4 +372,3 @@ def test_an_event_queued_while_orphans_are_sized_stays_counted(
     monkeypatch.undo()
     assert list(shipper.pending_events) == [*orphans, late]
     assert shipper.queued_bytes == sum(map(queued_bytes, [*orphans, late]))
-    client.close(timeout=0.1)
