@@ -7,6 +7,8 @@ makes a benchmark repeatable. Kinds:
 
     429[:seconds]     answer 429 with `Retry-After` (default `retry_after`)
     500, 503          answer that status without touching storage
+    307               answer a redirect to `/` without touching storage (a misconfigured proxy
+                      in front of the API; script only: no rate draws it)
     drop              close the connection without any answer
     latency[:ms]      wait, then handle the request normally
     store_500         handle and commit the request, then answer 500 (what idempotency is for)
@@ -21,7 +23,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-KINDS = ("429", "500", "503", "drop", "latency", "store_500", "ok")
+KINDS = ("429", "500", "503", "307", "drop", "latency", "store_500", "ok")
 
 
 @dataclass(frozen=True)

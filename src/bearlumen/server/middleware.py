@@ -32,7 +32,7 @@ class OutermostMiddleware:
             _drop_connection(send)
             state.statuses[0] += 1  # 0: answered with nothing
             return
-        if fault is not None and fault.kind in ("429", "500", "503"):
+        if fault is not None and fault.kind in ("429", "500", "503", "307"):
             await self._answer_fault(fault, scope, receive, send)
             return
         replace_with_500 = fault is not None and fault.kind == "store_500"
@@ -67,6 +67,16 @@ class OutermostMiddleware:
         while more:
             message = await receive()
             more = message.get("more_body", False) and message["type"] == "http.request"
+        if fault.kind == "307":
+            self.state.statuses[307] += 1
+            headers = [
+                (b"location", b"/"),
+                (b"content-length", b"0"),
+                (b"x-request-id", self.state.request_ids.next().encode()),
+            ]
+            await send({"type": "http.response.start", "status": 307, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if fault.kind == "429":
             error = ApiError(
                 429, "rate_limited", "Injected fault: rate limited", retryAfter=fault.retry_after
