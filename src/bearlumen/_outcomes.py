@@ -78,7 +78,7 @@ class Outcomes:
         )
 
     def count_delivered(self, sent: int, recorded: int, duplicate: int) -> None:
-        """A batch was answered: count it, and say once that an outage or failures are over."""
+        """A batch was answered: count it (`delivery_recovered` says an outage is over)."""
         with self.lock:
             self.counts["batches"] += 1
             self.counts["sent"] += sent

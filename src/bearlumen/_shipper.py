@@ -85,8 +85,9 @@ class _FlushRequest:
 
 
 class _CallbackEvent(threading.Event):
-    """An Event that also calls `on_set` (on the worker): `AsyncClient.flush` awaits a future
-    that this completes, instead of blocking its event loop in `Event.wait`."""
+    """An Event that also calls `on_set` (on the shipper thread that completes the marker: the
+    worker, or the sender whose batch came back last): `AsyncClient.flush` awaits a future that
+    this completes, instead of blocking its event loop in `Event.wait`."""
 
     def __init__(self, on_set: Callable[[], object]) -> None:
         super().__init__()
@@ -354,8 +355,8 @@ class Shipper:
         return {**self.stats(), "complete": complete}
 
     def request_flush(self, on_done: Callable[[], object]) -> bool:
-        """Queue a flush marker whose completion calls `on_done` on the worker, without waiting;
-        False when no worker runs (then nothing recorded is pending)."""
+        """Queue a flush marker whose completion calls `on_done` on a shipper thread, without
+        waiting; False when no worker runs (then nothing recorded is pending)."""
         worker = self._worker
         if worker is None or not worker.is_alive():
             return False
