@@ -181,8 +181,7 @@ class Shipper:
         if self._spool is not None:
             recovered = self._spool.adopt_orphans()
             if recovered:
-                self.pending_events.extend(recovered)
-                self.queued_bytes = sum(map(queued_bytes, recovered))
+                self._queue_first(recovered)
                 self._start_worker()
         _exit_hooks.watch(self, handle_sigterm=handle_sigterm)
         if hasattr(os, "register_at_fork"):
@@ -474,6 +473,10 @@ class Shipper:
         except Exception:
             logger.exception("bearlumen: could not replay the spool's orphaned segments")
             return
+        self._queue_first(recovered)
+
+    def _queue_first(self, recovered: list[QueuedEvent]) -> None:
+        """Events replayed from the spool, ahead of everything queued, and their bytes counted."""
         recovered_bytes = sum(map(queued_bytes, recovered))  # sized first: see _take_chunk
         self.pending_events.extendleft(reversed(recovered))
         self.queued_bytes += recovered_bytes
