@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bearlumen.server import store as store_module
+from bearlumen.server import store_base
 from bearlumen.testing import LocalServer
 
 
@@ -524,7 +524,7 @@ def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
             db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
         return 999
 
-    monkeypatch.setattr(store_module, "_parameter_limit", oldest_limit)
+    monkeypatch.setattr(store_base, "_parameter_limit", oldest_limit)
     auth = {"Authorization": "Bearer sk_test_old_sqlite"}
     with LocalServer() as base_url:
         first = [event(idempotencyKey=f"k{i}", agentId="a\u00e9b") for i in range(1000)]

@@ -1,0 +1,88 @@
+"""Stored end users: create, read, update, list (see store_base for the connection)."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from typing import Any, Sequence
+
+from .store_base import (
+    Conflict,
+    NotFound,
+    StoreBase,
+    _json_text,
+    _json_value,
+    now_timestamp,
+)
+
+
+class EndUserStore(StoreBase):
+    """The end users of each tenant."""
+
+    @staticmethod
+    def _end_user(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": row[0],
+            "externalId": row[1],
+            "email": row[2],
+            "name": row[3],
+            "metadata": _json_value(row[4]),
+            "status": row[5],
+            "createdAt": row[6],
+            "updatedAt": row[7],
+        }
+
+    _END_USER_COLUMNS = "id, external_id, email, name, metadata, status, created_at, updated_at"
+
+    def _get_end_user(
+        self, db: sqlite3.Connection, tenant: int, end_user_id: str
+    ) -> dict[str, Any]:
+        row = db.execute(
+            f"SELECT {self._END_USER_COLUMNS} FROM end_users WHERE tenant = ? AND id = ?",
+            (tenant, end_user_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"No end user with id {end_user_id!r}")
+        return self._end_user(row)
+
+    def create_end_user(
+        self, tenant: int, external_id: str, email: str | None, name: str | None, metadata: Any
+    ) -> dict[str, Any]:
+        end_user_id = "eu_" + secrets.token_hex(12)
+        now = now_timestamp()
+        with self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO end_users (id, tenant, external_id, email, name, metadata, status,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?)",
+                    (end_user_id, tenant, external_id, email, name, _json_text(metadata), now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"An end user with external id {external_id!r} exists") from None
+            return self._get_end_user(db, tenant, end_user_id)
+
+    def update_end_user(
+        self, tenant: int, end_user_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self._transaction() as db:
+            self._get_end_user(db, tenant, end_user_id)
+            self._update(db, "end_users", tenant, end_user_id, changes)
+            return self._get_end_user(db, tenant, end_user_id)
+
+    def set_end_user_status(self, tenant: int, end_user_id: str, status: str) -> dict[str, Any]:
+        with self._transaction() as db:
+            self._get_end_user(db, tenant, end_user_id)
+            db.execute(
+                "UPDATE end_users SET status = ?, updated_at = ? WHERE tenant = ? AND id = ?",
+                (status, now_timestamp(), tenant, end_user_id),
+            )
+            return self._get_end_user(db, tenant, end_user_id)
+
+    def list_end_users(
+        self, tenant: int, status: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        rows, total = self._page(
+            "end_users", self._END_USER_COLUMNS, "created_at, id",
+            tenant, [("status", "=", status)], limit, offset,
+        )  # fmt: skip
+        return [self._end_user(row) for row in rows], total

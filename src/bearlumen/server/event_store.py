@@ -1,0 +1,174 @@
+"""Stored usage events: a batch staged in one statement, and every read of events (see
+store_base for the connection, staging.py for how staged rows reach the indexed table)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .staging import transaction
+from .store_base import (
+    _EVENT_COLUMNS,
+    _ROW_VALUES,
+    Filter,
+    StoreBase,
+    _indexed_keys_sql,
+    _json_value,
+    _stage_events_sql,
+    _where,
+    dollars,
+    event_id,
+    now_timestamp,
+)
+
+
+class EventStore(StoreBase):
+    """The usage events of each tenant: written through the staged table, read from the index."""
+
+    def record_events(self, tenant: int, rows: list[list[Any]]) -> list[tuple[str, int]]:
+        """Store events exactly once per idempotency key, in one transaction.
+
+        Each row is [event_type, metric_name, quantity, idempotency_key, ts, subscription_id,
+        end_user_id, agent_id, workflow_id, metadata_json, cost_nanos]. Returns, in order,
+        ("recorded", seq) or ("duplicate", seq of the event stored first).
+        """
+        keys = [row[3] for row in rows if row[3] is not None]
+        received_at = now_timestamp()
+        outcomes: list[tuple[str, int]] = []
+        with self._lock:
+            staged_seq = self._staging.seq_of(tenant)
+            seen: dict[str, int] = {}
+            unstaged = [key for key in keys if staged_seq(key) is None]
+            for at in range(0, len(unstaged), self._keys_per_lookup):
+                chunk = unstaged[at : at + self._keys_per_lookup]
+                seen.update(self._db.execute(_indexed_keys_sql(len(chunk)), (tenant, *chunk)))
+            values: list[Any] = []  # the new rows' own values, one after the other
+            add_values = values.extend
+            keyed: dict[str, int] = {}  # this batch's new keys
+            first = seq = self._next_seq
+            for row in rows:
+                key = row[3]
+                if key is not None:
+                    earlier = seen.get(key) or staged_seq(key)
+                    if earlier is not None:
+                        outcomes.append(("duplicate", earlier))
+                        continue
+                    seen[key] = keyed[key] = seq
+                add_values(row)
+                outcomes.append(("recorded", seq))
+                seq += 1
+            if seq > first:
+                with transaction(self._db) as db:
+                    for at in range(first, seq, self._rows_per_insert):
+                        count = min(self._rows_per_insert, seq - at)
+                        if count < seq - first:  # part of the rows: one statement's worth
+                            offset = (at - first) * _ROW_VALUES
+                            chunk = values[offset : offset + count * _ROW_VALUES]
+                        else:
+                            chunk = values
+                        db.execute(_stage_events_sql(count), [at, tenant, received_at, *chunk])
+                self._next_seq = seq
+                self._staging.staged(tenant, keyed, seq, seq - first)
+        return outcomes
+
+    @staticmethod
+    def _event(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": event_id(row[0]),
+            "eventType": row[1],
+            "metricName": row[2],
+            "quantity": row[3],
+            "idempotencyKey": row[4],
+            "timestamp": row[5],
+            "subscriptionId": row[6],
+            "endUserId": row[7],
+            "agentId": row[8],
+            "workflowId": row[9],
+            "metadata": _json_value(row[10]),
+            "receivedAt": row[11],
+        }
+
+    def get_event(self, tenant: int, seq: int) -> dict[str, Any]:
+        # One row by its key needs no index: look in both tables rather than move a burst.
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM usage_events WHERE tenant = ?1 AND seq = ?2"
+                f" UNION ALL SELECT {_EVENT_COLUMNS} FROM usage_events_staged"
+                " WHERE tenant = ?1 AND seq = ?2",
+                (tenant, seq),
+            ).fetchone()
+        return self._event(row)
+
+    def query_events(
+        self, tenant: int, filters: Sequence[Filter], limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        rows, total = self._page(
+            "usage_events", _EVENT_COLUMNS, "ts, seq", tenant, filters, limit, offset
+        )
+        return [self._event(row) for row in rows], total
+
+    def aggregate_by_metric(self, tenant: int, filters: Sequence[Filter]) -> list[dict[str, Any]]:
+        where, params = _where(tenant, filters)
+        # `+metric_name`, the same value: grouping by the bare column, SQLite read a filtered
+        # query through usage_events_by_metric (every event of the tenant, in group order)
+        # rather than search the filter's own index (tests/test_server_query_plans.py).
+        with self._events_complete():
+            rows = self._db.execute(
+                "SELECT metric_name, TOTAL(quantity), COUNT(*), TOTAL(cost_nanos) FROM usage_events"
+                f" WHERE {where} GROUP BY +metric_name ORDER BY +metric_name",
+                params,
+            ).fetchall()
+        return [
+            {"metricName": m, "totalQuantity": q, "eventCount": n, "totalCost": dollars(c)}
+            for m, q, n, c in rows
+        ]
+
+    def summarize(self, tenant: int, filters: Sequence[Filter]) -> dict[str, Any]:
+        where, params = _where(tenant, filters)
+        with self._events_complete():
+            n, quantity, cost, metrics, first, last = self._db.execute(
+                "SELECT COUNT(*), TOTAL(quantity), TOTAL(cost_nanos), COUNT(DISTINCT metric_name),"
+                f" MIN(ts), MAX(ts) FROM usage_events WHERE {where}",
+                params,
+            ).fetchone()
+        return {
+            "totalEvents": n,
+            "totalQuantity": quantity,
+            "totalCost": dollars(cost),
+            "metricCount": metrics,
+            "firstEventAt": first,
+            "lastEventAt": last,
+        }
+
+    def cost_breakdown(
+        self, tenant: int, column: str, start: str, end: str
+    ) -> list[dict[str, Any]]:
+        where, params = _where(tenant, [("ts", ">=", start), ("ts", "<", end)])
+        with self._events_complete():
+            rows = self._db.execute(
+                f"SELECT {column}, TOTAL(cost_nanos) AS total_cost, TOTAL(quantity), COUNT(*)"
+                f" FROM usage_events WHERE {where} GROUP BY {column}"
+                f" ORDER BY total_cost DESC, {column} IS NULL, {column}",
+                params,
+            ).fetchall()
+        return [
+            {"attributionValue": v, "totalCost": dollars(c), "totalQuantity": q, "eventCount": n}
+            for v, c, q, n in rows
+        ]
+
+    def distinct_values(self, tenant: int, column: str, start: str, end: str) -> list[str]:
+        where, params = _where(tenant, [("ts", ">=", start), ("ts", "<", end)])
+        with self._events_complete():
+            rows = self._db.execute(
+                f"SELECT DISTINCT {column} FROM usage_events"
+                f" WHERE {where} AND {column} IS NOT NULL ORDER BY {column}",
+                params,
+            ).fetchall()
+        return [value for (value,) in rows]
+
+    def count_events(self) -> int:
+        with self._lock:  # polled by /_admin/stats during bursts: count, do not move
+            (n,) = self._db.execute(
+                "SELECT (SELECT COUNT(*) FROM usage_events)"
+                " + (SELECT COUNT(*) FROM usage_events_staged)"
+            ).fetchone()
+        return int(n)

@@ -1,0 +1,111 @@
+"""Stored subscriptions: create, read, update, cancel, list (see store_base)."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from typing import Any, Sequence
+
+from .end_user_store import EndUserStore
+from .store_base import (
+    NotFound,
+    _json_text,
+    _json_value,
+    now_timestamp,
+)
+
+
+class SubscriptionStore(EndUserStore):
+    """Built on the end users' store: a subscription may name an end user, who must exist."""
+
+    _SUBSCRIPTION_COLUMNS = (
+        "id, organization_id, plan_id, billing_cycle, status, start_date, end_date, canceled_at,"
+        " end_user_id, metadata, created_at, updated_at"
+    )
+
+    @staticmethod
+    def _subscription(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": row[0],
+            "organizationId": row[1],
+            "planId": row[2],
+            "billingCycle": row[3],
+            "status": row[4],
+            "startDate": row[5],
+            "endDate": row[6],
+            "canceledAt": row[7],
+            "endUserId": row[8],
+            "metadata": _json_value(row[9]),
+            "createdAt": row[10],
+            "updatedAt": row[11],
+        }
+
+    def _get_subscription(
+        self, db: sqlite3.Connection, tenant: int, subscription_id: str
+    ) -> dict[str, Any]:
+        row = db.execute(
+            f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = ? AND id = ?",
+            (tenant, subscription_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"No subscription with id {subscription_id!r}")
+        return self._subscription(row)
+
+    def create_subscription(self, tenant: int, fields: dict[str, Any]) -> dict[str, Any]:
+        subscription_id = "sub_" + secrets.token_hex(12)
+        now = now_timestamp()
+        with self._transaction() as db:
+            end_user_id = fields.get("end_user_id")
+            if end_user_id is not None:
+                self._get_end_user(db, tenant, end_user_id)
+            db.execute(
+                "INSERT INTO subscriptions (id, tenant, organization_id, plan_id, billing_cycle,"
+                " status, start_date, end_user_id, metadata, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?)",
+                (
+                    subscription_id,
+                    tenant,
+                    fields["organization_id"],
+                    fields["plan_id"],
+                    fields["billing_cycle"],
+                    fields["start_date"],
+                    end_user_id,
+                    _json_text(fields.get("metadata")),
+                    now,
+                    now,
+                ),
+            )
+            return self._get_subscription(db, tenant, subscription_id)
+
+    def get_subscription(self, tenant: int, subscription_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._get_subscription(self._db, tenant, subscription_id)
+
+    def update_subscription(
+        self, tenant: int, subscription_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self._transaction() as db:
+            self._get_subscription(db, tenant, subscription_id)
+            self._update(db, "subscriptions", tenant, subscription_id, changes)
+            return self._get_subscription(db, tenant, subscription_id)
+
+    def cancel_subscription(self, tenant: int, subscription_id: str) -> dict[str, Any]:
+        with self._transaction() as db:
+            current = self._get_subscription(db, tenant, subscription_id)
+            if current["status"] != "canceled":
+                now = now_timestamp()
+                db.execute(
+                    "UPDATE subscriptions SET status = 'canceled', canceled_at = ?, updated_at = ?"
+                    " WHERE tenant = ? AND id = ?",
+                    (now, now, tenant, subscription_id),
+                )
+            return self._get_subscription(db, tenant, subscription_id)
+
+    def list_subscriptions(
+        self, tenant: int, organization_id: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        rows, total = self._page(
+            "subscriptions", self._SUBSCRIPTION_COLUMNS, "created_at, id",
+            tenant, [("organization_id", "=", organization_id)], limit, offset,
+        )  # fmt: skip
+        return [self._subscription(row) for row in rows], total
