@@ -4,12 +4,14 @@ The CSV has columns timestamp,agent_id,workflow_id,model,tokens,cost_usd,request
 request_id is its idempotency key, so running the backfill twice records nothing twice.
 
     BEARLUMEN_BASE_URL=http://127.0.0.1:8787 BEARLUMEN_API_KEY=sk_test_backfill \\
-        python examples/backfill.py usage.csv
+        python examples/backfill.py              # writes usage-sample.csv (2500 rows), sends it
+    ... python examples/backfill.py usage.csv    # or sends your own CSV
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from typing import Iterator, List
 
@@ -76,6 +78,10 @@ def write_sample(path: str, rows: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1:
         csv_path = sys.argv[1]
+        if not os.path.isfile(csv_path):
+            sys.exit(
+                f"backfill.py: no CSV at {csv_path} (run without an argument to write a sample)"
+            )
     else:
         csv_path = "usage-sample.csv"
         write_sample(csv_path, 2500)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime, timezone
 from typing import Any
 
 import bearlumen
@@ -51,8 +52,9 @@ class LocalContext:
 
 
 if __name__ == "__main__":
+    started = datetime.now(timezone.utc)
     for prompt in ("hello", "how much did that cost", "bye"):
         handler({"user": "eu_1", "prompt": prompt}, LocalContext())
         # No flush() here: each invocation returned only once its event was delivered.
         print(f"after {prompt!r}: {client.stats()['recorded']} recorded")
-    print("total on the server:", client.usage.summary()["totalEvents"])
+    print("total on the server:", client.usage.summary(start_date=started)["totalEvents"])

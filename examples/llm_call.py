@@ -11,6 +11,8 @@ the event's idempotency key is `openai:<completion id>`, so recording it twice b
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import bearlumen
@@ -18,7 +20,7 @@ import bearlumen
 
 def fake_completion() -> dict[str, Any]:
     return {
-        "id": "chatcmpl-local-1",
+        "id": f"chatcmpl-local-{uuid.uuid4().hex[:12]}",  # a provider's ids are unique per call
         "object": "chat.completion",
         "model": "gpt-4o-mini",
         "usage": {"prompt_tokens": 1250, "completion_tokens": 310, "total_tokens": 1560},
@@ -33,13 +35,14 @@ def meter(client: bearlumen.Client, response: Any, *, agent: str, workflow: str,
 
 
 if __name__ == "__main__":
+    started = datetime.now(timezone.utc)
     with bearlumen.Client() as client:
         key = meter(
             client, fake_completion(), agent="support-bot", workflow="ticket-triage", user="eu_demo"
         )
-        client.flush()
-        events = client.usage.query(agent_id="support-bot", limit=1000)["events"]
-        mine = [e for e in events if e["idempotencyKey"] == key]
+        client.flush(timeout=10)
+        events = client.usage.query(agent_id="support-bot", start_date=started, limit=1000)
+        mine = [e for e in events["events"] if e["idempotencyKey"] == key]
         print(
             f"metered {mine[0]['quantity']:.0f} tokens costing"
             f" ${mine[0]['metadata']['provider_cost_usd']} ({len(mine)} event)"

@@ -9,6 +9,8 @@ the base_url arguments. Needs `pip install -e ".[demo]"` (openai, anthropic, gen
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import anthropic
 import openai
 
@@ -18,6 +20,7 @@ from bearlumen.testing import FakeLLMProvider
 
 def main() -> None:
     fake = FakeLLMProvider(input_tokens=1200, output_tokens=300, cache_read_tokens=400)
+    started = datetime.now(timezone.utc)
     with fake, bearlumen.Client() as client:
         oai = client.llm.instrument(openai.OpenAI(api_key="sk-...", base_url=fake.openai_base_url))
         claude = client.llm.instrument(
@@ -26,18 +29,26 @@ def main() -> None:
         messages = [{"role": "user", "content": "Where is my order?"}]
 
         with client.llm.attribute(end_user_id="eu_42", agent_id="support-bot"):
-            oai.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            completion = oai.chat.completions.create(model="gpt-4o-mini", messages=messages)
             with oai.chat.completions.create(
                 model="gpt-4o-mini", messages=messages, stream=True
             ) as stream:
-                answer = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+                chunks = list(stream)
+            answer = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
 
         with client.llm.attribute(agent_id="escalation-agent", workflow_id="refunds"):
-            claude.messages.create(model="claude-haiku-4-5", max_tokens=512, messages=messages)
+            message = claude.messages.create(
+                model="claude-haiku-4-5", max_tokens=512, messages=messages
+            )
 
-        client.flush()
-        for event in client.usage.query(limit=10)["events"]:
-            meta = event["metadata"]
+        client.flush(timeout=10)
+        # Each event's key is the provider's response id: list this run's three, not whatever
+        # else this API key recorded before.
+        keys = [f"openai:{completion.id}", f"openai:{chunks[0].id}", f"anthropic:{message.id}"]
+        events = client.usage.query(start_date=started, limit=1000)["events"]
+        by_key = {event["idempotencyKey"]: event for event in events}
+        for key in keys:
+            event, meta = by_key[key], by_key[key]["metadata"]
             print(
                 f"{event['agentId']}: {meta['provider']} {meta['model']}"
                 f" in={meta['input_tokens']} (cached {meta['cache_read_tokens']})"

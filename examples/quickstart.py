@@ -7,9 +7,11 @@ BEARLUMEN_BASE_URL=http://127.0.0.1:8787 BEARLUMEN_API_KEY=sk_test_quickstart py
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import bearlumen
 
+started = datetime.now(timezone.utc)
 client = bearlumen.Client()  # BEARLUMEN_API_KEY and BEARLUMEN_BASE_URL from the environment
 
 result = client.end_users.create(
@@ -43,10 +45,11 @@ result = client.usage.record(
 print("queued:", result["recorded"], result["idempotency_key"])
 
 # record() only queued the event; flush() waits until the server has it.
-delivered = client.flush()
+delivered = client.flush(timeout=10)
 print(f"delivered: {delivered['recorded']} recorded, {delivered['failed']} failed")
 
-costs = client.cost_attribution.by_agent(start_date="2000-01-01", end_date="2100-01-01")
+# This run's costs: whatever else the key recorded before is left out.
+costs = client.cost_attribution.by_agent(start_date=started, end_date=started + timedelta(days=1))
 for item in costs["items"]:
     print(f"{item['attributionValue']}: ${item['totalCost']}")
 print(f"Total: ${costs['totalCost']}")

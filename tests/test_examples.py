@@ -146,3 +146,43 @@ def test_fastapi_app_under_uvicorn_delivers_on_sigterm(server: LocalServer, api_
             process.stderr.close()
     with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
         assert reader.usage.summary()["totalEvents"] == 3
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        ("quickstart.py", ["delivered: 1 recorded, 0 failed", "support-bot: $4.5", "Total: $4.5"]),
+        ("llm_call.py", ["metered 1560 tokens costing $0.0003735 (1 event)"]),
+        ("llm_instrument.py", ["escalation-agent: anthropic claude-haiku-4-5"]),
+        ("lambda_handler.py", ["after 'bye': 3 recorded", "total on the server: 3"]),
+    ],
+)
+def test_every_example_prints_the_same_when_run_twice_under_one_key(
+    server: LocalServer, api_key: str, tmp_path: Path, example: str, expected: list[str]
+) -> None:
+    # A newcomer runs an example again, or another one, with the same key against the same
+    # server: each reports what it did itself, not what an earlier run left behind.
+    env = {"BEARLUMEN_SPOOL_DIR": str(tmp_path)}
+    outputs = [run_example(example, server.base_url, api_key, env=env) for _ in range(2)]
+    for out in outputs:
+        for line in expected:
+            assert line in out, out
+    if example == "llm_instrument.py":
+        assert all(out.count("support-bot: openai") == 2 for out in outputs), outputs
+
+
+def test_backfill_names_a_missing_csv_instead_of_a_traceback(
+    server: LocalServer, api_key: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "BEARLUMEN_BASE_URL": server.base_url, "BEARLUMEN_API_KEY": api_key}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "backfill.py"), str(tmp_path / "usage.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"backfill.py: no CSV at {tmp_path / 'usage.csv'} (run without an argument to write a sample)"
+    )
