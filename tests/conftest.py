@@ -7,9 +7,12 @@ each other's data. Tests that inject faults get a server of their own (`fault_se
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
+import sys
 import threading
+import warnings
 from typing import Any, Iterator
 
 import freezegun
@@ -25,6 +28,42 @@ from bearlumen.testing import LocalServer
 freezegun.configure(
     extend_ignore_list=["asyncio", "uvicorn", "anyio", "starlette", "httpcore", "httpx"]
 )
+
+
+# A socket or file left open is a leak a user's app would inherit: the run fails on any
+# ResourceWarning. It cannot be an error inside a test (the garbage collector finds a leak in
+# whichever test runs next, an innocent one), so each is recorded with the test it surfaced in,
+# a last collection at the end catches the rest, and the session fails naming them all.
+_leaks: list[str] = []
+
+
+def _is_leak(message: warnings.WarningMessage) -> bool:
+    return issubclass(message.category, ResourceWarning) or (
+        issubclass(message.category, pytest.PytestUnraisableExceptionWarning)
+        and "ResourceWarning" in str(message.message)
+    )
+
+
+def pytest_warning_recorded(
+    warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
+) -> None:
+    if _is_leak(warning_message):
+        _leaks.append(f"{nodeid or when}: {warning_message.message}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    with warnings.catch_warnings(record=True) as late:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    _leaks.extend(f"at the end of the run: {m.message}" for m in late if _is_leak(m))
+    if _leaks:
+        print(
+            f"\n{len(_leaks)} ResourceWarning(s): a socket or file was left open", file=sys.stderr
+        )
+        for leak in _leaks:
+            print(f"  {leak}", file=sys.stderr)
+        if session.exitstatus == 0:
+            session.exitstatus = 1
 
 
 # In CI, property-based tests draw the same examples every run: a red CI is reproducible.
