@@ -1,12 +1,24 @@
-"""`bearlumen serve | demo | report`: the command line."""
+"""`bearlumen serve | demo | report | reconcile`: the command line."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-from ._errors import BearLumenError
+from ._errors import AuthenticationError, BearLumenError
+
+
+def bearlumen_client(args: argparse.Namespace, **options: Any) -> Any:
+    """The Bear Lumen client of a command: `--api-key` / `--base-url`, else BEARLUMEN_API_KEY /
+    BEARLUMEN_BASE_URL. A missing key names the flag to pass, not the Python argument."""
+    from ._client import Client
+
+    api_key = args.api_key or os.environ.get("BEARLUMEN_API_KEY")
+    if not api_key:
+        raise AuthenticationError("no API key: pass --api-key or set BEARLUMEN_API_KEY")
+    return Client(api_key=api_key, base_url=args.base_url, **options)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -88,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._demo import add_demo_commands
 
     add_demo_commands(commands)
+    from ._reconcile_cli import add_reconcile_command
+
+    add_reconcile_command(commands, bearlumen_client)
     return parser
 
 
