@@ -20,7 +20,6 @@ def add_reconcile_command(commands: Any, bearlumen_client: Callable[..., Any]) -
     reconcile = commands.add_parser(
         "reconcile",
         help="compare metered LLM usage with the provider's own usage and cost reports",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     reconcile.add_argument(
         "--provider", required=True, choices=("openai", "anthropic"), help="whose reports to read"
