@@ -369,3 +369,21 @@ def test_a_past_day_is_whole_and_today_is_partial(
 )
 def test_model_names_are_matched_without_their_snapshot_dates(name: str, model: str) -> None:
     assert normalize_model(name) == model
+
+
+def test_calls_billed_by_a_platform_get_rows_of_their_own_that_never_fail(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    azure = client.llm.instrument(
+        openai.AzureOpenAI(
+            api_key="sk-azure", api_version="2024-10-21", base_url=fake.azure_base_url
+        )
+    )
+    chat(azure, "gpt-4o")  # Azure bills it: it is not in OpenAI's own reports
+    chat(metered_openai(client, fake), "gpt-4o")
+
+    direct, on_azure = reconciled(client, fake)
+    assert (direct.platform, direct.provider_requests, direct.coverage) == (None, 1, 1.0)
+    assert (on_azure.platform, on_azure.metered_requests) == ("azure", 1)
+    assert on_azure.provider_requests is None and on_azure.provider_cost_usd is None
+    assert on_azure.coverage is None and not on_azure.below(0.99)
