@@ -3,8 +3,8 @@ plugin's `bearlumen_server` fixture."""
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,6 +14,7 @@ from typing import Iterator
 import pytest
 
 import bearlumen
+from bearlumen._cli import build_parser, main
 from bearlumen.testing import LocalServer
 
 
@@ -94,17 +95,64 @@ def test_report_prints_tables_or_json(served: str) -> None:
     report = json.loads(as_json.stdout)
     assert report["byAgent"]["items"][0]["attributionValue"] == "writer"
     assert report["byWorkflow"]["totalCost"] == 2.5 and report["summary"]["totalEvents"] == 1
-    as_table = bearlumen_cli(*common, "--plain")
-    assert "writer" in as_table.stdout and "blog" in as_table.stdout and "2.5000" in as_table.stdout
+    as_table = bearlumen_cli(*common, "--plain").stdout
+    assert "writer" in as_table and "blog" in as_table and "2.5000" in as_table
+    # The demo's words and number formats: no camelCase keys, whole quantities as integers.
+    for words in ("agent", "workflow", "cost (USD)", "tokens", "calls", "events", "first event"):
+        assert words in as_table
+    assert "totalEvents" not in as_table and "Quantity" not in as_table
+    assert "1.0000" not in as_table and " 1\n" in as_table
 
 
-def test_report_without_a_key_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "BEARLUMEN_API_KEY"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bearlumen", "report", "--start", "2024-01-01", "--end", "2024-02-01"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
-    assert done.returncode != 0 and "BEARLUMEN_API_KEY" in done.stderr
+def test_report_without_a_key_names_the_flag_to_pass(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BEARLUMEN_API_KEY", raising=False)
+    assert main(["report", "--start", "2024-01-01", "--end", "2024-02-01"]) == 1
+    error = capsys.readouterr().err
+    assert "pass --api-key or set BEARLUMEN_API_KEY" in error
+    assert "Client(api_key" not in error
+
+
+def test_a_bad_date_names_the_flag_it_came_from(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["report", "--start", "last tuesday", "--end", "2024-02-01", "--api-key", "sk_test_x"]
+    assert main([*args, "--base-url", "http://127.0.0.1:9"]) == 1
+    error = capsys.readouterr().err.rstrip()
+    assert "start_date: must be a date" in error and error.endswith("(check --start)")
+
+
+def test_version_says_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"bearlumen {bearlumen.__version__}\n"
+
+
+def test_every_option_has_help_and_shows_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        for option in command._actions:
+            if option.dest == "help":
+                continue
+            assert option.help, f"{name} {option.option_strings} has no help"
+            if option.default not in (None, False):
+                assert str(option.default) in text or "default" in option.help, (name, option.dest)
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    serve_help = " ".join(capsys.readouterr().out.split())
+    assert "http://127.0.0.1:8787 by default" in serve_help
+    assert "address to listen on (default: 127.0.0.1)" in serve_help
+    assert "the server's log level (default: warning)" in serve_help
+
+
+def test_serve_with_a_bad_fault_spec_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "0", "--faults", "bogus"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("bearlumen serve: --faults: ") and "Traceback" not in error
 
 
 def test_the_pytest_plugin_gives_a_fresh_server(bearlumen_server: LocalServer) -> None:

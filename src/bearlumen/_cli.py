@@ -1,12 +1,51 @@
-"""`bearlumen serve | demo | report`: the command line."""
+"""`bearlumen serve | demo | report | reconcile`: the command line."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-from ._errors import BearLumenError
+from ._errors import AuthenticationError, BearLumenError
+from ._version import __version__
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless it has none or says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in help_text:
+            return help_text
+        return super()._get_help_string(action) or help_text
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+# The Python parameter an error names -> the flag that sets it on the command line.
+_FLAG_OF_PARAM = {
+    "start_date": "--start",
+    "end_date": "--end",
+    "start": "--start",
+    "end": "--end",
+    "admin_key": "--admin-key",
+}
+
+
+def bearlumen_client(args: argparse.Namespace, **options: Any) -> Any:
+    """The Bear Lumen client of a command: `--api-key` / `--base-url`, else BEARLUMEN_API_KEY /
+    BEARLUMEN_BASE_URL. A missing key names the flag to pass, not the Python argument."""
+    from ._client import Client
+
+    api_key = args.api_key or os.environ.get("BEARLUMEN_API_KEY")
+    if not api_key:
+        raise AuthenticationError("no API key: pass --api-key or set BEARLUMEN_API_KEY")
+    return Client(api_key=api_key, base_url=args.base_url, **options)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -20,7 +59,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import asyncio
 
-    faults = FaultSettings.parse(args.faults) if args.faults else None
+    try:
+        faults = FaultSettings.parse(args.faults) if args.faults else None
+    except ValueError as exc:
+        print(f"bearlumen serve: --faults: {exc}", file=sys.stderr)
+        return 2
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:  # a busy port is a user's mistake: one line, not a traceback
@@ -61,14 +104,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bearlumen", description="Bear Lumen SDK tools")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="bearlumen", description="Bear Lumen SDK tools")
+    parser.add_argument("--version", action="version", version=f"bearlumen {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    serve = commands.add_parser("serve", help="run the local Bear Lumen server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    serve = commands.add_parser(
+        "serve",
+        help="run the local Bear Lumen server",
+        description="Run the local Bear Lumen server (http://127.0.0.1:8787 by default).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument(
-        "--db", default=":memory:", help="SQLite file; :memory: (default) keeps nothing"
+        "--port", type=int, default=8787, help="port to listen on; 0 picks a free one"
+    )
+    serve.add_argument(
+        "--db", default=":memory:", help="SQLite file; :memory: keeps nothing after exit"
     )
     serve.add_argument(
         "--api-key",
@@ -76,18 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="accept only these keys (repeatable); without it any non-empty key is a tenant",
     )
-    serve.add_argument("--faults", metavar="SPEC", help="e.g. rate_429=0.1,retry_after=1,seed=7")
+    serve.add_argument(
+        "--faults", metavar="SPEC", help="inject faults, e.g. rate_429=0.1,retry_after=1,seed=7"
+    )
     serve.add_argument(
         "--allow-faults",
         action="store_true",
         help="enable the loopback-only /_admin routes that change faults at run time",
     )
-    serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        help="the server's log level",
+    )
     serve.set_defaults(run=_serve)
 
     from ._demo import add_demo_commands
 
     add_demo_commands(commands)
+    from ._reconcile_cli import add_reconcile_command
+
+    add_reconcile_command(commands, bearlumen_client)
     return parser
 
 
@@ -96,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except BearLumenError as exc:  # a clear line, not a traceback
-        print(f"bearlumen {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        flag = _FLAG_OF_PARAM.get(exc.param or "")
+        hint = f" (check {flag})" if flag and flag not in str(exc) else ""
+        print(f"bearlumen {args.command}: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
         return 1
 
 

@@ -332,35 +332,13 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
     capture_errors = client.llm.capture_errors
     client.close()
 
-    for title, breakdown, heading in (
-        ("Cost by agent", by_agent, "agent"),
-        ("Cost by workflow", by_workflow, "workflow"),
-    ):
-        out.table(
-            title,
-            [heading, "cost (USD)", "tokens", "calls"],
-            [
-                (i["attributionValue"], i["totalCost"], int(i["totalQuantity"]), i["eventCount"])
-                for i in breakdown["items"]
-            ],
-        )
+    cost_tables(out, by_agent, by_workflow)
     out.table(
         "Cost by model (from the events' metadata, priced by genai-prices)",
         ["model", "calls", "input", "cache read", "output", "reasoning", "cost (USD)"],
         by_model,
     )
-    out.table(
-        "Usage summary",
-        ["measure", "value"],
-        [
-            ("events", summary["totalEvents"]),
-            ("tokens", int(summary["totalQuantity"])),
-            ("cost (USD)", summary["totalCost"]),
-            ("metrics", summary["metricCount"]),
-            ("first event", summary["firstEventAt"]),
-            ("last event", summary["lastEventAt"]),
-        ],
-    )
+    summary_table(out, summary)
     every = sorted(ns for per_thread in latencies for ns in per_thread)
     out.table(
         "The shipper",
@@ -430,9 +408,52 @@ def _by_model(client: Client, start: datetime, end: datetime) -> list[tuple[Any,
 # -- report --------------------------------------------------------------------------------
 
 
+def cost_tables(out: Output, by_agent: Any, by_workflow: Any) -> None:
+    """Cost by agent and by workflow: the demo's tables, and the report's."""
+    for title, breakdown, heading in (
+        ("Cost by agent", by_agent, "agent"),
+        ("Cost by workflow", by_workflow, "workflow"),
+    ):
+        out.table(
+            title,
+            [heading, "cost (USD)", "tokens", "calls"],
+            [
+                (
+                    i["attributionValue"],
+                    i["totalCost"],
+                    _quantity(i["totalQuantity"]),
+                    i["eventCount"],
+                )
+                for i in breakdown["items"]
+            ],
+        )
+
+
+def summary_table(out: Output, summary: Any) -> None:
+    """The usage summary in words, not the API's camelCase keys."""
+    out.table(
+        "Usage summary",
+        ["measure", "value"],
+        [
+            ("events", summary["totalEvents"]),
+            ("tokens", _quantity(summary["totalQuantity"])),
+            ("cost (USD)", summary["totalCost"]),
+            ("metrics", summary["metricCount"]),
+            ("first event", summary["firstEventAt"]),
+            ("last event", summary["lastEventAt"]),
+        ],
+    )
+
+
+def _quantity(value: float) -> Any:
+    """A whole quantity (tokens, calls) as an integer: `500`, not `500.0000`."""
+    return int(value) if float(value).is_integer() else value
+
+
 def run_report(args: argparse.Namespace) -> int:
-    client = Client(api_key=args.api_key, base_url=args.base_url, buffered=False)
-    with client:
+    from ._cli import bearlumen_client
+
+    with bearlumen_client(args, buffered=False) as client:
         window = {"start_date": args.start, "end_date": args.end}
         by_agent = client.cost_attribution.by_agent(**window)
         by_workflow = client.cost_attribution.by_workflow(**window)
@@ -445,20 +466,8 @@ def run_report(args: argparse.Namespace) -> int:
         )
         return 0
     out = Output(plain=args.plain)
-    for title, breakdown in (("Cost by agent", by_agent), ("Cost by workflow", by_workflow)):
-        out.table(
-            title,
-            [breakdown["groupBy"], "cost (USD)", "quantity", "events"],
-            [
-                (i["attributionValue"], i["totalCost"], i["totalQuantity"], i["eventCount"])
-                for i in breakdown["items"]
-            ],
-        )
-    out.table(
-        "Usage summary",
-        ["measure", "value"],
-        [(key, value) for key, value in summary.items()],
-    )
+    cost_tables(out, by_agent, by_workflow)
+    summary_table(out, summary)
     return 0
 
 

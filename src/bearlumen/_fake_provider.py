@@ -37,6 +37,8 @@ import secrets
 import time
 from typing import Any, Callable, Iterator, Optional
 
+from ._fake_provider_reports import record_answered_call, reports_route
+
 USAGE_HEADER = "x-fake-usage"
 
 
@@ -468,7 +470,7 @@ def respond(
     if _BEDROCK_STREAM.fullmatch(path):
         error = {"message": "the fake provider does not stream over Bedrock's event-stream framing"}
         return 501, "application/json", json.dumps({"error": error}).encode()
-    path, body = _route(path, body)
+    requested_path, (path, body) = path, _route(path, body)
     answer = _ANSWERS.get(path)
     if answer is None:
         return 404, "application/json", b'{"error": {"message": "not found"}}'
@@ -476,6 +478,7 @@ def respond(
         error = {"message": "stream_options is not supported", "type": "invalid_request_error"}
         return 400, "application/json", json.dumps({"error": error}).encode()
     result = answer(fake, body, fake.usage.replace(usage_header))
+    record_answered_call(fake, requested_path, body, fake.usage.replace(usage_header))
     if not callable(result):
         return 200, "application/json", json.dumps(result).encode()
     events = []
@@ -497,7 +500,8 @@ def _app(fake: FakeLLMProvider) -> Any:
         )
         return Response(content, status_code=status, media_type=media_type)
 
-    return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
+    reports = Route("/{path:path}", reports_route(fake), methods=["GET"])  # usage & cost reports
+    return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"]), reports])
 
 
 def main(argv: Optional[list[str]] = None) -> int:

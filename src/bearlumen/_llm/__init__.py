@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ContextManager, Dict, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, List, Optional, TypeVar
 
 from .._errors import InvalidRequestError
 from .._types import UsageRecordResult
 from . import _anthropic, _openai
 from ._context import Attribution, attribute, current_attribution, merged
 from ._pricing import Pricer
+from ._reconcile import Moment, ReconciliationRow, reconcile
 from ._usage import (
     ANTHROPIC,
     AZURE,
@@ -207,6 +208,34 @@ class LLM:
             cache_read_per_mtok=cache_read_per_mtok,
             cache_write_per_mtok=cache_write_per_mtok,
             cache_write_1h_per_mtok=cache_write_1h_per_mtok,
+        )
+
+    def reconcile(
+        self,
+        *,
+        provider: str,
+        start: Moment,
+        end: Optional[Moment] = None,
+        admin_key: Optional[str] = None,
+        provider_base_url: Optional[str] = None,
+        progress: Optional[Callable[[str], None]] = None,
+    ) -> List[ReconciliationRow]:
+        """This tenant's metered LLM events beside the provider's own usage and cost reports,
+        one row per UTC day and model, from `start` to `end` (exclusive; default: through
+        today). The admin key and the provider's URL default to OPENAI_ADMIN_KEY /
+        ANTHROPIC_ADMIN_KEY and OPENAI_BASE_URL / ANTHROPIC_BASE_URL. See docs/reconcile.md.
+
+            rows = client.llm.reconcile(provider='openai', start='2026-12-01')
+            short = [row for row in rows if row.below(0.99)]
+        """
+        return reconcile(
+            self._usage,
+            provider=provider,
+            start=start,
+            end=end,
+            admin_key=admin_key,
+            provider_base_url=provider_base_url,
+            progress=progress,
         )
 
     def _emit(
