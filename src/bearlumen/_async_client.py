@@ -22,7 +22,7 @@ from ._constants import (
     DEFAULT_TIMEOUT,
 )
 from ._errors import InvalidRequestError
-from ._http import AsyncHttpCore, HttpCore
+from ._http import ApiKey, AsyncHttpCore, HttpCore
 from ._llm import LLM
 from ._outcomes import ErrorCallback
 from ._shipper import Shipper, ShipperSettings
@@ -75,8 +75,10 @@ class AsyncClient(BaseClient):
         compress: Optional[bool] = None,
         handle_sigterm: bool = True,
     ) -> None:
-        key, url = checked_connection(
-            api_key, base_url, timeout, max_retries, http_client, httpx.AsyncClient, "AsyncClient"
+        key = ApiKey.given(api_key)
+        del api_key  # from here on, a traceback's locals show only the redacted ApiKey
+        url = checked_connection(
+            key, base_url, timeout, max_retries, http_client, httpx.AsyncClient, "AsyncClient"
         )
         if buffered is not True:
             raise InvalidRequestError(
@@ -156,6 +158,3 @@ class AsyncClient(BaseClient):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"<bearlumen.AsyncClient base_url={self._http.base_url!r} buffered>"

@@ -9,25 +9,24 @@ from typing import Any, Callable, Optional, overload
 from ._constants import DEFAULT_BASE_URL
 from ._errors import AuthenticationError, InvalidRequestError
 from ._flushing import Handler, await_flush, flush_after_decorator
-from ._http import BaseHttpCore
+from ._http import ApiKey, BaseHttpCore
 from ._outcomes import COUNTERS
 from ._shipper import Shipper, is_positive_number
 from ._types import FlushResult, ShipperStats
 
 
 def checked_connection(
-    api_key: Optional[str],
+    api_key: ApiKey,
     base_url: Optional[str],
     timeout: Any,
     max_retries: Any,
     http_client: Any,
     http_client_type: type[Any],
     client: str,
-) -> tuple[str, str]:
-    """The API key and base URL (from the arguments or the environment), with the connection
+) -> str:
+    """The base URL (from the argument or the environment), with the API key and the connection
     options checked: bad ones fail here, at construction, naming the option."""
-    key = api_key if api_key is not None else os.environ.get("BEARLUMEN_API_KEY")
-    if not key or not key.strip():
+    if not api_key:
         raise AuthenticationError(
             f"No API key: pass {client}(api_key=...) or set BEARLUMEN_API_KEY"
         )
@@ -45,7 +44,7 @@ def checked_connection(
             f"http_client must be an httpx.{http_client_type.__name__} for {client}",
             param="http_client",
         )
-    return key.strip(), url
+    return url
 
 
 class BaseClient:
@@ -57,6 +56,15 @@ class BaseClient:
     @property
     def base_url(self) -> str:
         return self._http.base_url
+
+    def __repr__(self) -> str:
+        # Never raises, even for a client whose construction failed: a traceback rendered with
+        # locals calls it, and an exception there would hide the real one.
+        http = getattr(self, "_http", None)
+        if http is None:
+            return f"<bearlumen.{type(self).__name__} (not constructed)>"
+        mode = "buffered" if getattr(self, "_shipper", None) is not None else "unbuffered"
+        return f"<bearlumen.{type(self).__name__} base_url={http.base_url!r} {mode}>"
 
     def stats(self) -> ShipperStats:
         """What the shipper has done: queued, sent, recorded, duplicate, rejected, dropped,

@@ -20,7 +20,7 @@ from ._constants import (
     DEFAULT_TIMEOUT,
 )
 from ._errors import InvalidRequestError
-from ._http import HttpCore
+from ._http import ApiKey, HttpCore
 from ._llm import LLM
 from ._outcomes import ErrorCallback
 from ._shipper import Shipper, ShipperSettings
@@ -68,8 +68,10 @@ class Client(BaseClient):
         compress: Optional[bool] = None,
         handle_sigterm: bool = True,
     ) -> None:
-        key, url = checked_connection(
-            api_key, base_url, timeout, max_retries, http_client, httpx.Client, "Client"
+        key = ApiKey.given(api_key)
+        del api_key  # from here on, a traceback's locals show only the redacted ApiKey
+        url = checked_connection(
+            key, base_url, timeout, max_retries, http_client, httpx.Client, "Client"
         )
         settings = ShipperSettings(
             flush_at=flush_at,
@@ -130,7 +132,3 @@ class Client(BaseClient):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        mode = "buffered" if self._shipper is not None else "unbuffered"
-        return f"<bearlumen.Client base_url={self._http.base_url!r} {mode}>"
