@@ -48,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ._errors import BearLumenError, InvalidRequestError
+from ._errors import InvalidRequestError
 from ._events import SEGMENT, QueuedEvent, encode_event
 from ._spool_format import (
     END_AT,
@@ -69,10 +69,6 @@ DAMAGED_DIR = "damaged"  # spool_dir/damaged/: files that could not be wholly re
 
 # Reserves a segment's blocks (Linux and most Unixes; not macOS); tests inject a full disk here.
 _allocate: Callable[[int, int, int], None] | None = getattr(os, "posix_fallocate", None)
-
-
-class SpoolLockedError(BearLumenError):
-    """Kept for code that catches it: processes now share a `spool_dir`, so it is not raised."""
 
 
 @dataclass(eq=False)
