@@ -60,7 +60,7 @@ def segments(spool: Path) -> list[str]:
 
 
 def owners(spool: Path) -> list[str]:
-    return sorted(p.name for p in spool.glob("owner-*"))
+    return sorted(p.name for p in spool.glob("*owner-*"))
 
 
 @contextlib.contextmanager
@@ -112,6 +112,8 @@ def test_clients_share_a_spool_dir_each_with_its_own_segments(
     first = Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path)
     second = Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path)
     assert len(owners(tmp_path)) == 2
+    # Never `owner-*`, which versions before checksums adopt and could not read.
+    assert all(name.startswith("v2-owner-") for name in owners(tmp_path))
     first.usage.record("t", "m", 1, "from-first")
     second.usage.record("t", "m", 1, "from-second")
     assert first.flush()["recorded"] == 1 and second.flush()["recorded"] == 1
@@ -262,7 +264,7 @@ def spool(crashed_spool: Path, tmp_path: Path) -> Path:
 
 
 def segment_files(spool: Path) -> list[Path]:
-    return sorted(spool.glob("owner-*/segment-*"))
+    return sorted(spool.glob("v2-owner-*/segment-*"))
 
 
 def replay(server: LocalServer, api_key: str, spool: Path) -> tuple[int, float]:
@@ -449,13 +451,13 @@ client.usage.record("t", "m", 1, "parent-before")
 pid = os.fork()
 if pid == 0:
     client.usage.record("t", "m", 1, "child")
-    parts = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
+    parts = [n for n in os.listdir(os.environ["SPOOL"]) if "owner-" in n]
     result = client.close()  # also delivers what the dead process left, adopted by the child
     ok = (result["recorded"], result["duplicate"]) == (201, 300) and len(parts) >= 2
     os._exit(0 if ok else 3)
 _, status = os.waitpid(pid, 0)
 # The child closed its part and the dead one's; the parent's is left, still locked.
-(part,) = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
+(part,) = [n for n in os.listdir(os.environ["SPOOL"]) if "owner-" in n]
 probe = os.open(os.path.join(os.environ["SPOOL"], part, "lock"), os.O_RDWR)
 try:
     fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)

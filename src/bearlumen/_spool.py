@@ -13,7 +13,7 @@ full the spool says so once and keeps new events in memory only (they are still 
 trying again every few seconds; an event larger than a segment is kept in memory the same way.
 
 Many processes may share one `spool_dir` (gunicorn workers, Celery prefork, forked children):
-each process writes its own segments under `spool_dir/owner-<pid>-<random>/`, next to a `lock`
+each process writes its own segments under `spool_dir/v2-owner-<pid>-<random>/`, next to a `lock`
 file it holds with `flock` for as long as it lives. The kernel drops that lock when the process
 dies, however it dies, so a live client that can take the lock knows the owner is gone: it
 adopts the owner's segments, replays them, and keeps holding the lock while it does, so no other
@@ -64,7 +64,11 @@ logger = logging.getLogger("bearlumen")
 
 SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapped whole
 RETRY_DISK_EVERY = 5.0  # seconds between attempts to reserve a segment once the disk was full
-OWNER_PREFIX = "owner-"
+# An owner's directory. Those of the format before checksums were `owner-*`: still adopted, but
+# never made, so that a process of an older version, which adopts `owner-*` directories only,
+# never takes a directory of segments it cannot read.
+OWNER_PREFIX = "v2-owner-"
+OLDER_OWNER_PREFIX = "owner-"
 DAMAGED_DIR = "damaged"  # spool_dir/damaged/: files that could not be wholly read, kept
 
 # Reserves a segment's blocks (Linux and most Unixes; not macOS); tests inject a full disk here.
@@ -173,7 +177,7 @@ class Spool:
         found = [(self.directory, True)] if any(segment_name(n) for n in names) else []
         for name in names:
             path = os.path.join(self.directory, name)
-            if name.startswith(OWNER_PREFIX) and path != self._own.path:
+            if name.startswith((OWNER_PREFIX, OLDER_OWNER_PREFIX)) and path != self._own.path:
                 found.append((path, False))
         return found
 
@@ -431,7 +435,7 @@ def _read_file(path: str) -> bytes:
 
 def _claim_new_owner(directory: str) -> _Owner:
     """A new owner directory with its lock already held, then renamed into view: a directory
-    named owner-* whose lock is free is always a dead owner's."""
+    named v2-owner-* whose lock is free is always a dead owner's."""
     name = f"{OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     staging = os.path.join(directory, "." + name)
     os.mkdir(staging, 0o700)
