@@ -377,6 +377,19 @@ def test_an_unreadable_or_foreign_file_never_stops_the_client(
     assert "not a bearlumen spool segment" in damage_logs(caplog, foreign)[0]
     # Left for the next client, which replays it once it can be read: nothing is lost.
     monkeypatch.setattr(_spool, "_read_file", real_read)
+    # A whole owner directory out of reach (its lock cannot be opened) is said, not fatal.
+    real_open = os.open
+    (owner,) = unreadable.parent.parent.glob("v2-owner-*")
+
+    def open_file(path: str, *args: Any, **kwargs: Any) -> int:
+        if path == str(owner / "lock"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_file)
+    assert replay(server, api_key, spool) == (0, recorded * 5370)
+    assert "Permission denied" in damage_logs(caplog, owner / "lock")[0]
+    monkeypatch.setattr(os, "open", real_open)
     assert replay(server, api_key, spool) == (1000 - recorded, 1000 * 5370)
     assert segments(spool) == [] and owners(spool) == []
 

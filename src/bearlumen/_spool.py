@@ -451,8 +451,15 @@ def _try_lock(path: str, *, legacy: bool) -> _Owner | None:
     flags = os.O_RDWR | (os.O_CREAT if legacy else 0)
     try:
         fd = os.open(os.path.join(path, "lock"), flags, 0o600)
-    except OSError:
-        return None  # removed by the client that adopted it, or not ours to open
+    except FileNotFoundError:
+        return None  # removed by the client that adopted it
+    except OSError as exc:
+        logger.warning(
+            "bearlumen: the spool cannot open %s (%s): the segments there are not replayed",
+            os.path.join(path, "lock"),
+            exc.strerror or exc,
+        )
+        return None
     try:
         _lock(fd)
     except OSError:
