@@ -6,6 +6,7 @@ tested in test_errors.py; tenant isolation in test_server.py.)"""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import traceback
 from pathlib import Path
@@ -106,6 +107,34 @@ def test_the_key_is_in_no_log_record_of_the_sdk_even_rendered_with_locals(
         assert SECRET not in record.getMessage()
         if record.exc_info and record.exc_info[1]:
             assert SECRET not in with_locals(record.exc_info[1])
+
+
+def test_the_sdk_log_under_richs_handler_with_locals_shows_no_key(
+    failing_urls: dict[str, str],
+) -> None:
+    rich_logging = pytest.importorskip("rich.logging")
+    console = pytest.importorskip("rich.console").Console(file=io.StringIO(), width=200)
+    handler = rich_logging.RichHandler(
+        console=console, rich_tracebacks=True, tracebacks_show_locals=True
+    )
+    logger = logging.getLogger("bearlumen")
+    logger.addHandler(handler)
+
+    def on_error(events: object, exc: BaseException) -> None:
+        raise RuntimeError("the application's callback broke") from exc
+
+    try:
+        with Client(
+            api_key=SECRET, base_url=failing_urls["401"], on_error=on_error,
+            sleep=lambda s: None,
+        ) as client:  # fmt: skip
+            client.usage.record("t", "m", 1)
+            client.flush()
+    finally:
+        logger.removeHandler(handler)
+    shown = console.file.getvalue()
+    assert "on_error callback raised" in shown and "locals" in shown
+    assert SECRET not in shown
 
 
 def test_a_construction_error_shows_no_key_in_its_frames() -> None:
