@@ -400,7 +400,7 @@ def test_segments_of_0_1_0_are_still_read(
     good = '{"eventType":"t","metricName":"m","quantity":1,"idempotencyKey":"k%d"}\n'
     # 0.1.0 wrote JSON lines straight into spool_dir; later ones under owner-* directories.
     (tmp_path / "segment-0000000001.jsonl").write_text(
-        good % 1 + "garbage\n" + good % 2 + '{"eventType":"t","met'
+        good % 1 + "garbage\n" + "[" * 100_000 + "\n" + good % 2 + '{"eventType":"t","met'
     )
     (tmp_path / "owner-1-dead").mkdir()
     (tmp_path / "owner-1-dead" / "lock").touch()
@@ -411,7 +411,7 @@ def test_segments_of_0_1_0_are_still_read(
         assert client.flush()["recorded"] == 4
     assert total_events(server.base_url, api_key) == 4
     (log,) = damage_logs(caplog, tmp_path / "segment-0000000001.jsonl")
-    assert "1 damaged record(s) skipped" in log and "1 record(s) cut short" in log
+    assert "2 damaged record(s) skipped" in log and "1 record(s) cut short" in log
     assert segments(tmp_path) == [] and owners(tmp_path) == []
 
 

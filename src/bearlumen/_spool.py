@@ -159,6 +159,8 @@ class Spool:
                 recovered += self._read_segments(owner)
             except OSError as exc:  # a directory that cannot be listed, for one
                 logger.warning("bearlumen: the spool cannot read %s (%s): skipped", path, exc)
+            except Exception:  # a surprise in what is on disk never stops a client starting
+                logger.exception("bearlumen: the spool could not replay %s: skipped", path)
             if owner.segments:
                 self._owners.append(owner)
             else:

@@ -143,7 +143,7 @@ def _decode(record: bytes) -> QueuedEvent | None:
 def _decode_json(text: bytes) -> QueuedEvent | None:
     try:
         wire = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line of "[[[[..." in a segment without checksums
         return None
     if not isinstance(wire, dict) or not isinstance(wire.get("eventType"), str):
         return None
