@@ -394,6 +394,19 @@ def test_an_unreadable_or_foreign_file_never_stops_the_client(
     assert segments(spool) == [] and owners(spool) == []
 
 
+def test_a_segment_of_a_later_format_is_left_for_a_version_that_reads_it(
+    server: LocalServer, api_key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    later = tmp_path / "v2-owner-1-dead" / "segment-0000000001.spool"
+    later.parent.mkdir()
+    (later.parent / "lock").touch()
+    later.write_bytes(b"BLSPOOL\x03" + bytes(100))
+    with Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path) as client:
+        assert client.flush()["sent"] == 0
+    assert "format version 3" in damage_logs(caplog, later)[0]
+    assert later.exists() and (later.parent / "lock").exists()  # adopted again by the next one
+
+
 def test_segments_of_0_1_0_are_still_read(
     server: LocalServer, api_key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
