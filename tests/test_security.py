@@ -1,19 +1,149 @@
-"""Security of the local server: auth on every route, admin routes only when enabled and only
-from loopback, capped inputs. (The API key's absence from logs, reprs and errors is tested in
-test_errors.py; tenant isolation in test_server.py.)"""
+"""Security: the API key out of reach of tracebacks rendered with locals and of the SDK's own
+log records; and the local server's auth on every route, admin routes only when enabled and only
+from loopback, capped inputs. (The key's absence from log lines, reprs and error messages is
+tested in test_errors.py; tenant isolation in test_server.py.)"""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import logging
+import traceback
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from bearlumen import AsyncClient, BearLumenError, Client
 from bearlumen.server import FaultInjector, create_app
 from bearlumen.server.openapi import openapi_document
 from bearlumen.server.store import Store
 from bearlumen.testing import LocalServer
+
+SECRET = "sk_live_" + "k3Y" * 8
+
+
+def with_locals(exc: BaseException) -> str:
+    """The exception and its whole chain as a traceback that shows every frame's locals, as
+    `pytest -l`, rich's `show_locals` and error trackers capturing frame variables do."""
+    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+
+
+@pytest.fixture(scope="module")
+def failing_urls() -> Iterator[dict[str, str]]:
+    """Where a call fails: 401 (the server knows other keys), 500, and nothing listening."""
+    with LocalServer() as gone:
+        pass
+    refusing = LocalServer(api_keys=["sk_live_someone_else"]).start()
+    broken = LocalServer().start()
+    broken.set_faults(rate_500=1.0)
+    yield {"401": refusing.base_url, "500": broken.base_url, "network": gone}
+    refusing.stop()
+    broken.stop()
+
+
+@pytest.mark.parametrize("answer", ["401", "500", "network"])
+def test_the_key_is_in_no_frame_of_a_failed_call(failing_urls: dict[str, str], answer: str) -> None:
+    url = failing_urls[answer]
+    failures: list[BaseException] = []
+
+    def fail(call: Callable[[], Any]) -> None:
+        with pytest.raises(BearLumenError) as caught:
+            call()
+        failures.append(caught.value)
+
+    client = Client(api_key=SECRET, base_url=url, max_retries=1, sleep=lambda s: None)
+    fail(client.end_users.list)
+    fail(
+        lambda: client.usage.record_batch([{"event_type": "t", "metric_name": "m", "quantity": 1}])
+    )
+    client.close()
+    unbuffered = Client(api_key=SECRET, base_url=url, max_retries=0, buffered=False)
+    fail(lambda: unbuffered.usage.record("t", "m", 1))
+    answer = {"id": "x1", "model": "gpt-4o", "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
+    fail(lambda: unbuffered.llm.record(answer, provider="openai"))  # the LLM path
+    unbuffered.close()
+
+    async def from_a_loop() -> None:
+        async with AsyncClient(api_key=SECRET, base_url=url, max_retries=1) as client:
+            with pytest.raises(BearLumenError) as caught:
+                await client.end_users.list()
+            failures.append(caught.value)
+
+    asyncio.run(from_a_loop())
+    # The shipper's senders: what reaches on_error after the delivery deadline.
+    shipper = Client(
+        api_key=SECRET, base_url=url, delivery_timeout=0.2, sleep=lambda s: None,
+        on_error=lambda events, exc: failures.append(exc),
+    )  # fmt: skip
+    shipper.usage.record("t", "m", 1)
+    shipper.close()
+    assert len(failures) == 6
+    for failure in failures:
+        assert SECRET not in with_locals(failure)
+        assert "key" in with_locals(failure).lower()  # the frames' locals were rendered
+
+
+def test_the_key_is_in_no_log_record_of_the_sdk_even_rendered_with_locals(
+    failing_urls: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bearlumen")
+
+    def on_error(events: object, exc: BaseException) -> None:
+        raise RuntimeError("the application's callback broke") from exc  # logged with its chain
+
+    for url in failing_urls.values():
+        with Client(
+            api_key=SECRET, base_url=url, delivery_timeout=0.2, sleep=lambda s: None,
+            on_error=on_error,
+        ) as client:  # fmt: skip
+            client.usage.record("t", "m", 1)
+            client.flush()
+    with_tracebacks = [r for r in caplog.records if r.exc_info and r.exc_info[1]]
+    assert len(with_tracebacks) == 3
+    for record in caplog.records:
+        assert SECRET not in record.getMessage()
+        if record.exc_info and record.exc_info[1]:
+            assert SECRET not in with_locals(record.exc_info[1])
+
+
+def test_the_sdk_log_under_richs_handler_with_locals_shows_no_key(
+    failing_urls: dict[str, str],
+) -> None:
+    rich_logging = pytest.importorskip("rich.logging")
+    console = pytest.importorskip("rich.console").Console(file=io.StringIO(), width=200)
+    handler = rich_logging.RichHandler(
+        console=console, rich_tracebacks=True, tracebacks_show_locals=True
+    )
+    logger = logging.getLogger("bearlumen")
+    logger.addHandler(handler)
+
+    def on_error(events: object, exc: BaseException) -> None:
+        raise RuntimeError("the application's callback broke") from exc
+
+    try:
+        with Client(
+            api_key=SECRET, base_url=failing_urls["401"], on_error=on_error,
+            sleep=lambda s: None,
+        ) as client:  # fmt: skip
+            client.usage.record("t", "m", 1)
+            client.flush()
+    finally:
+        logger.removeHandler(handler)
+    shown = console.file.getvalue()
+    assert "on_error callback raised" in shown and "locals" in shown
+    assert SECRET not in shown
+
+
+def test_a_construction_error_shows_no_key_in_its_frames() -> None:
+    with pytest.raises(BearLumenError) as caught:
+        Client(api_key=SECRET, base_url="ftp://127.0.0.1")
+    assert SECRET not in with_locals(caught.value)
+    with pytest.raises(BearLumenError) as caught:
+        AsyncClient(api_key=SECRET, base_url="http://127.0.0.1:9", on_overflow="block")
+    assert SECRET not in with_locals(caught.value)
 
 
 def every_operation() -> list[tuple[str, str]]:

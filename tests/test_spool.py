@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,11 +56,11 @@ def total_events(base_url: str, key: str) -> int:
 
 def segments(spool: Path) -> list[str]:
     """Every segment under the spool: each process writes into its own owner directory."""
-    return sorted(str(p.relative_to(spool)) for p in spool.rglob("segment-*.jsonl"))
+    return sorted(str(p.relative_to(spool)) for p in spool.rglob("segment-*"))
 
 
 def owners(spool: Path) -> list[str]:
-    return sorted(p.name for p in spool.glob("owner-*"))
+    return sorted(p.name for p in spool.glob("*owner-*"))
 
 
 @contextlib.contextmanager
@@ -111,6 +112,8 @@ def test_clients_share_a_spool_dir_each_with_its_own_segments(
     first = Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path)
     second = Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path)
     assert len(owners(tmp_path)) == 2
+    # Never `owner-*`, which versions before checksums adopt and could not read.
+    assert all(name.startswith("v2-owner-") for name in owners(tmp_path))
     first.usage.record("t", "m", 1, "from-first")
     second.usage.record("t", "m", 1, "from-second")
     assert first.flush()["recorded"] == 1 and second.flush()["recorded"] == 1
@@ -233,17 +236,202 @@ def test_an_event_larger_than_a_segment_never_breaks_the_spool(
     assert total_events(server.base_url, api_key) == 3
 
 
-def test_a_torn_or_corrupt_tail_is_skipped_with_a_warning(
+CRASHED = """
+import os, bearlumen, bearlumen._spool
+bearlumen._spool.SEGMENT_BYTES = 48 * 1024  # 1000 events come to four segments
+client = bearlumen.Client(api_key="k", base_url="http://127.0.0.1:9", spool_dir=os.environ["SPOOL"],
+                          flush_interval=3600)
+for i in range(1000):
+    client.usage.record("token_usage", "llm_tokens", 5370, f"key-{i:04d}")
+os._exit(0)  # dies as a crash would: no flush, no close
+"""
+
+
+@pytest.fixture(scope="module")
+def crashed_spool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A spool left by a process that recorded 1000 events (quantity 5370 each) and died."""
+    spool = tmp_path_factory.mktemp("crashed") / "spool"
+    env = {**os.environ, "SPOOL": str(spool)}
+    subprocess.run([sys.executable, "-c", textwrap.dedent(CRASHED)], env=env, check=True)
+    assert len(segments(spool)) == 4
+    return spool
+
+
+@pytest.fixture
+def spool(crashed_spool: Path, tmp_path: Path) -> Path:
+    """A copy of the crashed spool, for one test to damage."""
+    return Path(shutil.copytree(crashed_spool, tmp_path / "spool"))
+
+
+def segment_files(spool: Path) -> list[Path]:
+    return sorted(spool.glob("v2-owner-*/segment-*"))
+
+
+def replay(server: LocalServer, api_key: str, spool: Path) -> tuple[int, float]:
+    """Events recorded by the next client, and the total quantity the server holds."""
+    with Client(api_key=api_key, base_url=server.base_url, spool_dir=spool) as client:
+        recorded = client.flush()["recorded"]
+        summary = client.usage.summary()
+    return recorded, summary["totalQuantity"]
+
+
+def damage_logs(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
+    return [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+
+
+def test_an_intact_spool_replays_every_event_once(
+    server: LocalServer, api_key: str, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert replay(server, api_key, spool) == (1000, 1000 * 5370)
+    assert segments(spool) == [] and not (spool / "damaged").exists()
+    assert not [r for r in caplog.records if "damaged" in r.getMessage()]
+
+
+def test_a_changed_digit_is_skipped_not_billed(
+    server: LocalServer, api_key: str, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    damaged = segment_files(spool)[1]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data.replace(b'"quantity":5370', b'"quantity":9370', 1))
+    assert replay(server, api_key, spool) == (999, 999 * 5370)  # never 9370
+    (log,) = damage_logs(caplog, damaged)
+    assert "1 damaged record(s) skipped" in log
+    assert segments(spool) == []
+    assert len(list((spool / "damaged").iterdir())) == 1  # kept for inspection, never re-read
+    assert replay(server, api_key, spool) == (0, 999 * 5370)
+
+
+def test_a_changed_key_character_never_delivers_an_event_twice(
+    server: LocalServer, api_key: str, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    damaged = segment_files(spool)[1]
+    data = damaged.read_bytes()
+    key = data[data.index(b"key-") :][:8]
+    # Delivered before the crash, then replayed under a key one character off: billed twice.
+    with Client(api_key=api_key, base_url=server.base_url) as earlier:
+        earlier.usage.record("token_usage", "llm_tokens", 5370, key.decode())
+    damaged.write_bytes(data.replace(key, key[:-1] + b"X", 1))
+    assert replay(server, api_key, spool) == (999, 1000 * 5370)  # each event billed once
+    assert "1 damaged record(s) skipped" in damage_logs(caplog, damaged)[0]
+
+
+def test_zeros_over_a_segment_or_inside_one_are_counted_and_the_rest_replayed(
+    server: LocalServer, api_key: str, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second, third, _ = segment_files(spool)
+    size = first.stat().st_size
+    first.write_bytes(bytes(size))  # the whole segment, header included
+    data = bytearray(second.read_bytes())
+    data[5000:9000] = bytes(4000)  # a run of records in the middle
+    second.write_bytes(bytes(data))
+    data = bytearray(third.read_bytes())
+    end = int.from_bytes(data[8:16], "little")
+    data[end - 3000 : end] = bytes(3000)  # the last records written: looks like unwritten space
+    third.write_bytes(bytes(data))
+    recorded, quantity = replay(server, api_key, spool)
+    assert 500 < recorded < 1000 - 300 and quantity == recorded * 5370
+    (log,) = damage_logs(caplog, first)
+    assert "its header is overwritten with zeros" in log and "0 intact event(s)" in log
+    (log,) = damage_logs(caplog, second)
+    assert "1 damaged record(s) skipped" in log and "byte(s) overwritten with zeros" in log
+    (log,) = damage_logs(caplog, third)
+    assert "byte(s) overwritten with zeros" in log
+    assert segments(spool) == [] and len(list((spool / "damaged").iterdir())) == 3
+
+
+def test_a_truncated_segment_is_counted_and_what_precedes_the_cut_replayed(
+    server: LocalServer, api_key: str, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    damaged = segment_files(spool)[3]
+    data = damaged.read_bytes()
+    end = int.from_bytes(data[8:16], "little")
+    damaged.write_bytes(data[: end // 2])  # cut in the middle of a record
+    recorded, _ = replay(server, api_key, spool)
+    assert 750 < recorded < 1000
+    (log,) = damage_logs(caplog, damaged)
+    assert f"{end - end // 2} byte(s) missing at its end" in log and "1 damaged record(s)" in log
+
+
+def test_an_unreadable_or_foreign_file_never_stops_the_client(
+    server: LocalServer,
+    api_key: str,
+    spool: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unreadable = segment_files(spool)[2]
+    foreign = unreadable.with_name("segment-0000000099.spool")
+    foreign.write_text("not ours\n")
+    real_read = _spool._read_file
+
+    def read_file(path: str) -> bytes:
+        if path == str(unreadable):  # as chmod 000 would for anyone but root, who runs the tests
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_read(path)
+
+    monkeypatch.setattr(_spool, "_read_file", read_file)
+    recorded, _ = replay(server, api_key, spool)
+    assert 500 < recorded < 1000
+    (log,) = damage_logs(caplog, unreadable)
+    assert "Permission denied" in log and "left in place" in log
+    assert "not a bearlumen spool segment" in damage_logs(caplog, foreign)[0]
+    # Left for the next client, which replays it once it can be read: nothing is lost.
+    monkeypatch.setattr(_spool, "_read_file", real_read)
+    # A whole owner directory out of reach (its lock cannot be opened) is said, not fatal.
+    real_open = os.open
+    (owner,) = unreadable.parent.parent.glob("v2-owner-*")
+
+    def open_file(path: str, *args: Any, **kwargs: Any) -> int:
+        if path == str(owner / "lock"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_file)
+    assert replay(server, api_key, spool) == (0, recorded * 5370)
+    assert "Permission denied" in damage_logs(caplog, owner / "lock")[0]
+    monkeypatch.setattr(os, "open", real_open)
+    assert replay(server, api_key, spool) == (1000 - recorded, 1000 * 5370)
+    assert segments(spool) == [] and owners(spool) == []
+
+
+def test_a_segment_of_a_later_format_is_left_for_a_version_that_reads_it(
+    server: LocalServer, api_key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    later = tmp_path / "v2-owner-1-dead" / "segment-0000000001.spool"
+    later.parent.mkdir()
+    (later.parent / "lock").touch()
+    later.write_bytes(b"BLSPOOL\x03" + bytes(100))
+    with Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path) as client:
+        assert client.flush()["sent"] == 0
+    assert "format version 3" in damage_logs(caplog, later)[0]
+    assert later.exists() and (later.parent / "lock").exists()  # adopted again by the next one
+
+
+def test_segments_of_0_1_0_are_still_read(
     server: LocalServer, api_key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = '{"eventType":"t","metricName":"m","quantity":1,"idempotencyKey":"k%d"}\n'
+    # 0.1.0 wrote JSON lines straight into spool_dir; later ones under owner-* directories.
     (tmp_path / "segment-0000000001.jsonl").write_text(
-        good % 1 + "garbage\n" + good % 2 + '{"eventType":"t","met'
+        good % 1 + "garbage\n" + "[" * 100_000 + "\n" + good % 2 + '{"eventType":"t","met'
+    )
+    (tmp_path / "owner-1-dead").mkdir()
+    (tmp_path / "owner-1-dead" / "lock").touch()
+    (tmp_path / "owner-1-dead" / "segment-0000000001.jsonl").write_bytes(
+        (good % 3 + good % 4).encode() + bytes(1000)
     )
     with Client(api_key=api_key, base_url=server.base_url, spool_dir=tmp_path) as client:
-        assert client.flush()["recorded"] == 2
-    assert total_events(server.base_url, api_key) == 2
-    assert any("skipped 2 unreadable line(s)" in r.getMessage() for r in caplog.records)
+        assert client.flush()["recorded"] == 4
+    assert total_events(server.base_url, api_key) == 4
+    (log,) = damage_logs(caplog, tmp_path / "segment-0000000001.jsonl")
+    assert "2 damaged record(s) skipped" in log and "1 record(s) cut short" in log
+    assert segments(tmp_path) == [] and owners(tmp_path) == []
+
+
+def test_spool_dir_is_made_readable_by_its_owner_only(tmp_path: Path) -> None:
+    spool = tmp_path / "new" / "spool"
+    Client(api_key="k", base_url="http://127.0.0.1:9", spool_dir=spool).close()
+    assert spool.stat().st_mode & 0o777 == 0o700
 
 
 def test_events_that_failed_for_good_stay_for_the_next_client(
@@ -289,13 +477,13 @@ client.usage.record("t", "m", 1, "parent-before")
 pid = os.fork()
 if pid == 0:
     client.usage.record("t", "m", 1, "child")
-    parts = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
+    parts = [n for n in os.listdir(os.environ["SPOOL"]) if "owner-" in n]
     result = client.close()  # also delivers what the dead process left, adopted by the child
     ok = (result["recorded"], result["duplicate"]) == (201, 300) and len(parts) >= 2
     os._exit(0 if ok else 3)
 _, status = os.waitpid(pid, 0)
 # The child closed its part and the dead one's; the parent's is left, still locked.
-(part,) = [n for n in os.listdir(os.environ["SPOOL"]) if n.startswith("owner-")]
+(part,) = [n for n in os.listdir(os.environ["SPOOL"]) if "owner-" in n]
 probe = os.open(os.path.join(os.environ["SPOOL"], part, "lock"), os.O_RDWR)
 try:
     fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -8,7 +8,16 @@ client.usage.record(event_type='token_usage', metric_name='llm_tokens', quantity
 
 In an asyncio app, `bearlumen.AsyncClient` has the same calls as coroutines (`record` stays a
 plain, non-blocking call).
+
+`bearlumen.testing` (a local server for tests: `LocalServer`, the pytest fixtures) is imported
+on first use, so that `import bearlumen` never imports the server's dependencies.
 """
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
 
 from ._async_client import AsyncClient
 from ._client import Client
@@ -22,8 +31,8 @@ from ._errors import (
     NotFoundError,
     RateLimitError,
     ServerError,
+    SpoolLockedError,
 )
-from ._spool import SpoolLockedError
 from ._types import (
     AttributionValues,
     CostBreakdownItem,
@@ -68,7 +77,6 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ShipperStats",
-    "SpoolLockedError",
     "Subscription",
     "SubscriptionList",
     "UsageAggregation",
@@ -88,3 +96,20 @@ for _name in __all__:
     if isinstance(_value, type):
         _value.__module__ = "bearlumen"
 del _name, _value
+SpoolLockedError.__module__ = "bearlumen"
+_DEPRECATED = {"SpoolLockedError": SpoolLockedError}
+del SpoolLockedError
+
+
+def __getattr__(name: str) -> Any:
+    """`bearlumen.testing`, imported on first use; deprecated names, with a warning."""
+    if name == "testing":
+        return importlib.import_module(".testing", __name__)  # also sets bearlumen.testing
+    if name in _DEPRECATED:
+        warnings.warn(
+            f"bearlumen.{name} is deprecated and never raised: processes share a spool_dir",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return _DEPRECATED[name]
+    raise AttributeError(f"module 'bearlumen' has no attribute {name!r}")

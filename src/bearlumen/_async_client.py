@@ -5,32 +5,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import httpx
 
-from ._base_client import BaseClient, checked_connection
-from ._constants import (
-    DEFAULT_DELIVERY_TIMEOUT,
-    DEFAULT_FLUSH_AT,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_TIMEOUT,
-)
+from ._base_client import BaseClient, SleepT
 from ._errors import InvalidRequestError
 from ._http import AsyncHttpCore, HttpCore
-from ._llm import LLM
-from ._outcomes import ErrorCallback
-from ._shipper import Shipper, ShipperSettings
 from ._types import FlushResult
-from .resources import CostAttribution, EndUsers, Subscriptions, Usage
 
 
-class AsyncClient(BaseClient):
+class AsyncClient(BaseClient[httpx.AsyncClient, AsyncHttpCore]):
     """The Bear Lumen client for asyncio apps (FastAPI, Starlette, aiohttp).
 
         import bearlumen
@@ -51,33 +36,11 @@ class AsyncClient(BaseClient):
     """
 
     _http: AsyncHttpCore
+    _http_client_type = httpx.AsyncClient
 
-    def __init__(
-        self,
-        api_key: Optional[str] = None,
-        *,
-        base_url: Optional[str] = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        http_client: Optional[httpx.AsyncClient] = None,
-        buffered: bool = True,
-        flush_at: int = DEFAULT_FLUSH_AT,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        on_overflow: str = "drop",
-        delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        on_error: Optional[ErrorCallback] = None,
-        sleep: Optional[Callable[[float], Any]] = None,
-        spool_dir: Union[str, os.PathLike[str], None] = None,
-        compress: Optional[bool] = None,
-        handle_sigterm: bool = True,
+    def _check_options(
+        self, *, buffered: bool, on_overflow: str, spool_dir: Union[str, os.PathLike[str], None]
     ) -> None:
-        key, url = checked_connection(
-            api_key, base_url, timeout, max_retries, http_client, httpx.AsyncClient, "AsyncClient"
-        )
         if buffered is not True:
             raise InvalidRequestError(
                 "AsyncClient always buffers usage.record(); for a write that waits for the"
@@ -89,49 +52,15 @@ class AsyncClient(BaseClient):
                 "on_overflow='block' would block the event loop; AsyncClient drops and counts",
                 param="on_overflow",
             )
-        settings = ShipperSettings(
-            flush_at=flush_at,
-            flush_interval=flush_interval,
-            max_queue_size=max_queue_size,
-            max_queue_bytes=max_queue_bytes,
-            on_overflow=on_overflow,
-            delivery_timeout=delivery_timeout,
-            shutdown_timeout=shutdown_timeout,
-            max_in_flight=max_in_flight,
-        )
-        self._http = AsyncHttpCore(
-            api_key=key,
-            base_url=url,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            compress=compress,
-            sleep=sleep,
-        )
+
+    def _connect(
+        self, http_client: Optional[httpx.AsyncClient], sleep: SleepT, **options: Any
+    ) -> tuple[HttpCore, SleepT]:
+        self._http = AsyncHttpCore(http_client=http_client, sleep=sleep, **options)
         # The worker is a thread: it sends with its own blocking pool and sleeps for real.
         blocking_sleep = None if sleep is None or inspect.iscoroutinefunction(sleep) else sleep
-        self._worker_http = HttpCore(
-            api_key=key,
-            base_url=url,
-            timeout=timeout,
-            max_retries=max_retries,
-            compress=compress,
-            sleep=blocking_sleep,
-        )
-        self._shipper: Optional[Shipper] = Shipper(
-            self._worker_http,
-            settings,
-            on_error=on_error,
-            sleep=blocking_sleep,
-            spool_dir=None if spool_dir is None else os.fspath(spool_dir),
-            handle_sigterm=handle_sigterm,
-        )
-        self.end_users = EndUsers(self._http)
-        self.subscriptions = Subscriptions(self._http)
-        self.usage = Usage(self._http, self._shipper)
-        self.cost_attribution = CostAttribution(self._http)
-        self.llm = LLM(self.usage)  # meter OpenAI / Anthropic calls (docs/llm.md)
-        self._closed = False
+        self._worker_http = HttpCore(sleep=blocking_sleep, **options)
+        return self._worker_http, blocking_sleep
 
     async def flush(self, timeout: Optional[float] = None) -> FlushResult:
         """Wait until every event recorded before this call is delivered or has failed for
@@ -156,6 +85,3 @@ class AsyncClient(BaseClient):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"<bearlumen.AsyncClient base_url={self._http.base_url!r} buffered>"

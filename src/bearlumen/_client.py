@@ -1,34 +1,20 @@
-"""`bearlumen.Client`: configuration, the resources, and the shipper's lifecycle."""
+"""`bearlumen.Client`: the blocking client (its options and wiring are `BaseClient`'s), and the
+shipper's lifecycle."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import httpx
 
-from ._base_client import BaseClient, checked_connection
-from ._constants import (
-    DEFAULT_DELIVERY_TIMEOUT,
-    DEFAULT_FLUSH_AT,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_SIZE,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_TIMEOUT,
-)
+from ._base_client import BaseClient, SleepT
 from ._errors import InvalidRequestError
 from ._http import HttpCore
-from ._llm import LLM
-from ._outcomes import ErrorCallback
-from ._shipper import Shipper, ShipperSettings
 from ._types import FlushResult
-from .resources import CostAttribution, EndUsers, Subscriptions, Usage
 
 
-class Client(BaseClient):
+class Client(BaseClient[httpx.Client, HttpCore]):
     """The Bear Lumen client.
 
         import bearlumen
@@ -44,70 +30,19 @@ class Client(BaseClient):
     """
 
     _http: HttpCore
+    _http_client_type = httpx.Client
 
-    def __init__(
-        self,
-        api_key: Optional[str] = None,
-        *,
-        base_url: Optional[str] = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        http_client: Optional[httpx.Client] = None,
-        buffered: bool = True,
-        flush_at: int = DEFAULT_FLUSH_AT,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        on_overflow: str = "drop",
-        delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        on_error: Optional[ErrorCallback] = None,
-        sleep: Optional[Callable[[float], Any]] = None,
-        spool_dir: Union[str, os.PathLike[str], None] = None,
-        compress: Optional[bool] = None,
-        handle_sigterm: bool = True,
+    def _check_options(
+        self, *, buffered: bool, on_overflow: str, spool_dir: Union[str, os.PathLike[str], None]
     ) -> None:
-        key, url = checked_connection(
-            api_key, base_url, timeout, max_retries, http_client, httpx.Client, "Client"
-        )
-        settings = ShipperSettings(
-            flush_at=flush_at,
-            flush_interval=flush_interval,
-            max_queue_size=max_queue_size,
-            max_queue_bytes=max_queue_bytes,
-            on_overflow=on_overflow,
-            delivery_timeout=delivery_timeout,
-            shutdown_timeout=shutdown_timeout,
-            max_in_flight=max_in_flight,
-        )
-        self._http = HttpCore(
-            api_key=key,
-            base_url=url,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=http_client,
-            compress=compress,
-            sleep=sleep,
-        )
-        self._shipper: Optional[Shipper] = None
         if spool_dir is not None and not buffered:
             raise InvalidRequestError("spool_dir needs buffered=True", param="spool_dir")
-        if buffered:
-            self._shipper = Shipper(
-                self._http,
-                settings,
-                on_error=on_error,
-                sleep=sleep,
-                spool_dir=None if spool_dir is None else os.fspath(spool_dir),
-                handle_sigterm=handle_sigterm,
-            )
-        self.end_users = EndUsers(self._http)
-        self.subscriptions = Subscriptions(self._http)
-        self.usage = Usage(self._http, self._shipper)
-        self.cost_attribution = CostAttribution(self._http)
-        self.llm = LLM(self.usage)  # meter OpenAI / Anthropic calls (docs/llm.md)
-        self._closed = False
+
+    def _connect(
+        self, http_client: Optional[httpx.Client], sleep: SleepT, **options: Any
+    ) -> tuple[HttpCore, SleepT]:
+        self._http = HttpCore(http_client=http_client, sleep=sleep, **options)
+        return self._http, sleep  # the API calls and the worker share one pool
 
     def flush(self, timeout: Optional[float] = None) -> FlushResult:
         """Block until every event recorded before this call is delivered or has failed for good.
@@ -130,7 +65,3 @@ class Client(BaseClient):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        mode = "buffered" if self._shipper is not None else "unbuffered"
-        return f"<bearlumen.Client base_url={self._http.base_url!r} {mode}>"

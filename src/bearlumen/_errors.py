@@ -8,7 +8,11 @@
     ├── NotFoundError                404, including another tenant's ids
     ├── RateLimitError               429 after the retries; `retry_after` in seconds
     ├── ServerError                  5xx (and 408 / 409 `conflict_retry`) after the retries
-    └── NetworkError                 no answer: refused, reset, timed out; the cause is chained
+    ├── NetworkError                 no answer: refused, reset, timed out; the cause is chained
+    └── SpoolLockedError             deprecated, never raised: 0.1.0 raised it for a `spool_dir`
+                                     in use; processes share one since (`bearlumen.SpoolLockedError`
+                                     still resolves, with a DeprecationWarning, and is not in
+                                     `__all__`)
 
 Every exception carries `message`, `status_code` (None when no answer came back), `request_id`
 and the raw `body` where one came back. `error_from_response` is the one function that turns an
@@ -31,6 +35,7 @@ __all__ = [
     "NotFoundError",
     "RateLimitError",
     "ServerError",
+    "SpoolLockedError",
     "error_from_response",
     "is_retryable",
     "parse_retry_after",
@@ -98,6 +103,12 @@ class ServerError(BearLumenError):
 
 class NetworkError(BearLumenError):
     """No answer came back: connection refused or reset, DNS failure, timeout."""
+
+
+class SpoolLockedError(BearLumenError):
+    """Deprecated and never raised. 0.1.0 raised it when a second process opened a `spool_dir`;
+    processes share a `spool_dir` since, each in its own part. Kept so that code written for
+    0.1.0 that catches it still runs; it will be removed."""
 
 
 # Statuses worth another try; 409 only with `conflict_retry` (see `is_retryable`).

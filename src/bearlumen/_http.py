@@ -11,6 +11,11 @@ retry policy is built here from the client's settings with tenacity, once:
 * one `Idempotency-Key` per logical POST/PATCH, made before the first attempt and reused on
   every retry, so a retried create never creates twice;
 * after the last attempt the caller gets the typed bearlumen exception, never tenacity's.
+
+The API key lives in one `ApiKey`, whose repr and str are redacted, and reaches a request only
+through `BearerAuth.auth_flow`, which httpx calls as it sends: no frame of ours (request, retry,
+sender, client) holds the key or its header in a local, so a traceback rendered with locals
+(`pytest -l`, rich's `show_locals`, an error tracker capturing frame variables) never shows it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import inspect
 import ipaddress
 import json
 import logging
+import os
 import platform
 import random
 import socket
@@ -32,6 +38,7 @@ from typing import (
     Any,
     AsyncGenerator,
     Callable,
+    Generator,
     Generic,
     Mapping,
     NamedTuple,
@@ -62,6 +69,50 @@ USER_AGENT = f"bearlumen-python/{__version__} python/{_PYTHON}"
 
 
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+class ApiKey:
+    """The API key, kept where neither a repr, a log line nor a traceback's locals show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value.strip()
+
+    @classmethod
+    def given(cls, value: Optional[str]) -> ApiKey:
+        """The key passed to a client, else `BEARLUMEN_API_KEY` (empty when neither is set)."""
+        return cls(value if value is not None else os.environ.get("BEARLUMEN_API_KEY", ""))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "ApiKey('[redacted]')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an ApiKey is not pickled: pass the key to the client in each process")
+
+    def authorization(self) -> str:
+        """The Authorization header's value: called only by `BearerAuth`, as httpx sends."""
+        return "Bearer " + self._value
+
+
+class BearerAuth(httpx.Auth):
+    """Sets the Authorization header on each request as httpx sends it (and on a retry, which
+    is a new request), from the `ApiKey` it holds."""
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self._api_key = api_key
+
+    def __repr__(self) -> str:
+        return "<bearlumen.BearerAuth [redacted]>"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._api_key.authorization()
+        yield request
 
 
 def backoff_delay(
@@ -133,7 +184,7 @@ class BaseHttpCore:
     def __init__(
         self,
         *,
-        api_key: str,
+        api_key: ApiKey,
         base_url: str,
         timeout: float,
         max_retries: int,
@@ -145,7 +196,7 @@ class BaseHttpCore:
         self.timeout = timeout
         self.max_retries = max_retries
         self.sleep = sleep if sleep is not None else self.default_sleep
-        self._api_key = api_key
+        self._auth = BearerAuth(api_key)
         self._owns_http_client = http_client is None
         self._http_client = http_client if http_client is not None else self._new_http_client()
         self._warned_plain_http = threading.Event()
@@ -156,8 +207,7 @@ class BaseHttpCore:
         raise NotImplementedError
 
     def _headers(self, idempotency_key: str | None) -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {self._api_key}",
+        headers = {  # no Authorization: BearerAuth sets it as httpx sends
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
@@ -358,7 +408,7 @@ class HttpCore(BaseHttpCore):
     def _send_once(self, outgoing: _Outgoing, decode: Callable[[bytes], Any] | None = None) -> Any:
         request = _build_request(self._http_client, outgoing)
         try:
-            response = self._http_client.send(request)
+            response = self._http_client.send(request, auth=self._auth)
         except httpx.TransportError as exc:
             raise _network_error(exc, outgoing.url) from exc
         return _decode_answer(response, decode)
@@ -433,7 +483,7 @@ class AsyncHttpCore(BaseHttpCore):
         http_client = await self._http_client_for_this_loop()
         request = _build_request(http_client, outgoing)
         try:
-            response = await http_client.send(request)
+            response = await http_client.send(request, auth=self._auth)
         except httpx.TransportError as exc:
             raise _network_error(exc, outgoing.url) from exc
         return _decode_answer(response)

@@ -13,7 +13,7 @@ full the spool says so once and keeps new events in memory only (they are still 
 trying again every few seconds; an event larger than a segment is kept in memory the same way.
 
 Many processes may share one `spool_dir` (gunicorn workers, Celery prefork, forked children):
-each process writes its own segments under `spool_dir/owner-<pid>-<random>/`, next to a `lock`
+each process writes its own segments under `spool_dir/v2-owner-<pid>-<random>/`, next to a `lock`
 file it holds with `flock` for as long as it lives. The kernel drops that lock when the process
 dies, however it dies, so a live client that can take the lock knows the owner is gone: it
 adopts the owner's segments, replays them, and keeps holding the lock while it does, so no other
@@ -23,16 +23,22 @@ client replays them too. A client adopts what it finds when it is created, and a
 A segment is deleted only when every event in it was acknowledged by the server (recorded,
 duplicate or rejected); events that failed for good stay on disk, and the lock is let go at
 close, so the next client adopts them. The server's idempotency keys make a replay of
-already-delivered events harmless (they come back as duplicates). A truncated or corrupt line
-(a crash mid-write) is skipped with a warning. Segments written straight into `spool_dir` by
-earlier versions (with `spool_dir/lock`) are adopted the same way.
+already-delivered events harmless (they come back as duplicates). Segments written straight
+into `spool_dir` by earlier versions (with `spool_dir/lock`) are adopted the same way.
+
+A replay must never bill what was not recorded, so each record carries a CRC32 of the JSON it
+sends, and the segment's header says how far it was written (the format: docs/reliability.md,
+"The spool's format"). A record that fails its checksum, a zeroed or missing region, a file that
+cannot be read or is not a segment: each is skipped, counted and logged once with the file's
+path, and every intact record around it is replayed. A damaged file is kept for inspection in
+`spool_dir/damaged/` (once its intact events are answered for), never deleted and never read
+again. Segments of 0.1.0 (`segment-*.jsonl`, JSON lines without a checksum) are still read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import mmap
 import os
@@ -40,23 +46,33 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-from ._errors import BearLumenError, InvalidRequestError
-from ._events import SEGMENT, encode_event, from_wire
+from ._errors import InvalidRequestError
+from ._events import SEGMENT, QueuedEvent, encode_event
+from ._spool_format import (
+    END_AT,
+    HEADER_BYTES,
+    frame,
+    header,
+    parse_segment,
+    segment_file,
+    segment_name,
+)
 
 logger = logging.getLogger("bearlumen")
 
 SEGMENT_BYTES = 4 * 1024 * 1024  # each segment file is made this large and mapped whole
 RETRY_DISK_EVERY = 5.0  # seconds between attempts to reserve a segment once the disk was full
-OWNER_PREFIX = "owner-"
+# An owner's directory. Those of the format before checksums were `owner-*`: still adopted, but
+# never made, so that a process of an older version, which adopts `owner-*` directories only,
+# never takes a directory of segments it cannot read.
+OWNER_PREFIX = "v2-owner-"
+OLDER_OWNER_PREFIX = "owner-"
+DAMAGED_DIR = "damaged"  # spool_dir/damaged/: files that could not be wholly read, kept
 
 # Reserves a segment's blocks (Linux and most Unixes; not macOS); tests inject a full disk here.
 _allocate: Callable[[int, int, int], None] | None = getattr(os, "posix_fallocate", None)
-
-
-class SpoolLockedError(BearLumenError):
-    """Kept for code that catches it: processes now share a `spool_dir`, so it is not raised."""
 
 
 @dataclass(eq=False)
@@ -77,9 +93,10 @@ class _Segment:
     written: int = 0  # events appended
     acknowledged: int = 0  # events the server answered for (recorded, duplicate, rejected)
     sealed: bool = False  # no more appends: full, or left by an earlier process
+    damaged: bool = False  # once answered for, kept in spool_dir/damaged/ rather than deleted
     fd: int = -1
     mapping: mmap.mmap | None = None
-    position: int = 0  # where the next line goes
+    position: int = HEADER_BYTES  # where the next record goes
 
 
 class Spool:
@@ -96,7 +113,9 @@ class Spool:
         self._retry_disk_at = 0.0
         self._warned_oversized = False
         try:
-            os.makedirs(directory, exist_ok=True)
+            # 0700: the events name end users and carry their metadata; a group has no business
+            # reading them. (A directory that exists already keeps the mode its owner gave it.)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
             self._own = _claim_new_owner(directory)
         except OSError as exc:
             raise _unusable(directory, exc) from None
@@ -126,14 +145,22 @@ class Spool:
 
     # -- adoption --------------------------------------------------------------------------
 
-    def adopt_orphans(self) -> list[tuple[Any, ...]]:
-        """Events left by processes that are gone, in order, each tagged with its segment."""
-        recovered: list[tuple[Any, ...]] = []
+    def adopt_orphans(self) -> list[QueuedEvent]:
+        """Events left by processes that are gone, in order, each tagged with its segment.
+
+        Never raises for what it finds on disk: whatever cannot be read is skipped and logged,
+        and everything else is replayed."""
+        recovered: list[QueuedEvent] = []
         for path, legacy in self._orphan_candidates():
             owner = _try_lock(path, legacy=legacy)
             if owner is None:
                 continue  # alive, or adopted by another client just now
-            recovered += self._read_segments(owner)
+            try:
+                recovered += self._read_segments(owner)
+            except OSError as exc:  # a directory that cannot be listed, for one
+                logger.warning("bearlumen: the spool cannot read %s (%s): skipped", path, exc)
+            except Exception:  # a surprise in what is on disk never stops a client starting
+                logger.exception("bearlumen: the spool could not replay %s: skipped", path)
             if owner.segments:
                 self._owners.append(owner)
             else:
@@ -149,76 +176,88 @@ class Spool:
             names = sorted(os.listdir(self.directory))
         except OSError:
             return []
-        found = [(self.directory, True)] if any(_segment_number(n) for n in names) else []
+        found = [(self.directory, True)] if any(segment_name(n) for n in names) else []
         for name in names:
             path = os.path.join(self.directory, name)
-            if name.startswith(OWNER_PREFIX) and path != self._own.path:
+            if name.startswith((OWNER_PREFIX, OLDER_OWNER_PREFIX)) and path != self._own.path:
                 found.append((path, False))
         return found
 
-    def _read_segments(self, owner: _Owner) -> list[tuple[Any, ...]]:
-        recovered: list[tuple[Any, ...]] = []
-        try:
-            names = os.listdir(owner.path)
-        except OSError:
-            return recovered
-        for number in sorted(filter(None, map(_segment_number, names))):
-            segment = _Segment(owner, number, _segment_path(owner.path, number), sealed=True)
+    def _read_segments(self, owner: _Owner) -> list[QueuedEvent]:
+        recovered: list[QueuedEvent] = []
+        found = [parsed for parsed in map(segment_name, os.listdir(owner.path)) if parsed]
+        for number, legacy in sorted(found):
+            path = os.path.join(owner.path, segment_file(number, legacy=legacy))
             try:
-                with open(segment.path, "rb") as handle:
-                    lines = handle.read().rstrip(b"\0").split(b"\n")
+                data = _read_file(path)
             except FileNotFoundError:
                 continue
-            skipped = 0
-            for line in lines[:-1]:  # the last piece has no newline: empty, or a torn write
-                event = _decode(line)
-                if event is None:
-                    skipped += 1
-                    continue
-                recovered.append((*event, segment))
-                segment.written += 1
-            if lines[-1]:
-                skipped += 1
-            if skipped:
+            except OSError as exc:  # unreadable: left in place, for the next client to try
                 logger.warning(
-                    "bearlumen: skipped %d unreadable line(s) in %s (a write cut short?)",
-                    skipped,
-                    segment.path,
+                    "bearlumen: the spool segment %s cannot be read (%s): its events are not"
+                    " replayed; it is left in place and tried again by the next client",
+                    path,
+                    exc.strerror or exc,
+                )
+                continue
+            events, damage = parse_segment(data, legacy=legacy)
+            if damage.newer_version:
+                logger.warning(
+                    "bearlumen: the spool segment %s is in format version %d, which this version"
+                    " of bearlumen cannot read: left in place for one that can",
+                    path,
+                    damage.newer_version,
+                )
+                continue
+            segment = _Segment(owner, number, path, written=len(events), sealed=True)
+            segment.damaged = damage.damaged
+            recovered += [(*event, segment) for event in events]
+            if damage.damaged or damage.torn:
+                logger.warning(
+                    "bearlumen: the spool segment %s %s: %s; its %d intact event(s) are replayed%s",
+                    path,
+                    "is damaged" if damage.damaged else "ends in a record cut short",
+                    damage.details(),
+                    len(events),
+                    f" and the file is kept in {os.path.join(self.directory, DAMAGED_DIR)}"
+                    if damage.damaged
+                    else "",
                 )
             if segment.written:
                 owner.segments[number] = segment
             else:
-                with contextlib.suppress(OSError):
-                    os.unlink(segment.path)
+                self._discard(segment)
         return recovered
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def append(self, event: tuple[Any, ...]) -> tuple[Any, ...]:
+    def append(self, event: QueuedEvent) -> QueuedEvent:
         """Write one event; returns it tagged with its segment (untagged: kept in memory only).
 
         Raises InvalidRequestError if it cannot be JSON.
         """
         try:
-            line = encode_event(event) + b"\n"
+            text = encode_event(event)
         except (ValueError, RecursionError) as exc:
             raise InvalidRequestError(f"metadata: is not JSON ({exc})", param="metadata") from None
-        if len(line) > SEGMENT_BYTES:
-            self._oversized(len(line))
+        record = frame(text)
+        if len(record) > SEGMENT_BYTES - HEADER_BYTES:
+            self._oversized(len(record))
             return event
         with self._write_lock:
             segment = self._current
             if segment is None:
                 return event  # the disk is full: memory only, until the worker finds space
-            end = segment.position + len(line)
+            end = segment.position + len(record)
             if end > SEGMENT_BYTES:
                 segment = self._rotate(segment)
                 if segment is None:
                     return event
-                end = len(line)
+                end = segment.position + len(record)
             mapping = segment.mapping
             assert mapping is not None
-            mapping[segment.position : end] = line
+            mapping[segment.position : end] = record
+            mapping[END_AT:HEADER_BYTES] = end.to_bytes(8, "little")  # after the record it counts
             segment.position = end
             segment.written += 1
             self._unsynced = True
@@ -242,7 +281,7 @@ class Spool:
             current.mapping.flush()
         self._trim()
 
-    def acknowledge(self, events: list[tuple[Any, ...]]) -> None:
+    def acknowledge(self, events: list[QueuedEvent]) -> None:
         """The server answered for these events: segments wholly answered can go."""
         for event in events:
             if len(event) > SEGMENT:  # kept in memory only when it has no segment
@@ -253,12 +292,35 @@ class Spool:
         for owner in list(self._owners):
             for number, segment in list(owner.segments.items()):
                 if segment.sealed and segment.acknowledged >= segment.written:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(segment.path)
+                    self._discard(segment)
                     del owner.segments[number]
             if owner is not self._own and not owner.segments:
                 self._owners.remove(owner)
                 self._release_owner(owner)
+
+    def _discard(self, segment: _Segment) -> None:
+        """A segment answered for: deleted, or kept in spool_dir/damaged/ if it was damaged."""
+        if not segment.damaged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(segment.path)
+            return
+        owner = segment.owner
+        part = "legacy" if owner.legacy else os.path.basename(owner.path)
+        name = f"{part}-{os.path.basename(segment.path)}"
+        try:
+            kept = os.path.join(self.directory, DAMAGED_DIR)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(kept, 0o700)
+            target = os.path.join(kept, name)
+            while os.path.exists(target):  # never replace one kept earlier
+                target = os.path.join(kept, f"{secrets.token_hex(2)}-{name}")
+            os.rename(segment.path, target)
+        except OSError as exc:
+            logger.warning(
+                "bearlumen: could not move the damaged spool segment %s aside (%s)",
+                segment.path,
+                exc.strerror or exc,
+            )
 
     def close(self) -> None:
         if os.getpid() != self._owner_pid:
@@ -290,9 +352,12 @@ class Spool:
 
     def _new_segment(self) -> _Segment:
         number = self._next_number
-        segment = _Segment(self._own, number, _segment_path(self._own.path, number))
+        segment = _Segment(self._own, number, os.path.join(self._own.path, segment_file(number)))
         fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            # The header goes in before the blocks are reserved: a segment of ours is never all
+            # zeros, so one that is was overwritten.
+            os.write(fd, header(HEADER_BYTES))
             _reserve(fd, SEGMENT_BYTES)
             segment.mapping = mmap.mmap(fd, SEGMENT_BYTES)
         except BaseException:
@@ -336,11 +401,14 @@ class Spool:
             )
 
     def _release_owner(self, owner: _Owner) -> None:
-        """Let go of an owner's lock, removing its directory first when nothing is left in it."""
+        """Let go of an owner's lock, removing its directory first when nothing but the lock is
+        left in it. A file left there (unreadable, or of a newer format) keeps the lock file, so
+        the next client adopts the directory and tries again."""
         if not owner.legacy and not owner.segments:
             with contextlib.suppress(OSError):
-                os.unlink(os.path.join(owner.path, "lock"))
-                os.rmdir(owner.path)
+                if os.listdir(owner.path) == ["lock"]:
+                    os.unlink(os.path.join(owner.path, "lock"))
+                    os.rmdir(owner.path)
         with contextlib.suppress(OSError):
             os.close(owner.lock_fd)
 
@@ -361,9 +429,15 @@ def _reserve(fd: int, size: int) -> None:
     os.ftruncate(fd, size)  # a system or filesystem that cannot reserve: size it, as before
 
 
+def _read_file(path: str) -> bytes:
+    """A segment's bytes (tests inject an unreadable file here: they run as root)."""
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 def _claim_new_owner(directory: str) -> _Owner:
     """A new owner directory with its lock already held, then renamed into view: a directory
-    named owner-* whose lock is free is always a dead owner's."""
+    named v2-owner-* whose lock is free is always a dead owner's."""
     name = f"{OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     staging = os.path.join(directory, "." + name)
     os.mkdir(staging, 0o700)
@@ -379,8 +453,15 @@ def _try_lock(path: str, *, legacy: bool) -> _Owner | None:
     flags = os.O_RDWR | (os.O_CREAT if legacy else 0)
     try:
         fd = os.open(os.path.join(path, "lock"), flags, 0o600)
-    except OSError:
-        return None  # removed by the client that adopted it, or not ours to open
+    except FileNotFoundError:
+        return None  # removed by the client that adopted it
+    except OSError as exc:
+        logger.warning(
+            "bearlumen: the spool cannot open %s (%s): the segments there are not replayed",
+            os.path.join(path, "lock"),
+            exc.strerror or exc,
+        )
+        return None
     try:
         _lock(fd)
     except OSError:
@@ -405,17 +486,6 @@ def _unusable(directory: str, exc: OSError) -> InvalidRequestError:
     )
 
 
-def _segment_number(name: str) -> int:
-    """The number in `segment-<number>.jsonl`, or 0 for any other name."""
-    if name.startswith("segment-") and name.endswith(".jsonl") and name[8:-6].isdigit():
-        return int(name[8:-6])
-    return 0
-
-
-def _segment_path(directory: str, number: int) -> str:
-    return os.path.join(directory, f"segment-{number:010d}.jsonl")
-
-
 def _release(segment: _Segment) -> None:
     """Flush a segment's mapping to disk and close it."""
     if segment.mapping is not None:
@@ -425,13 +495,3 @@ def _release(segment: _Segment) -> None:
     if segment.fd >= 0:
         os.close(segment.fd)
         segment.fd = -1
-
-
-def _decode(line: bytes) -> tuple[Any, ...] | None:
-    try:
-        wire = json.loads(line)
-        if not isinstance(wire, dict) or not isinstance(wire.get("eventType"), str):
-            return None
-        return from_wire(wire)
-    except ValueError:
-        return None

@@ -1,0 +1,41 @@
+"""The package's own surface (`bearlumen/__init__.py`): what `import bearlumen` loads, the
+names reached through it on first use, and the deprecated ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import bearlumen
+
+FRESH_INTERPRETER = """
+import sys
+import bearlumen
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn", "pytest"))
+assert heavy == [] and "bearlumen.testing" not in sys.modules, heavy
+with bearlumen.testing.LocalServer() as base_url:
+    with bearlumen.Client(api_key="k", base_url=base_url) as client:
+        assert client.end_users.list()["total"] == 0
+print("ok")
+"""
+
+
+def test_bearlumen_testing_is_reachable_after_import_bearlumen_and_only_then_imported() -> None:
+    # In a fresh interpreter: pytest here has already imported bearlumen.testing as a plugin.
+    ran = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FRESH_INTERPRETER)], capture_output=True, text=True
+    )
+    assert ran.returncode == 0 and ran.stdout == "ok\n", ran.stderr
+
+
+def test_spool_locked_error_is_deprecated_in_the_tree_and_not_exported() -> None:
+    with pytest.warns(DeprecationWarning, match="never raised"):
+        from bearlumen import SpoolLockedError
+    assert issubclass(SpoolLockedError, bearlumen.BearLumenError)
+    assert "SpoolLockedError" not in bearlumen.__all__
+    assert "SpoolLockedError" in (bearlumen._errors.__doc__ or "")
+    with pytest.raises(AttributeError, match="no_such_name"):
+        bearlumen.no_such_name  # type: ignore[attr-defined]  # noqa: B018
