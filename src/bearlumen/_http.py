@@ -52,6 +52,7 @@ import httpx
 import tenacity
 
 from . import _ids
+from ._clock import monotonic
 from ._constants import INITIAL_RETRY_DELAY, MAX_RETRY_DELAY
 from ._errors import (
     BearLumenError,
@@ -144,6 +145,17 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _stop_before_deadline(tenacity.stop.stop_base):
+    """tenacity's `stop_before_delay` on the real clock (`_clock.py`): tenacity reads
+    `time.monotonic`, which a user's `freeze_time` stops, and a frozen deadline never passes."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends_at = monotonic() + seconds
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return monotonic() + retry_state.upcoming_sleep >= self.ends_at
 
 
 ResultT = TypeVar("ResultT")
@@ -239,7 +251,7 @@ class BaseHttpCore:
         """The retry policy, as the arguments of `tenacity.Retrying` or `AsyncRetrying` (all but
         `sleep`): attempts (`max_retries`) or a time budget (`deadline`, seconds)."""
         if deadline is not None:
-            stop: Any = tenacity.stop_before_delay(deadline)
+            stop: Any = _stop_before_deadline(deadline)
         else:
             retries = self.max_retries if max_retries is None else max_retries
             stop = tenacity.stop_after_attempt(retries + 1)

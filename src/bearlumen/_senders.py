@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from typing import Any, Callable, Deque
 
 from . import _exit_hooks, _ids
 from ._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
+from ._clock import monotonic
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import QueuedEvent
 from ._http import HttpCore
@@ -254,13 +254,13 @@ class Senders:
         if self._sleep is not None:  # a test's injected sleep
             self._outcomes.report_bursts()
             self._sleep(delay)
-            slept_until = time.monotonic() + delay
+            slept_until = monotonic() + delay
         else:
             slept_until = 0.0
-            deadline = time.monotonic() + delay
+            deadline = monotonic() + delay
             while True:
                 self._outcomes.report_bursts()
-                left = deadline - time.monotonic()
+                left = deadline - monotonic()
                 if left <= 0 or self.abandoned.wait(min(left, DROP_REPORT_INTERVAL)):
                     break
         # Another sender's 429 may have paused everyone, or the server may want fewer at once.

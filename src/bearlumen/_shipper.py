@@ -27,13 +27,13 @@ import functools
 import logging
 import os
 import threading
-import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Union
 
 from . import _exit_hooks
+from ._clock import monotonic
 from ._constants import (
     DEFAULT_DELIVERY_TIMEOUT,
     DEFAULT_FLUSH_AT,
@@ -301,12 +301,12 @@ class Shipper:
             return False
         # On an event loop's thread every task would wait with us: wait briefly, then drop.
         limit = LOOP_BLOCK_LIMIT if _on_event_loop() else None
-        deadline = None if limit is None else time.monotonic() + limit
+        deadline = None if limit is None else monotonic() + limit
         with self._space:
             self._blocked_producers += 1
             try:
                 while self._is_full(size):
-                    left = 0.5 if deadline is None else deadline - time.monotonic()
+                    left = 0.5 if deadline is None else deadline - monotonic()
                     if left <= 0 or self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
                         self._outcomes.count_drop()
                         return False
@@ -434,9 +434,9 @@ class Shipper:
         _exit_hooks.leave_signals_to_the_main_thread()  # the senders started here inherit it
         if self._adopt_at_start:
             self._adopt_orphans()
-        next_round = time.monotonic() + self.flush_interval
+        next_round = monotonic() + self.flush_interval
         while True:
-            woken = self._wake.wait(max(0.0, next_round - time.monotonic()))
+            woken = self._wake.wait(max(0.0, next_round - monotonic()))
             self._wake.clear()
             flush_asked, self._flush_asked = self._flush_asked, False
             # Woken early by `flush_at` events: ship full batches only, and let the rest fill
@@ -450,7 +450,7 @@ class Shipper:
             except Exception:  # never let the worker die: log, and go on with the next batch
                 logger.exception("bearlumen: unexpected error in the usage shipper")
             if everything:
-                next_round = time.monotonic() + self.flush_interval
+                next_round = monotonic() + self.flush_interval
             self._outcomes.report_bursts()
             if self.state is not ShipperState.RUNNING and (
                 self._senders.abandoned.is_set() or not self.pending_events

@@ -11,8 +11,9 @@ asks for quiet gets quiet.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
+
+from ._clock import monotonic
 
 
 class SendThrottle:
@@ -22,7 +23,7 @@ class SendThrottle:
         self,
         max_in_flight: int,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = monotonic,
         sleep: Callable[[float], Any] | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight

@@ -1,0 +1,142 @@
+"""Users' clocks are theirs: inside freezegun's `freeze_time` (or time-machine's `travel`) the
+shipper retries, honours `flush(timeout=)`, ships every `flush_interval` and gives up at
+`delivery_timeout` as it does on the real clock (`bearlumen._clock`)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import threading
+from typing import Any, Iterator
+
+import freezegun
+import httpx
+import pytest
+
+from bearlumen import Client
+from bearlumen.testing import LocalServer
+
+
+class Frozen:
+    """A clock stopped the way a user's test stops it, and moved on the way it moves it."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Frozen:
+        if self.kind == "freezegun":
+            self._move = self._stack.enter_context(freezegun.freeze_time(FROZEN_AT)).tick
+        else:
+            time_machine = pytest.importorskip("time_machine")
+            self._move = self._stack.enter_context(time_machine.travel(FROZEN_AT, tick=False)).shift
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def move(self, seconds: float) -> None:
+        self._move(datetime.timedelta(seconds=seconds))
+
+
+FROZEN_AT = "2026-01-01 00:00:00"
+
+
+@pytest.fixture(params=["freezegun", "time-machine"])
+def frozen(request: pytest.FixtureRequest) -> Frozen:
+    return Frozen(request.param)
+
+
+def hold_first_batch(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """The server holds the first batch request until `release` is set, and sets `arrived` when it comes."""
+    injector = server.fault_injector
+    assert injector is not None
+    arrived, release = threading.Event(), threading.Event()
+    choose = injector.choose
+
+    def choose_and_hold(path: str) -> Any:
+        if path.endswith("/batch") and not arrived.is_set():
+            arrived.set()
+            release.wait(30)
+        return choose(path)
+
+    monkeypatch.setattr(injector, "choose", choose_and_hold)
+    return arrived, release
+
+
+def test_a_retry_inside_a_frozen_clock_goes_on_and_delivers_everything(
+    fault_server: LocalServer, api_key: str, frozen: Frozen
+) -> None:
+    # The real backoff, not an injected sleep: its wait is the loop that a frozen clock stopped.
+    fault_server.set_faults(script=["503"])
+    with frozen, Client(api_key=api_key, base_url=fault_server.base_url) as client:
+        for i in range(100):
+            client.usage.record("token_usage", "llm_tokens", i)
+        result = client.flush(timeout=10)
+    assert result["complete"] is True
+    assert (result["recorded"], result["failed"], result["retries"]) == (100, 0, 1)
+    assert fault_server.events_stored() == 100
+
+
+def test_a_frozen_clock_moved_past_delivery_timeout_does_not_give_up_a_batch(
+    fault_server: LocalServer, api_key: str, frozen: Frozen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fault_server.set_faults(script=["503"])
+    arrived, release = hold_first_batch(fault_server, monkeypatch)
+    with frozen, Client(api_key=api_key, base_url=fault_server.base_url) as client:
+        client.usage.record("token_usage", "llm_tokens", 1)
+        client.flush(timeout=0)  # the worker sends it now
+        assert arrived.wait(30)
+        frozen.move(3600)  # the user's test jumps an hour ahead, past delivery_timeout=600
+        release.set()  # the batch is answered 503, and retried: only real seconds count
+        result = client.flush(timeout=10)
+    assert (result["recorded"], result["failed"], result["retries"]) == (1, 0, 1)
+
+
+def test_delivery_timeout_and_flush_timeout_pass_inside_a_frozen_clock(
+    fault_server: LocalServer, api_key: str, frozen: Frozen
+) -> None:
+    fault_server.set_faults(rate_503=1.0)
+    with (
+        frozen,
+        Client(api_key=api_key, base_url=fault_server.base_url, delivery_timeout=0.5) as client,
+    ):
+        client.usage.record("token_usage", "llm_tokens", 1)
+        assert client.flush(timeout=0)["complete"] is False  # returns at once, server down
+        # The deadline passes on the real clock: the event is given up, and flush sees it end.
+        result = client.flush(timeout=10)
+        assert result["complete"] is True and result["failed"] == 1
+
+
+class BatchSeen(httpx.HTTPTransport):
+    """The real transport, telling the test when a batch request goes out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = threading.Event()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/batch"):
+            self.sent.set()
+        return super().handle_request(request)
+
+
+@pytest.fixture
+def batch_seen() -> Iterator[BatchSeen]:
+    with BatchSeen() as transport:
+        yield transport
+
+
+def test_flush_interval_ships_inside_a_frozen_clock(
+    server: LocalServer, api_key: str, frozen: Frozen, batch_seen: BatchSeen
+) -> None:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(frozen)
+        http = stack.enter_context(httpx.Client(transport=batch_seen))
+        client = stack.enter_context(
+            Client(api_key=api_key, base_url=server.base_url, http_client=http, flush_interval=0.1)
+        )
+        client.usage.record("token_usage", "llm_tokens", 1)  # far below flush_at
+        assert batch_seen.sent.wait(30)  # no flush(): the interval alone sends it
