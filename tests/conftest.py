@@ -7,9 +7,12 @@ each other's data. Tests that inject faults get a server of their own (`fault_se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import secrets
+import signal
+import subprocess
 import sys
 import threading
 import warnings
@@ -143,3 +146,15 @@ def hold_batch_answers(
 
     monkeypatch.setattr(injector, "choose", choose_and_hold)
     return arrived, release
+
+
+def end_process_group(process: subprocess.Popen[str]) -> None:
+    """After a test: a server process (started with `start_new_session=True`) and its children
+    are killed if still running, and its pipes closed, even when the test failed."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()

@@ -6,7 +6,6 @@ and checks the exit status."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -22,6 +21,8 @@ import httpx
 import pytest
 
 from bearlumen.testing import LocalServer
+
+from .conftest import end_process_group
 
 PRELUDE = """
 import os, sys, bearlumen
@@ -370,14 +371,7 @@ def _no_server_process_outlives_its_test() -> Iterator[None]:
     """A failed test must not leave uvicorn or gunicorn (and its workers) running."""
     yield
     while _server_processes:
-        process = _server_processes.pop()
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        end_process_group(_server_processes.pop())
 
 
 def start_server_process(

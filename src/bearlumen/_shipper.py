@@ -29,8 +29,9 @@ import os
 import threading
 import weakref
 from collections import deque
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Union
+from typing import Any, Callable, Deque, Optional, TypeVar, Union
 
 from . import _exit_hooks
 from ._clock import monotonic
@@ -62,10 +63,32 @@ from ._spool import Spool
 from ._types import FlushResult, ShipperStats
 
 logger = logging.getLogger("bearlumen")
+RecordResult = TypeVar("RecordResult")
 
 # on_overflow="block" on a thread running an asyncio loop waits at most this long, then drops:
 # every task on the loop would wait with it, and the worker may be waiting for a dead server.
 LOOP_BLOCK_LIMIT = 0.1  # seconds
+# ... and on the path of a metered LLM call (`client.llm`), which the app is waiting for.
+LLM_BLOCK_LIMIT = 1.0  # seconds
+# How long on_overflow="block" may wait on this call's path; None: until there is room.
+# `client.llm` sets LLM_BLOCK_LIMIT around its recording (read only once the queue is full).
+block_limit: ContextVar[Optional[float]] = ContextVar("bearlumen_block_limit", default=None)
+
+
+def with_block_limit(
+    limit: float, record: Callable[..., RecordResult]
+) -> Callable[..., RecordResult]:
+    """`record` (`usage.record`) whose on_overflow="block" waits at most `limit` seconds, then
+    drops (counted, logged), and drops at once while the queue stays full."""
+
+    def record_bounded(*args: Any, **kwargs: Any) -> RecordResult:
+        token = block_limit.set(limit)
+        try:
+            return record(*args, **kwargs)
+        finally:
+            block_limit.reset(token)
+
+    return record_bounded
 
 
 class ShipperState(enum.Enum):
@@ -203,6 +226,10 @@ class Shipper:
         self._lifecycle_lock = threading.Lock()
         self._space = threading.Condition()
         self._blocked_producers = 0
+        # A bounded wait for room (see _wait_for_space) that ended in a drop was at this count
+        # of the worker's takes from the queue; until the count moves, bounded waits drop at once.
+        self._takes = 0
+        self._bounded_drop_at = -1
         self._worker: threading.Thread | None = None
         self._accepting = False  # True while RUNNING: the one flag record() reads
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
@@ -299,8 +326,14 @@ class Shipper:
         if not self.block_on_overflow:
             self._outcomes.count_drop()
             return False
-        # On an event loop's thread every task would wait with us: wait briefly, then drop.
-        limit = LOOP_BLOCK_LIMIT if _on_event_loop() else None
+        # On an event loop's thread every task would wait with us, and on the LLM path the app
+        # waits for its call: wait briefly, then drop. Once such a wait ended in a drop, the
+        # next ones drop at once until the worker takes from the queue again: one wait per
+        # burst, not one per event (20 records in a handler stalled its loop 2 s each time).
+        limit = LOOP_BLOCK_LIMIT if _on_event_loop() else block_limit.get()
+        if limit is not None and self._bounded_drop_at == self._takes:
+            self._outcomes.count_drop()
+            return False
         deadline = None if limit is None else monotonic() + limit
         with self._space:
             self._blocked_producers += 1
@@ -308,6 +341,8 @@ class Shipper:
                 while self._is_full(size):
                     left = 0.5 if deadline is None else deadline - monotonic()
                     if left <= 0 or self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
+                        if limit is not None:
+                            self._bounded_drop_at = self._takes
                         self._outcomes.count_drop()
                         return False
                     self._wake.set()
@@ -512,6 +547,7 @@ class Shipper:
             pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
             del chunk[at:]
         if chunk:
+            self._takes += 1  # room again: bounded waits for room may wait again
             # Sized first, then one `-=`: a producer's `+=` that runs while events_bytes does (a
             # thread switch inside the call) would be lost if the old total were read before it.
             taken_bytes = events_bytes(chunk)

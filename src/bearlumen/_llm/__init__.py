@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, List, Optional, TypeVar
 
 from .._errors import InvalidRequestError
+from .._shipper import LLM_BLOCK_LIMIT, with_block_limit
 from .._types import UsageRecordResult
 from . import _anthropic, _openai
 from ._context import Attribution, attribute, current_attribution, merged
@@ -52,6 +53,7 @@ class LLM:
 
     def __init__(self, usage: Usage[Any]) -> None:
         self._usage = usage
+        self._record = with_block_limit(LLM_BLOCK_LIMIT, usage.record)  # the app waits on us
         self._pricer = Pricer()
         self._error_lock = threading.Lock()
         self._last_logged = -_LOG_EVERY
@@ -248,7 +250,7 @@ class LLM:
         caller_metadata = attribution.get("metadata")
         if caller_metadata:
             metadata = {**caller_metadata, **metadata}
-        return self._usage.record(
+        return self._record(
             EVENT_TYPE,
             METRIC_NAME,
             usage.input_tokens + usage.output_tokens,
