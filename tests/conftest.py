@@ -158,3 +158,22 @@ def end_process_group(process: subprocess.Popen[str]) -> None:
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
+
+
+def hold_first_batch(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """The server holds the first batch request until `release` is set, and sets `arrived` when it comes."""
+    injector = server.fault_injector
+    assert injector is not None
+    arrived, release = threading.Event(), threading.Event()
+    choose = injector.choose
+
+    def choose_and_hold(path: str) -> Any:
+        if path.endswith("/batch") and not arrived.is_set():
+            arrived.set()
+            release.wait(30)
+        return choose(path)
+
+    monkeypatch.setattr(injector, "choose", choose_and_hold)
+    return arrived, release

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import threading
-from typing import Any, Iterator
+from typing import Iterator
 
 import freezegun
 import httpx
@@ -15,6 +15,8 @@ import pytest
 
 from bearlumen import Client
 from bearlumen.testing import LocalServer
+
+from .conftest import hold_first_batch
 
 
 class Frozen:
@@ -45,25 +47,6 @@ FROZEN_AT = "2026-01-01 00:00:00"
 @pytest.fixture(params=["freezegun", "time-machine"])
 def frozen(request: pytest.FixtureRequest) -> Frozen:
     return Frozen(request.param)
-
-
-def hold_first_batch(
-    server: LocalServer, monkeypatch: pytest.MonkeyPatch
-) -> tuple[threading.Event, threading.Event]:
-    """The server holds the first batch request until `release` is set, and sets `arrived` when it comes."""
-    injector = server.fault_injector
-    assert injector is not None
-    arrived, release = threading.Event(), threading.Event()
-    choose = injector.choose
-
-    def choose_and_hold(path: str) -> Any:
-        if path.endswith("/batch") and not arrived.is_set():
-            arrived.set()
-            release.wait(30)
-        return choose(path)
-
-    monkeypatch.setattr(injector, "choose", choose_and_hold)
-    return arrived, release
 
 
 def test_a_retry_inside_a_frozen_clock_goes_on_and_delivers_everything(

@@ -25,7 +25,7 @@ from . import _exit_hooks, _ids
 from ._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
 from ._clock import monotonic
 from ._errors import BearLumenError, InvalidRequestError
-from ._events import QueuedEvent
+from ._events import QueuedEvent, events_bytes
 from ._http import HttpCore
 from ._outcomes import DROP_REPORT_INTERVAL, Outcomes
 from ._spool import Spool
@@ -48,6 +48,8 @@ class Senders:
         spool: Spool | None,
         ack_lock: threading.Lock,
         queued: Callable[[], int],
+        max_queue_bytes: int,
+        hold_bytes: Callable[[int], int],
     ) -> None:
         self._http = http
         self._outcomes = outcomes
@@ -58,6 +60,11 @@ class Senders:
         self._spool = spool
         self._ack_lock = ack_lock  # the spool is told of answers by one thread at a time
         self._queued = queued  # events still in the shipper's queue, for the outage's log line
+        # A batch in flight holds its events and its request body, counted against
+        # max_queue_bytes by `hold_bytes` from the shipper until it lands.
+        self.max_queue_bytes = max_queue_bytes
+        self._hold_bytes = hold_bytes
+        self._held_by_batch: dict[int, int] = {}  # a batch's number: the bytes it holds
         self.abandoned = threading.Event()  # close() gave up waiting: stop retrying now
         self._throttle = SendThrottle(max_in_flight, sleep=sleep)
         self._batches: queue.SimpleQueue[tuple[int, list[QueuedEvent]] | None] = queue.SimpleQueue()
@@ -74,12 +81,17 @@ class Senders:
     # -- the worker's side -------------------------------------------------------------------
 
     def send(self, chunk: list[QueuedEvent]) -> None:
-        """Give the batch to a sender thread once fewer than `max_in_flight` are out."""
+        """Give the batch to a sender thread once fewer than `max_in_flight` are out and its
+        request body fits in max_queue_bytes (or none is out: delivery always goes on)."""
+        # Its events are counted already (since record()); its body, about as large, from now.
+        body_bytes = events_bytes(chunk)
         with self._progress:
             # Out of the queue, so counted in flight from now, waiting for a sender included.
             self.events_in_flight += len(chunk)
             self._progress.notify_all()
-            while len(self._outstanding) >= self.max_in_flight:
+            while len(self._outstanding) >= self.max_in_flight or (
+                self._outstanding and self._hold_bytes(0) + body_bytes > self.max_queue_bytes
+            ):
                 if self.abandoned.is_set():
                     self.events_in_flight -= len(chunk)
                     break
@@ -88,11 +100,14 @@ class Senders:
                 number = self._next_batch
                 self._next_batch += 1
                 self._outstanding.add(number)
+                self._held_by_batch[number] = 2 * body_bytes
+                self._hold_bytes(body_bytes)
                 start_sender = len(self.threads) < len(self._outstanding)
                 self._batches.put((number, chunk))
                 self._progress.notify_all()
                 chunk = []
         if chunk:  # close() gave up while every sender was busy: this batch never goes out
+            self._hold_bytes(-body_bytes)
             self._outcomes.give_up(chunk, BearLumenError("The client was closed before delivery"))
             return
         if start_sender:
@@ -147,6 +162,9 @@ class Senders:
                 )
             finally:
                 with self._progress:
+                    # Landed: its events and its body are gone (told before the worker wakes,
+                    # and before it may see nothing in flight: see Shipper._run).
+                    self._hold_bytes(-self._held_by_batch.pop(number))
                     self._outstanding.discard(number)
                     self.events_in_flight -= len(chunk)
                     self._complete_markers()

@@ -53,7 +53,6 @@ from ._events import (
     METADATA,
     QueuedEvent,
     SizedMetadata,
-    events_bytes,
     queued_bytes,
 )
 from ._http import HttpCore
@@ -214,10 +213,12 @@ class Shipper:
         """Fresh state: at construction, and in a forked child (which owns nothing it inherited:
         not the parent's queue, keys, counters or threads; its senders are its own)."""
         self.pending_events: Deque[Union[QueuedEvent, _FlushRequest]] = deque()
-        # What the queued events hold (`_events.queued_bytes`), against max_queue_bytes. Producers
-        # add and the worker subtracts without a lock: `+=` / `-=` on an attribute, with no call
-        # between the read and the write, is not interrupted by a thread switch in CPython >=
-        # 3.10; on 3.9 a rare lost update is healed whenever the worker empties the queue.
+        # What the events queued and in flight hold (`_events.queued_bytes`), and the request
+        # bodies of the batches in flight, against max_queue_bytes: an event's bytes leave only
+        # when its batch lands. Producers add and the senders subtract without a lock: `+=` /
+        # `-=` on an attribute, with no call between the read and the write, is not interrupted
+        # by a thread switch in CPython >= 3.10; on 3.9 a rare lost update is healed whenever
+        # the worker wakes to nothing queued or in flight.
         self.queued_bytes = 0
         self.recent_keys: dict[str, Any] = {}  # the newer generation of caller keys
         self._older_keys: dict[str, Any] = {}
@@ -227,8 +228,9 @@ class Shipper:
         self._space = threading.Condition()
         self._blocked_producers = 0
         # A bounded wait for room (see _wait_for_space) that ended in a drop was at this count
-        # of the worker's takes from the queue; until the count moves, bounded waits drop at once.
-        self._takes = 0
+        # of the times room was made (events taken, batches landed); until the count moves,
+        # bounded waits drop at once.
+        self._room_made = 0
         self._bounded_drop_at = -1
         self._worker: threading.Thread | None = None
         self._accepting = False  # True while RUNNING: the one flag record() reads
@@ -254,6 +256,8 @@ class Shipper:
             spool=self._spool,
             ack_lock=self._ack_lock,
             queued=functools.partial(_events_in, self.pending_events),
+            max_queue_bytes=self.max_queue_bytes,
+            hold_bytes=_byte_holder(weakref.ref(self)),
         )
 
     # -- producers (callers' threads) ------------------------------------------------------
@@ -328,10 +332,11 @@ class Shipper:
             return False
         # On an event loop's thread every task would wait with us, and on the LLM path the app
         # waits for its call: wait briefly, then drop. Once such a wait ended in a drop, the
-        # next ones drop at once until the worker takes from the queue again: one wait per
-        # burst, not one per event (20 records in a handler stalled its loop 2 s each time).
+        # next ones drop at once until room is made (the worker takes from the queue, or a
+        # batch lands): one wait per burst, not one per event (20 records in a handler stalled
+        # its loop 2 s each time).
         limit = LOOP_BLOCK_LIMIT if _on_event_loop() else block_limit.get()
-        if limit is not None and self._bounded_drop_at == self._takes:
+        if limit is not None and self._bounded_drop_at == self._room_made:
             self._outcomes.count_drop()
             return False
         deadline = None if limit is None else monotonic() + limit
@@ -342,7 +347,7 @@ class Shipper:
                     left = 0.5 if deadline is None else deadline - monotonic()
                     if left <= 0 or self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
                         if limit is not None:
-                            self._bounded_drop_at = self._takes
+                            self._bounded_drop_at = self._room_made
                         self._outcomes.count_drop()
                         return False
                     self._wake.set()
@@ -474,6 +479,8 @@ class Shipper:
             woken = self._wake.wait(max(0.0, next_round - monotonic()))
             self._wake.clear()
             flush_asked, self._flush_asked = self._flush_asked, False
+            if not self.pending_events and not self._senders.events_in_flight:
+                self.queued_bytes = 0  # nothing held: heals a lost update (see _reset)
             # Woken early by `flush_at` events: ship full batches only, and let the rest fill
             # up until the interval is over; so a steady trickle costs one request an interval.
             everything = not woken or flush_asked or self.state is not ShipperState.RUNNING
@@ -546,15 +553,8 @@ class Shipper:
             flush_request = chunk[at]
             pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
             del chunk[at:]
-        if chunk:
-            self._takes += 1  # room again: bounded waits for room may wait again
-            # Sized first, then one `-=`: a producer's `+=` that runs while events_bytes does (a
-            # thread switch inside the call) would be lost if the old total were read before it.
-            taken_bytes = events_bytes(chunk)
-            if pending:
-                self.queued_bytes -= taken_bytes
-            else:
-                self.queued_bytes = 0
+        if chunk:  # its bytes stay counted until its batch lands (the senders' hold_bytes)
+            self._room_made += 1  # room in max_queue_size: bounded waits may wait again
         if self._blocked_producers:
             with self._space:
                 self._space.notify_all()
@@ -598,6 +598,26 @@ def _key_forgetter(shipper_ref: weakref.ref[Shipper]) -> Callable[[QueuedEvent],
             shipper._forget_key(event)
 
     return forget_key
+
+
+def _byte_holder(shipper_ref: weakref.ref[Shipper]) -> Callable[[int], int]:
+    """How the senders count a batch in flight against max_queue_bytes: `hold_bytes(n)` adds n
+    (the body of a batch about to go out) or takes it away (a batch that landed), wakes the
+    producers waiting for room, and returns what is held now. Weakly, as `_key_forgetter`."""
+
+    def hold_bytes(delta: int) -> int:
+        shipper = shipper_ref()
+        if shipper is None:
+            return 0
+        shipper.queued_bytes += delta
+        if delta < 0:
+            shipper._room_made += 1
+            if shipper._blocked_producers:
+                with shipper._space:
+                    shipper._space.notify_all()
+        return shipper.queued_bytes
+
+    return hold_bytes
 
 
 def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:
