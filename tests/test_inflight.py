@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from bearlumen import Client
-from bearlumen._throttle import SendThrottle
 from bearlumen.testing import LocalServer
 
 from .conftest import RecordingSleep
@@ -220,81 +219,6 @@ def test_a_batch_waiting_for_a_free_sender_counts_as_in_flight(
     assert client.flush()["recorded"] == 2500
     assert client.stats()["in_flight"] == 0
     client.close()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_retry_after_pauses_every_sender_until_it_is_over() -> None:
-    clock = FakeClock()
-    throttle = SendThrottle(4, clock=clock)
-    throttle.wait_turn(lambda: False)  # sender A's attempt ...
-    throttle.attempt_failed(retry_after=2.0)  # ... is refused with Retry-After: 2
-    started_at: list[float] = []
-
-    def sender_b() -> None:  # was not refused itself, and must wait all the same
-        throttle.wait_turn(lambda: False)
-        started_at.append(clock.now)
-
-    thread = threading.Thread(target=sender_b)
-    thread.start()
-    assert throttle.pause_left() == 2.0
-    clock.now = 101.0
-    throttle.wake_all()
-    assert throttle.pause_left() == 1.0
-    clock.now = 102.0
-    throttle.wake_all()
-    thread.join(30)
-    assert started_at and started_at[0] >= 102.0
-
-
-def test_concurrency_halves_while_the_server_refuses_and_grows_back_one_by_one() -> None:
-    throttle = SendThrottle(8)
-    for _ in range(8):
-        throttle.wait_turn(lambda: False)
-    for expected in (4.0, 2.0, 1.0, 1.0):
-        throttle.attempt_failed(retry_after=None)
-        assert throttle.limit == expected
-    # Four attempts failed and will retry; four are still under way: no new one may start.
-    assert throttle.sending == 4
-    blocked = threading.Event()
-    went = threading.Event()
-
-    def fifth() -> None:
-        blocked.set()
-        throttle.wait_turn(lambda: False)
-        went.set()
-
-    thread = threading.Thread(target=fifth)
-    thread.start()
-    assert blocked.wait(30)
-    for _ in range(4):
-        throttle.attempt_done(delivered=True)
-    thread.join(30)
-    assert went.is_set()
-    assert throttle.limit == 5.0  # 1, then +1 for each of the four delivered batches
-    for _ in range(10):
-        throttle.wait_turn(lambda: False)
-        throttle.attempt_done(delivered=True)
-    assert throttle.limit == 8.0  # never above max_in_flight
-
-
-def test_giving_up_ends_every_wait_at_once() -> None:
-    throttle = SendThrottle(1, clock=FakeClock())
-    throttle.wait_turn(lambda: False)
-    throttle.attempt_failed(retry_after=3600)
-    stop = threading.Event()
-    thread = threading.Thread(target=throttle.wait_turn, args=(stop.is_set,))
-    thread.start()
-    stop.set()
-    throttle.wake_all()
-    thread.join(30)
-    assert not thread.is_alive()
 
 
 def test_a_retry_after_pauses_a_sender_that_was_never_refused(
