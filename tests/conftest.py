@@ -12,6 +12,7 @@ import gc
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -177,3 +178,10 @@ def hold_first_batch(
 
     monkeypatch.setattr(injector, "choose", choose_and_hold)
     return arrived, release
+
+
+def unused_loopback_url() -> str:
+    """A loopback address where nothing listens: connections are refused at once."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        host, port = sock.getsockname()
+    return f"http://{host}:{port}"

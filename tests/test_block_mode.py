@@ -20,7 +20,7 @@ import pytest
 
 import bearlumen
 
-from .conftest import end_process_group
+from .conftest import end_process_group, unused_loopback_url
 
 SHUTDOWN_TIMEOUT = 2.0
 
@@ -52,13 +52,6 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
 """
-
-
-def unused_loopback_url() -> str:
-    """A loopback address where nothing listens: connections are refused at once."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        host, port = sock.getsockname()
-    return f"http://{host}:{port}"
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ shipper retries, honours `flush(timeout=)`, ships every `flush_interval` and giv
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import threading
@@ -13,10 +14,10 @@ import freezegun
 import httpx
 import pytest
 
-from bearlumen import Client
+from bearlumen import AsyncClient, Client
 from bearlumen.testing import LocalServer
 
-from .conftest import hold_first_batch
+from .conftest import hold_first_batch, unused_loopback_url
 
 
 class Frozen:
@@ -123,3 +124,30 @@ def test_flush_interval_ships_inside_a_frozen_clock(
         )
         client.usage.record("token_usage", "llm_tokens", 1)  # far below flush_at
         assert batch_seen.sent.wait(30)  # no flush(): the interval alone sends it
+
+
+def test_an_async_flush_timeout_passes_inside_a_frozen_clock(
+    api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # freezegun as a user has it (this suite's conftest lets asyncio keep real time): the
+    # event loop's clock stops too, so a loop timer would never fire.
+    monkeypatch.setattr(
+        freezegun.config.settings, "default_ignore_list", freezegun.config.DEFAULT_IGNORE_LIST[:]
+    )
+
+    async def flush_with_the_server_down() -> bool:
+        client = AsyncClient(api_key=api_key, base_url=unused_loopback_url())
+        try:
+            client.usage.record("token_usage", "llm_tokens", 1)
+            return (await client.flush(timeout=0.2))["complete"]
+        finally:
+            await client.aclose(timeout=0)
+
+    outcome: list[bool] = []
+    with freezegun.freeze_time(FROZEN_AT):
+        runner = threading.Thread(
+            target=lambda: outcome.append(asyncio.run(flush_with_the_server_down())), daemon=True
+        )
+        runner.start()
+        runner.join(30)
+    assert outcome == [False]  # it returned, undelivered, instead of waiting for ever

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import threading
 from typing import Any, Awaitable, Callable, Mapping, Optional, Sequence, TypeVar
 
 from ._constants import LAMBDA_TIME_MARGIN
@@ -32,26 +33,36 @@ AwaitedFlush = Callable[[Optional[float]], Awaitable[FlushResult]]
 
 async def await_flush(shipper: Shipper, timeout: Optional[float]) -> FlushResult:
     """`Shipper.flush` for an event loop: the worker completes a future when the flush marker
-    is reached, so the loop runs on while it waits."""
-    loop = asyncio.get_running_loop()
-    delivered: asyncio.Future[None] = loop.create_future()
+    is reached, so the loop runs on while it waits.
 
-    def on_done() -> None:  # on the worker thread
+    The timeout is kept by a timer thread, not by the loop: a test's `freeze_time` stops the
+    loop's clock (freezegun patches the `time.monotonic` that asyncio reads, unless
+    `real_asyncio=True`), and a loop timer would then never fire."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[bool] = loop.create_future()
+
+    def settle(complete: bool) -> None:  # on the worker, a sender or the timer thread
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_resolve, delivered)
+            loop.call_soon_threadsafe(_resolve, outcome, complete)
 
     complete = True
-    if shipper.request_flush(on_done):
+    if shipper.request_flush(functools.partial(settle, True)):
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, settle, (False,))
+            timer.daemon = True
+            timer.start()
         try:
-            await asyncio.wait_for(delivered, timeout)
-        except asyncio.TimeoutError:
-            complete = False
+            complete = await outcome
+        finally:
+            if timer is not None:
+                timer.cancel()
     return {**shipper.stats(), "complete": complete}
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():  # a timed-out wait cancelled it
-        future.set_result(None)
+def _resolve(future: asyncio.Future[bool], complete: bool) -> None:
+    if not future.done():  # the first of delivery and timeout settles it; or it was cancelled
+        future.set_result(complete)
 
 
 def check_timeout(timeout: Any) -> Optional[float]:
