@@ -4,9 +4,11 @@ shipper retries, honours `flush(timeout=)`, ships every `flush_interval` and giv
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
+import importlib
+import subprocess
+import sys
 import threading
 from typing import Iterator
 
@@ -14,7 +16,8 @@ import freezegun
 import httpx
 import pytest
 
-from bearlumen import AsyncClient, Client
+import bearlumen._clock
+from bearlumen import Client
 from bearlumen.testing import LocalServer
 
 from .conftest import hold_first_batch, unused_loopback_url
@@ -126,28 +129,39 @@ def test_flush_interval_ships_inside_a_frozen_clock(
         assert batch_seen.sent.wait(30)  # no flush(): the interval alone sends it
 
 
-def test_an_async_flush_timeout_passes_inside_a_frozen_clock(
-    api_key: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # freezegun as a user has it (this suite's conftest lets asyncio keep real time): the
-    # event loop's clock stops too, so a loop timer would never fire.
-    monkeypatch.setattr(
-        freezegun.config.settings, "default_ignore_list", freezegun.config.DEFAULT_IGNORE_LIST[:]
-    )
+ASYNC_FLUSH = """
+import asyncio, sys, freezegun, bearlumen
 
-    async def flush_with_the_server_down() -> bool:
-        client = AsyncClient(api_key=api_key, base_url=unused_loopback_url())
-        try:
-            client.usage.record("token_usage", "llm_tokens", 1)
-            return (await client.flush(timeout=0.2))["complete"]
-        finally:
-            await client.aclose(timeout=0)
+async def flush_with_the_server_down():
+    client = bearlumen.AsyncClient(api_key="sk_test_clock", base_url=sys.argv[1])
+    try:
+        client.usage.record("token_usage", "llm_tokens", 1)
+        return (await client.flush(timeout=0.2))["complete"]
+    finally:
+        await client.aclose(timeout=0)
 
-    outcome: list[bool] = []
-    with freezegun.freeze_time(FROZEN_AT):
-        runner = threading.Thread(
-            target=lambda: outcome.append(asyncio.run(flush_with_the_server_down())), daemon=True
-        )
-        runner.start()
-        runner.join(30)
-    assert outcome == [False]  # it returned, undelivered, instead of waiting for ever
+with freezegun.freeze_time("2026-01-01"):
+    print("complete:", asyncio.run(flush_with_the_server_down()))
+"""
+
+
+def test_an_async_flush_timeout_passes_inside_a_frozen_clock() -> None:
+    # In a process of its own, with freezegun as a user has it: the event loop's clock stops
+    # too (this suite's conftest lets asyncio keep real time, and a frozen loop here would stop
+    # the session's server as well), so a loop timer would never fire.
+    done = subprocess.run(
+        [sys.executable, "-c", ASYNC_FLUSH, unused_loopback_url()],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "complete: False", done.stderr  # returned, undelivered
+
+
+def test_imported_inside_a_frozen_clock_the_clock_is_still_real() -> None:
+    try:
+        with freezegun.freeze_time(FROZEN_AT):
+            clock = importlib.reload(bearlumen._clock).monotonic  # as if first imported here
+            before = clock()
+            threading.Event().wait(0.01)
+            assert clock() > before  # it moves: not the frozen stand-in
+    finally:
+        importlib.reload(bearlumen._clock)
