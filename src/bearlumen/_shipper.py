@@ -611,6 +611,8 @@ def _byte_holder(shipper_ref: weakref.ref[Shipper]) -> Callable[[int], int]:
             return 0
         shipper.queued_bytes += delta
         if delta < 0:
+            if shipper.queued_bytes < 0:  # the worker's heal (see _run) came before this release
+                shipper.queued_bytes = 0
             shipper._room_made += 1
             if shipper._blocked_producers:
                 with shipper._space:
