@@ -95,23 +95,29 @@ class ApiKey:
     def __reduce__(self) -> Any:
         raise TypeError("an ApiKey is not pickled: pass the key to the client in each process")
 
-    def authorization(self) -> str:
-        """The Authorization header's value: called only by `BearerAuth`, as httpx sends."""
-        return "Bearer " + self._value
+    def header_value(self, scheme: str) -> str:
+        """The key as a header carries it (`scheme` "Bearer" for Authorization, "" for a bare
+        key header): called only by `BearerAuth`, as httpx sends."""
+        return f"{scheme} {self._value}" if scheme else self._value
 
 
 class BearerAuth(httpx.Auth):
-    """Sets the Authorization header on each request as httpx sends it (and on a retry, which
-    is a new request), from the `ApiKey` it holds."""
+    """Sets the key's header on each request as httpx sends it (and on a retry, which is a new
+    request), from the `ApiKey` it holds: `Authorization: Bearer <key>` for Bear Lumen, or
+    another header for an API that wants one (Anthropic's `x-api-key`)."""
 
-    def __init__(self, api_key: ApiKey) -> None:
+    def __init__(
+        self, api_key: ApiKey, *, header: str = "Authorization", scheme: str = "Bearer"
+    ) -> None:
         self._api_key = api_key
+        self._header = header
+        self._scheme = scheme
 
     def __repr__(self) -> str:
-        return "<bearlumen.BearerAuth [redacted]>"
+        return f"<bearlumen.BearerAuth {self._header} [redacted]>"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._api_key.authorization()
+        request.headers[self._header] = self._api_key.header_value(self._scheme)
         yield request
 
 
