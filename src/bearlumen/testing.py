@@ -25,8 +25,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._fake_provider import FakeLLMProvider, FakeUsage
+from ._fake_provider_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, provider_reports
 
-__all__ = ["FakeLLMProvider", "FakeUsage", "LocalServer", "bearlumen_server", "fake_llm_provider"]
+__all__ = [
+    "ANTHROPIC_ADMIN_KEY",
+    "OPENAI_ADMIN_KEY",
+    "FakeLLMProvider",
+    "FakeUsage",
+    "LocalServer",
+    "bearlumen_server",
+    "fake_llm_provider",
+    "provider_reports",
+]
 
 
 class LocalServer:
