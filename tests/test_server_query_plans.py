@@ -149,11 +149,11 @@ def test_a_batch_finds_its_keys_and_a_single_event_its_row_by_index(
 
 
 # -- the dashboard (server/dashboard/queries.py) --------------------------------------------
-# Its overview and breakdowns read the hourly rollup by its primary key (tenant, dimension,
-# hour, ...); the Events page reads usage_events through the index of its filter, and a page's
+# Its overview and breakdowns read the rollup by its primary key (tenant, dimension, span,
+# bucket, ...); the Events page reads usage_events through the index of its filter, and a page's
 # cursor by the primary key.
 
-_ROLLUP = "USING PRIMARY KEY (tenant=? AND dimension=? AND hour>? AND hour<?)"
+_ROLLUP = "USING PRIMARY KEY (tenant=? AND dimension=? AND span=? AND bucket>? AND bucket<?)"
 DASHBOARD_PAGES: list[tuple[str, dict[str, str], str]] = [
     ("/", {}, _ROLLUP),
     ("/", {"group": "model", "bucket": "hour"}, _ROLLUP),
@@ -200,11 +200,12 @@ def test_each_query_of_the_dashboard_searches_an_index(
                 assert step.startswith("SEARCH "), (sql, plan)
                 searched.add(step)
     assert any(index in step for step in searched), searched
-    # the rest of usage_events is read by its primary key: a page's cursor, and the newest
-    # seq (MAX(seq), the last row: a bare SEARCH)
-    assert all(
-        index in step or "PRIMARY KEY" in step or step == "SEARCH usage_events" for step in searched
-    ), searched
+    # the rest of the events' tables is read by their primary key: a page's cursor, and the
+    # newest seq of each (MAX(seq), the last row: a bare SEARCH)
+    last_rows = ("SEARCH usage_events", "SEARCH usage_events_staged")
+    assert all(index in step or "PRIMARY KEY" in step or step in last_rows for step in searched), (
+        searched
+    )
 
 
 def test_the_dashboards_rollup_reads_only_the_new_events(

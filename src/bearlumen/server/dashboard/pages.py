@@ -176,6 +176,7 @@ def overview_figures(
     series: Series,
     top_end_users: list[tuple[str, Figures]],
     top_subscriptions: list[tuple[str, Figures]],
+    behind: bool = False,
 ) -> str:
     """What the live overview redraws: the totals, the chart and the two top lists."""
     unpriced = (
@@ -198,7 +199,7 @@ def overview_figures(
         series, "cost-chart", f"Cost per {view.bucket} by {GROUPS[view.group]}", GROUPS[view.group]
     )
     return (
-        f'<dl class="cards">{cards}</dl>{unpriced}{chart}<div class="pair">'
+        f'{_partial(behind)}<dl class="cards">{cards}</dl>{unpriced}{chart}<div class="pair">'
         + _ranking(view, "Top end users by cost", "End user", "end_user", top_end_users)
         + _ranking(
             view, "Top subscriptions by cost", "Subscription", "subscription", top_subscriptions
@@ -232,7 +233,16 @@ BREAKDOWN_COLUMNS = (
 )
 
 
-def breakdown_page(view: View, rows: list[tuple[str, Figures]]) -> str:
+def _partial(behind: bool) -> str:
+    return (
+        '<p class="note">Older events are still being added up: these figures are not complete'
+        " yet. They grow as you reload (the overview redraws itself).</p>"
+        if behind
+        else ""
+    )
+
+
+def breakdown_page(view: View, rows: list[tuple[str, Figures]], behind: bool = False) -> str:
     tabs = "".join(
         f'<li><a href="{_e(view.link("/breakdown", by=by))}"'
         f"{_current(by == view.by)}>By {label}</a></li>"
@@ -261,7 +271,7 @@ def breakdown_page(view: View, rows: list[tuple[str, Figures]]) -> str:
         foot,
     )  # fmt: skip
     body = (
-        f"{_notes(view)}{_range_form(view, '/breakdown')}"
+        f"{_notes(view)}{_range_form(view, '/breakdown')}{_partial(behind)}"
         f'<nav aria-label="Breakdowns"><ul class="tabs">{tabs}</ul></nav>'
         '<p class="hint">Input tokens include cache reads and writes; output tokens include'
         " reasoning. Unpriced calls are counted but have no cost.</p>"

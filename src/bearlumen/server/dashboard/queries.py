@@ -1,13 +1,16 @@
-"""The dashboard's figures: an hourly rollup of each tenant's events, and every read of it.
+"""The dashboard's figures: a rollup of each tenant's events by day and hour, and every read.
 
 Summing a million events' metadata on each page view takes seconds (a `json_extract` per row),
-so the dashboard keeps `dashboard_rollup`: per tenant, UTC hour and dimension (the tenant's
-`total`, and each agent, workflow, model, end user and subscription), the events, the cost, the
-unpriced calls and the tokens of each kind. Before each read it rolls up the events stored since
-the last one (`seq` above the watermark: a search of the primary key), a chunk per hold of the
-store's lock, so that catching up on a large file never holds writers up for long. A stored event
-never changes, so what was rolled up stays true. A page of the overview then reads a few hundred
-rollup rows, whatever the number of events (benchmarks/dashboard_queries.py).
+so the dashboard keeps `dashboard_rollup`: per tenant, dimension (the tenant's `total`, and each
+agent, workflow, model, end user and subscription) and UTC day, the events, the cost, the
+unpriced calls and the tokens of each kind; and the same per hour for the dimensions an hourly
+chart stacks by. Before each read it rolls up the events stored since the last one (`seq` above
+the watermark: a search of the primary key), a chunk per hold of the store's lock, so that
+catching up on a large file never holds writers up for long. A stored event never changes, so
+what was rolled up stays true. A page reads rollup rows (a few per value and day), whatever the
+number of events (benchmarks/dashboard_queries.py). Periods are whole days, so everything but
+an hourly chart reads the daily rows: a month of 500 end users is 15,000 of them, where hourly
+ones would be up to 360,000.
 
 The tokens are client.llm's metadata keys (see bearlumen/_llm/_usage.py): `input_tokens` is all
 input, cache reads and writes included; `output_tokens` includes reasoning. An event without them
@@ -30,10 +33,15 @@ from typing import Any, Iterator, Sequence
 from ..staging import transaction
 from ..store import Store, dollars
 
-ROLLUP_VERSION = 1
-CATCH_UP_CHUNK = 50_000  # events rolled up per hold of the store's lock (~0.2 s)
+ROLLUP_VERSION = 2
+CATCH_UP_CHUNK = 50_000  # events rolled up per hold of the store's lock (~0.5-2 s: benchmarks/)
+# A read catches up this many chunks at most: the first view of a large file answers with what is
+# rolled up so far (the page says the figures are partial), and each later read, or poll of the
+# live overview, adds more.
+CHUNKS_PER_READ = 2
 
-# dimension -> the column of temp.dashboard_new it groups by
+# dimension -> the column of temp.dashboard_new it groups by (a chart can stack by the HOURLY ones)
+HOURLY = ("agent", "workflow", "model", "end_user")
 DIMENSIONS = {
     "total": "''",
     "agent": "agent_id",
@@ -47,7 +55,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dashboard_rollup (
     tenant INTEGER NOT NULL,
     dimension TEXT NOT NULL,
-    hour TEXT NOT NULL,          -- 2026-12-06T13 (UTC), the first 13 characters of ts
+    span TEXT NOT NULL,          -- 'day' or 'hour'
+    bucket TEXT NOT NULL,        -- 2026-12-06 or 2026-12-06T13 (UTC): the start of ts
     value TEXT NOT NULL,         -- '' when the event has none
     events INTEGER NOT NULL,
     cost_nanos INTEGER NOT NULL,
@@ -57,7 +66,7 @@ CREATE TABLE IF NOT EXISTS dashboard_rollup (
     cache_write_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL,
     reasoning_tokens INTEGER NOT NULL,
-    PRIMARY KEY (tenant, dimension, hour, value)
+    PRIMARY KEY (tenant, dimension, span, bucket, value)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dashboard_rollup_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -66,14 +75,28 @@ CREATE TABLE IF NOT EXISTS dashboard_rollup_state (
 );
 """
 
-_NEW_EVENTS = """
-CREATE TEMP TABLE IF NOT EXISTS dashboard_new (
-    tenant INTEGER, hour TEXT, agent_id TEXT, workflow_id TEXT, model TEXT, end_user_id TEXT,
-    subscription_id TEXT, cost_nanos INTEGER, unpriced INTEGER, input_tokens INTEGER,
-    cache_read_tokens INTEGER, cache_write_tokens INTEGER, output_tokens INTEGER,
-    reasoning_tokens INTEGER
+_MEASURES = (
+    "events",
+    "cost_nanos",
+    "unpriced",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
 )
-"""
+_SUMS = ", ".join(f"SUM({m})" for m in _MEASURES)
+_LIST = ", ".join(_MEASURES)
+
+# The chunk's events, then its sums per hour and value of one dimension at a time.
+_TEMPORARY = (
+    "CREATE TEMP TABLE IF NOT EXISTS dashboard_new (tenant INTEGER, hour TEXT, agent_id TEXT,"
+    " workflow_id TEXT, model TEXT, end_user_id TEXT, subscription_id TEXT, cost_nanos INTEGER,"
+    " unpriced INTEGER, input_tokens INTEGER, cache_read_tokens INTEGER,"
+    " cache_write_tokens INTEGER, output_tokens INTEGER, reasoning_tokens INTEGER)",
+    "CREATE TEMP TABLE IF NOT EXISTS dashboard_hourly"
+    f" (tenant INTEGER, hour TEXT, value TEXT, {_LIST})",
+)
 
 
 def _count(key: str) -> str:
@@ -91,32 +114,34 @@ SELECT tenant, substr(ts, 1, 13), agent_id, workflow_id,
 FROM usage_events WHERE seq > ? AND seq <= ?
 """
 
-_MEASURES = (
-    "events",
-    "cost_nanos",
-    "unpriced",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
-_SUMS = ", ".join(f"SUM({m})" for m in _MEASURES)
 
-
-def _roll_up_sql(column: str) -> str:
-    sums = "COUNT(*), " + ", ".join(f"SUM({m})" for m in _MEASURES[1:])
-    updates = ", ".join(f"{m} = {m} + excluded.{m}" for m in _MEASURES)
-    # `WHERE true`: SQLite's documented way to tell the upsert's ON from a join's
+def _sum_by_hour(column: str) -> str:
     return (
-        f"INSERT INTO dashboard_rollup (tenant, dimension, hour, value, {', '.join(_MEASURES)})"
-        f" SELECT tenant, ?, hour, COALESCE({column}, ''), {sums} FROM temp.dashboard_new"
-        f" WHERE true GROUP BY tenant, hour, COALESCE({column}, '')"
-        f" ON CONFLICT (tenant, dimension, hour, value) DO UPDATE SET {updates}"
+        "INSERT INTO temp.dashboard_hourly SELECT tenant, hour, COALESCE("
+        f"{column}, ''), COUNT(*), {', '.join(f'SUM({m})' for m in _MEASURES[1:])}"
+        f" FROM temp.dashboard_new GROUP BY tenant, hour, COALESCE({column}, '')"
     )
 
 
-_ROLL_UP = {dimension: _roll_up_sql(column) for dimension, column in DIMENSIONS.items()}
+def _add_to_rollup(span: str) -> str:
+    """Add the chunk's hourly sums to the rollup's rows of `span` (its dimension is ?1)."""
+    bucket, sums, group = (
+        ("hour", _LIST, "")
+        if span == "hour"
+        else ("substr(hour, 1, 10)", _SUMS, " GROUP BY tenant, substr(hour, 1, 10), value")
+    )
+    updates = ", ".join(f"{m} = {m} + excluded.{m}" for m in _MEASURES)
+    # `WHERE true`: SQLite's documented way to tell the upsert's ON from a join's
+    return (
+        f"INSERT INTO dashboard_rollup (tenant, dimension, span, bucket, value, {_LIST})"
+        f" SELECT tenant, ?1, '{span}', {bucket}, value, {sums} FROM temp.dashboard_hourly"
+        f" WHERE true{group}"
+        f" ON CONFLICT (tenant, dimension, span, bucket, value) DO UPDATE SET {updates}"
+    )
+
+
+_SUM_BY_HOUR = {dimension: _sum_by_hour(column) for dimension, column in DIMENSIONS.items()}
+_ADD_HOURS, _ADD_DAYS = _add_to_rollup("hour"), _add_to_rollup("day")
 
 
 @dataclass(frozen=True)
@@ -157,13 +182,10 @@ class Period:
     first: date
     last: date
 
-    @property
-    def start_hour(self) -> str:
-        return f"{self.first.isoformat()}T00"
-
-    @property
-    def end_hour(self) -> str:  # exclusive
-        return f"{(self.last + timedelta(days=1)).isoformat()}T00"
+    def bounds(self, span: str) -> tuple[str, str]:
+        """The first bucket of the period, and the first after it, as the rollup writes them."""
+        first, after = self.first.isoformat(), _day_after(self.last)
+        return (f"{first}T00", f"{after}T00") if span == "hour" else (first, after)
 
     @property
     def days(self) -> int:
@@ -239,15 +261,19 @@ class Dashboard:
     def __init__(self, store: Store) -> None:
         self._store = store
         with self._locked() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(_NEW_EVENTS)
-            row = db.execute("SELECT version FROM dashboard_rollup_state").fetchone()
+            for statement in _TEMPORARY:
+                db.execute(statement)
+            try:
+                row = db.execute("SELECT version FROM dashboard_rollup_state").fetchone()
+            except sqlite3.OperationalError:  # no such table: a file the dashboard never read
+                row = None
             if row is None or row[0] != ROLLUP_VERSION:  # none yet, or of another definition
                 with transaction(db):
-                    db.execute("DELETE FROM dashboard_rollup")
-                    db.execute("DELETE FROM dashboard_rollup_state")
+                    db.execute("DROP TABLE IF EXISTS dashboard_rollup")
+                    db.execute("DROP TABLE IF EXISTS dashboard_rollup_state")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                     db.execute(
                         "INSERT INTO dashboard_rollup_state (id, version, last_seq)"
                         " VALUES (1, ?, 0)",
@@ -269,27 +295,45 @@ class Dashboard:
 
     # -- the rollup ------------------------------------------------------------------------
 
-    def catch_up(self) -> int:
-        """Roll up every event stored since the last call; the seq now rolled up to.
+    def catch_up(self, max_chunks: int | None = None) -> int:
+        """Roll up the events stored since the last call, `max_chunks` chunks of them at most
+        (CHUNKS_PER_READ by default); the seq now rolled up to.
 
         A chunk of CATCH_UP_CHUNK events per hold of the lock; the returned seq changes exactly
-        when events were stored (the live overview's cue to draw itself again)."""
+        when events were rolled up (the live overview's cue to draw itself again)."""
+        chunks, most = 0, CHUNKS_PER_READ if max_chunks is None else max_chunks
         while True:
             with self._complete() as db:
                 (done,) = db.execute("SELECT last_seq FROM dashboard_rollup_state").fetchone()
                 (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM usage_events").fetchone()
-                if last <= done:
+                if last <= done or chunks >= most:
                     return int(done)
+                chunks += 1
                 upto = min(last, done + CATCH_UP_CHUNK)
                 with transaction(db):
                     db.execute("DELETE FROM temp.dashboard_new")
                     db.execute(_FILL_NEW, (done, upto))
-                    for dimension, statement in _ROLL_UP.items():
-                        db.execute(statement, (dimension,))
+                    for dimension, sum_by_hour in _SUM_BY_HOUR.items():
+                        db.execute("DELETE FROM temp.dashboard_hourly")
+                        db.execute(sum_by_hour)
+                        if dimension in HOURLY:
+                            db.execute(_ADD_HOURS, (dimension,))
+                        db.execute(_ADD_DAYS, (dimension,))
                     db.execute("DELETE FROM temp.dashboard_new")
+                    db.execute("DELETE FROM temp.dashboard_hourly")
                     db.execute("UPDATE dashboard_rollup_state SET last_seq = ?", (upto,))
                 if upto == last:
                     return int(upto)
+
+    def behind(self) -> bool:
+        """Whether some stored events are not rolled up yet (the figures are partial)."""
+        with self._locked() as db:
+            (done,) = db.execute("SELECT last_seq FROM dashboard_rollup_state").fetchone()
+            (last,) = db.execute(
+                "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM usage_events),"
+                " (SELECT COALESCE(MAX(seq), 0) FROM usage_events_staged))"
+            ).fetchone()
+        return bool(last > done)
 
     def _rollup(self, sql: str, params: Sequence[Any]) -> list[Any]:
         self.catch_up()
@@ -304,13 +348,14 @@ class Dashboard:
         with self._locked() as db:
             figures = db.execute(
                 f"SELECT {_SUMS} FROM dashboard_rollup WHERE tenant = ? AND dimension = 'total'"
-                " AND hour >= ? AND hour < ?",
-                (tenant, period.start_hour, period.end_hour),
+                " AND span = 'day' AND bucket >= ? AND bucket < ?",
+                (tenant, *period.bounds("day")),
             ).fetchone()
             (end_users,) = db.execute(
                 "SELECT COUNT(DISTINCT value) FROM dashboard_rollup WHERE tenant = ?"
-                " AND dimension = 'end_user' AND hour >= ? AND hour < ? AND value != ''",
-                (tenant, period.start_hour, period.end_hour),
+                " AND dimension = 'end_user' AND span = 'day' AND bucket >= ? AND bucket < ?"
+                " AND value != ''",
+                (tenant, *period.bounds("day")),
             ).fetchone()
         return Figures.of(figures), int(end_users)
 
@@ -321,9 +366,9 @@ class Dashboard:
         assert dimension in DIMENSIONS, dimension
         rows = self._rollup(
             f"SELECT value, {_SUMS} FROM dashboard_rollup WHERE tenant = ? AND dimension = ?"
-            " AND hour >= ? AND hour < ? GROUP BY value"
+            " AND span = 'day' AND bucket >= ? AND bucket < ? GROUP BY value"
             " ORDER BY SUM(cost_nanos) DESC, value = '', value LIMIT ?",
-            (tenant, dimension, period.start_hour, period.end_hour, limit),
+            (tenant, dimension, *period.bounds("day"), limit),
         )
         return [(row[0], Figures.of(row[1:])) for row in rows]
 
@@ -333,13 +378,11 @@ class Dashboard:
         """Cost per hour or day, by value of `dimension`: the `max_groups` - 1 costliest values
         on their own and the rest as OTHER (all of them when there are no more than
         `max_groups`)."""
-        assert dimension in DIMENSIONS and bucket in ("hour", "day"), (dimension, bucket)
-        width = 13 if bucket == "hour" else 10
+        assert dimension in HOURLY and bucket in ("hour", "day"), (dimension, bucket)
         rows = self._rollup(
-            f"SELECT substr(hour, 1, {width}), value, SUM(cost_nanos) FROM dashboard_rollup"
-            " WHERE tenant = ? AND dimension = ? AND hour >= ? AND hour < ?"
-            f" GROUP BY substr(hour, 1, {width}), value",
-            (tenant, dimension, period.start_hour, period.end_hour),
+            "SELECT bucket, value, cost_nanos FROM dashboard_rollup"
+            " WHERE tenant = ? AND dimension = ? AND span = ? AND bucket >= ? AND bucket < ?",
+            (tenant, dimension, bucket, *period.bounds(bucket)),
         )
         by_value: dict[str, int] = {}
         for _, value, cost in rows:

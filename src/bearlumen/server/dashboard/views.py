@@ -97,6 +97,7 @@ def dashboard_routes(state: ServerState) -> list[Route]:
             dashboard.series(tenant, period, view.group, view.bucket),
             dashboard.breakdown(tenant, period, "end_user", TOP),
             dashboard.breakdown(tenant, period, "subscription", TOP),
+            dashboard.behind(),
         )
         return html, seq
 
@@ -115,7 +116,7 @@ def dashboard_routes(state: ServerState) -> list[Route]:
 
     async def breakdown(request: Request, tenant: int, view: View) -> Response:
         rows = await _in_thread(dashboard.breakdown, tenant, view.period, view.by)
-        return _html(breakdown_page(view, rows))
+        return _html(breakdown_page(view, rows, await _in_thread(dashboard.behind)))
 
     async def breakdown_download(request: Request, tenant: int, view: View) -> Response:
         rows = await _in_thread(dashboard.breakdown, tenant, view.period, view.by)
