@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 import secrets
+import signal
+import subprocess
+import sys
 from datetime import date
 from html.parser import HTMLParser
 from typing import Any, Iterator
@@ -139,22 +142,24 @@ def test_series_stacks_by_bucket_and_folds_the_smallest_groups(
     assert hourly.cost_nanos[("2026-11-24T09", OTHER)] == 500_000_000  # o4-mini folded
 
 
-def test_the_rollup_catches_up_in_chunks_and_with_each_new_event(
+def test_the_rollup_catches_up_a_few_chunks_a_read_and_with_each_new_event(
     server: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queries, "CATCH_UP_CHUNK", 2)
     key = "sk_test_" + secrets.token_hex(8)
     post(server.base_url, key, EVENTS)
     dashboard = Dashboard(server.store)
+    dashboard.catch_up()  # what earlier tests left: this test counts its own chunks
+    monkeypatch.setattr(queries, "CATCH_UP_CHUNK", 2)
+    monkeypatch.setattr(queries, "CHUNKS_PER_READ", 2)
+    post(server.base_url, key, [event(f"more-{n}", "2026-11-24T10:00:00.000000Z",
+                                      llm(1, 1, 0.125)) for n in range(6)])  # fmt: skip
     who = server.store.tenant_for_key(key)
-    seq = dashboard.catch_up()
+    partial, _ = dashboard.totals(who, BOTH)  # two chunks of two: four of the six new events
+    assert (partial.events, dashboard.behind()) == (5 + 4, True)
+    seq = dashboard.catch_up()  # the last chunk
     assert dashboard.catch_up() == seq  # nothing new: the same seq (the live page stays)
     totals, _ = dashboard.totals(who, BOTH)
-    assert (totals.events, totals.cost_nanos) == (5, 1_875_000_000)
-    post(server.base_url, key, [event("g", "2026-11-24T10:00:00.000000Z", llm(1, 1, 0.125))])
-    assert dashboard.catch_up() > seq
-    totals, _ = dashboard.totals(who, BOTH)
-    assert (totals.events, totals.cost_nanos) == (6, 2_000_000_000)
+    assert (totals.events, totals.cost_nanos, dashboard.behind()) == (11, 2_625_000_000, False)
 
 
 def test_a_tenant_sees_only_its_own_figures_and_events(
@@ -358,3 +363,34 @@ def test_the_api_is_where_it_was(server: LocalServer) -> None:
         assert http.get("/v1/usage/summary").status_code == 401  # a key, not a cookie
         assert re.match(r"text/css", http.get("/static/dashboard.css").headers["content-type"])
         assert http.get("/static/../app.py").status_code == 404
+
+
+def test_demo_prints_the_dashboard_and_keeps_serving_until_ctrl_c() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "bearlumen", "demo", "--events", "30", "--threads", "2", "--plain",
+         "--keep-serving"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("See these costs in your browser: "):
+                break
+        found = re.match(r"See these costs .*: (http://127\.0\.0\.1:\d+/) \(.* key (\S+)\)", line)
+        assert found, lines
+        assert "All 30 events delivered exactly once" in "".join(lines)
+        assert "press Ctrl-C" in demo.stdout.readline()  # the demo is over; the server is up
+        with httpx.Client(base_url=found[1]) as http:
+            assert http.post("/sign-in", data={"api_key": found[2]}).status_code == 303
+            page = http.get("/").text  # the last 7 days: the demo metered just now
+            assert '<dd id="total-events">30</dd>' in page
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        if demo.stdout is not None:
+            demo.stdout.close()
