@@ -93,7 +93,9 @@ def tenant(server: LocalServer) -> tuple[Dashboard, int, str]:
     """A fresh tenant holding EVENTS, and a Dashboard on the server's store."""
     key = "sk_test_" + secrets.token_hex(8)
     post(server.base_url, key, EVENTS)
-    return Dashboard(server.store), server.store.tenant_for_key(key), key
+    dashboard = Dashboard(server.store)
+    dashboard.catch_up()  # as each page view does first
+    return dashboard, server.store.tenant_for_key(key), key
 
 
 def test_totals_add_up_the_events_of_the_period(tenant: tuple[Dashboard, int, str]) -> None:
@@ -154,7 +156,8 @@ def test_the_rollup_catches_up_a_few_chunks_a_read_and_with_each_new_event(
     post(server.base_url, key, [event(f"more-{n}", "2026-11-24T10:00:00.000000Z",
                                       llm(1, 1, 0.125)) for n in range(6)])  # fmt: skip
     who = server.store.tenant_for_key(key)
-    partial, _ = dashboard.totals(who, BOTH)  # two chunks of two: four of the six new events
+    dashboard.catch_up()  # two chunks of two: four of the six new events
+    partial, _ = dashboard.totals(who, BOTH)
     assert (partial.events, dashboard.behind()) == (5 + 4, True)
     seq = dashboard.catch_up()  # the last chunk
     assert dashboard.catch_up() == seq  # nothing new: the same seq (the live page stays)
@@ -170,6 +173,7 @@ def test_a_tenant_sees_only_its_own_figures_and_events(
     post(server.base_url, other_key, [event("a", "2026-11-24T09:00:00.000000Z", llm(5, 5, 7.0),
                                             agentId="theirs")])  # fmt: skip
     other = server.store.tenant_for_key(other_key)
+    dashboard.catch_up()
     assert dashboard.totals(other, BOTH)[0].cost_nanos == 7_000_000_000
     assert "theirs" not in {value for value, _ in dashboard.breakdown(who, BOTH, "agent")}
     theirs = dashboard.events(other, BOTH, {})
@@ -194,6 +198,10 @@ def test_events_page_newest_first_and_back_again(tenant: tuple[Dashboard, int, s
     assert [e.idempotency_key for e in first.events] == ["e", "d"] and first.newer is None
     filtered = dashboard.events(who, BOTH, {"end_user": "eu_1", "agent": "reviewer"})
     assert [e.idempotency_key for e in filtered.events] == ["c"]
+    # an end user (no index of its own) is looked up in the rollup first
+    assert dashboard.events(who, BOTH, {"end_user": "eu_nobody"}).events == []
+    eu_2 = dashboard.events(who, BOTH, {"end_user": "eu_2"})
+    assert [e.idempotency_key for e in eu_2.events] == ["e", "b"]
     assert dashboard.events(who, BOTH, {"metric": "api_calls"}).events[0].metadata is None
 
 

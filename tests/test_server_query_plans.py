@@ -165,6 +165,7 @@ DASHBOARD_PAGES: list[tuple[str, dict[str, str], str]] = [
     ("/events", {"workflow": "triage"}, "usage_events_with_workflow"),
     ("/events", {"subscription": "sub_1"}, "usage_events_with_subscription"),
     ("/events", {"metric": "llm_tokens"}, "usage_events_by_metric"),
+    ("/events", {"end_user": "eu_1"}, "usage_events_by_ts"),  # narrowed by the rollup first
     ("/events", {"agent": "support-bot", "older": "5"}, "usage_events_with_agent"),
     ("/events", {"newer": "5"}, "usage_events_by_ts"),
 ]

@@ -27,7 +27,7 @@ from .pages import (
     sign_in_page,
 )
 from .params import View, read_view
-from .queries import Dashboard
+from .queries import Dashboard, Figures
 from .sessions import COOKIE, Sessions
 
 # This origin only: no inline script or style, no frames, forms post here.
@@ -114,12 +114,16 @@ def dashboard_routes(state: ServerState) -> list[Route]:
             answer["html"], answer["seq"] = await _in_thread(render_figures, tenant, view)
         return Response(to_json(answer), media_type="application/json", headers=HEADERS)
 
+    def read_breakdown(tenant: int, view: View) -> list[tuple[str, Figures]]:
+        dashboard.catch_up()
+        return dashboard.breakdown(tenant, view.period, view.by)
+
     async def breakdown(request: Request, tenant: int, view: View) -> Response:
-        rows = await _in_thread(dashboard.breakdown, tenant, view.period, view.by)
+        rows = await _in_thread(read_breakdown, tenant, view)
         return _html(breakdown_page(view, rows, await _in_thread(dashboard.behind)))
 
     async def breakdown_download(request: Request, tenant: int, view: View) -> Response:
-        rows = await _in_thread(dashboard.breakdown, tenant, view.period, view.by)
+        rows = await _in_thread(read_breakdown, tenant, view)
         name = f"bearlumen-cost-by-{view.by}-{view.period.first}-to-{view.period.last}.csv"
         return Response(
             breakdown_csv(view.by, rows),
@@ -128,6 +132,7 @@ def dashboard_routes(state: ServerState) -> list[Route]:
         )
 
     def read_events(tenant: int, view: View) -> tuple[Any, dict[str, list[str]]]:
+        dashboard.catch_up()
         page = dashboard.events(
             tenant,
             view.period,
