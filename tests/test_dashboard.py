@@ -20,9 +20,10 @@ import httpx
 import pytest
 
 from bearlumen.server.dashboard import queries
+from bearlumen.server.dashboard.charts import _nice_ceiling, stacked_bars
 from bearlumen.server.dashboard.pages import breakdown_csv
 from bearlumen.server.dashboard.params import read_view
-from bearlumen.server.dashboard.queries import OTHER, Dashboard, Figures, Period
+from bearlumen.server.dashboard.queries import OTHER, Dashboard, Figures, Period, Series
 from bearlumen.server.dashboard.sessions import MAX_AGE_SECONDS, Sessions
 from bearlumen.testing import LocalServer
 
@@ -203,6 +204,12 @@ def test_events_page_newest_first_and_back_again(tenant: tuple[Dashboard, int, s
     eu_2 = dashboard.events(who, BOTH, {"end_user": "eu_2"})
     assert [e.idempotency_key for e in eu_2.events] == ["e", "b"]
     assert dashboard.events(who, BOTH, {"metric": "api_calls"}).events[0].metadata is None
+
+
+def test_the_charts_axis_ends_on_a_round_figure_and_an_empty_chart_says_so() -> None:
+    assert [_nice_ceiling(v) for v in (0.9, 1.22, 2.1, 45, 1234)] == [1, 1.6, 2.4, 60, 1600]
+    empty = stacked_bars(Series(["2026-11-24"], [], {}), "c", "Cost per day", "agent")
+    assert '<desc id="c-desc">No cost was recorded from Nov 24 to Nov 24.</desc>' in empty
 
 
 def test_a_bad_query_string_falls_back_to_defaults_and_says_why() -> None:

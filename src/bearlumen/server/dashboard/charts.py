@@ -24,13 +24,14 @@ def _colour(index: int, group: str) -> str:
 
 
 def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `value`."""
+    """The smallest of 1, 1.2, 1.6, 2, 2.4, 3, 4, 6, 8 times a power of ten that is at least
+    `value`: the axis' top, divided into four steps that read well (0.3, 0.4, 0.6, ...)."""
     if value <= 0:
         return 1.0
     power = 10.0 ** (len(f"{value:.0f}") - 1) if value >= 1 else 1.0
     while power > value:
         power /= 10
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.2, 1.6, 2, 2.4, 3, 4, 6, 8, 10):
         if step * power >= value:
             return step * power
     return 10 * power  # pragma: no cover - the loop always returns

@@ -19,7 +19,9 @@ def money_axis(dollars: float, top: float) -> str:
         return f"${dollars:,.0f}"
     if top >= 0.1:
         return f"${dollars:,.2f}"
-    return f"${dollars:,.4f}"
+    if top >= 0.01:
+        return f"${dollars:,.4f}"
+    return f"${dollars:,.6f}"
 
 
 def count(number: int) -> str:
