@@ -31,7 +31,7 @@ import time
 from datetime import date, timedelta
 from typing import Any, Callable
 
-from bearlumen.server.dashboard.queries import CATCH_UP_CHUNK, Dashboard, Period
+from bearlumen.server.dashboard.queries import CATCH_UP_CHUNK, CHUNKS_PER_READ, Dashboard, Period
 from bearlumen.server.store import Store, nanos
 
 AGENTS = [f"agent-{n}" for n in range(8)]
@@ -121,7 +121,7 @@ def main() -> None:
         dashboard.events(tenant, Period(LAST_DAY, LAST_DAY), {})  # moves what is staged
         began = time.perf_counter()
         dashboard.catch_up(max_chunks=1)
-        print(f"{'rollup: one chunk (a page view adds up to 2)':<52} "
+        print(f"{f'rollup: one chunk (a page view adds up to {CHUNKS_PER_READ})':<52} "
               f"{(time.perf_counter() - began) * 1000:8.0f} ms  ({CATCH_UP_CHUNK:,} events)")  # fmt: skip
         began = time.perf_counter()
         dashboard.catch_up(max_chunks=10**9)
