@@ -25,7 +25,8 @@ from bearlumen.server.dashboard.format import count, money
 from bearlumen.server.store import nanos
 from bearlumen.testing import LocalServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium; BEARLUMEN_CHROMIUM names another build (chromium-browser, google-chrome)
+CHROMIUM = os.environ.get("BEARLUMEN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import astuple
 from functools import cache
 from html import escape
 from importlib.resources import files
@@ -252,7 +253,7 @@ def breakdown_page(view: View, rows: list[tuple[str, Figures]], behind: bool = F
     lines = []
     total = Figures()
     for value, f in rows:
-        total = Figures(*(a + b for a, b in zip(_numbers(total), _numbers(f))))
+        total = Figures(*(a + b for a, b in zip(astuple(total), astuple(f))))
         name = _events_link(view, view.by, value) if view.by != "model" else _e(value_label(value))
         flag = (
             f' <span class="flag" title="No price known for these calls">{count(f.unpriced)}'
@@ -278,13 +279,6 @@ def breakdown_page(view: View, rows: list[tuple[str, Figures]], behind: bool = F
         f'{table}<p><a class="button" href="{_e(csv_link)}" download>Download CSV</a></p>'
     )
     return page("Breakdown", body, current="/breakdown", signed_in=True)
-
-
-def _numbers(f: Figures) -> tuple[int, ...]:
-    return (
-        f.events, f.cost_nanos, f.unpriced, f.input_tokens, f.cache_read_tokens,
-        f.cache_write_tokens, f.output_tokens, f.reasoning_tokens,
-    )  # fmt: skip
 
 
 def _figure_cells(f: Figures) -> str:
