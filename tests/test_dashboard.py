@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import date
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urljoin, urlsplit
 
@@ -378,6 +379,26 @@ def test_the_api_is_where_it_was(server: LocalServer) -> None:
         assert http.get("/v1/usage/summary").status_code == 401  # a key, not a cookie
         assert re.match(r"text/css", http.get("/static/dashboard.css").headers["content-type"])
         assert http.get("/static/../app.py").status_code == 404
+
+
+def test_serve_prints_where_the_dashboard_is(tmp_path: Path) -> None:
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "bearlumen", "serve", "--port", "0", "--db", str(tmp_path / "db")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert serve.stdout is not None
+        lines = [serve.stdout.readline() for _ in range(5)]
+        (line,) = [line for line in lines if line.startswith("Cost dashboard: ")]
+        url = line.split()[2]
+        assert url == lines[0].split("listening on ", 1)[1].split()[0] + "/"
+        answer = httpx.get(url)
+        assert answer.status_code == 303 and answer.headers["location"] == "/sign-in?next=%2F"
+    finally:
+        serve.terminate()
+        serve.wait(10)
+        if serve.stdout is not None:
+            serve.stdout.close()
 
 
 def test_demo_prints_the_dashboard_and_keeps_serving_until_ctrl_c() -> None:
