@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from .admin import admin_routes
+from .dashboard import dashboard_routes
 from .faults import FaultInjector
 from .middleware import OutermostMiddleware
 from .routes import api_routes
@@ -30,6 +31,7 @@ def create_app(
     routes = api_routes(state)
     if faults is not None:
         routes += admin_routes(state)
+    routes += dashboard_routes(state)  # the HTML pages at / (docs/dashboard.md)
     app = Starlette(routes=routes)
     # An id of "/" (sent as %2F) must be a 404, not a redirect to the list route.
     app.router.redirect_slashes = False
