@@ -143,11 +143,15 @@ def _finish_exit_flush(flushes: list[tuple[Shipper, threading.Event | None]], di
         deadline = time.monotonic() + max(shipper.shutdown_timeout for shipper, _ in waits)
         for shipper, done in waits:
             if not done.wait(max(0.0, deadline - time.monotonic())):
+                # Ending now (die): what is undelivered is counted failed and goes to on_error
+                # before the process ends; otherwise the exit hooks' close() does that.
+                undelivered = shipper.give_up() if die else shipper.undelivered_estimate()
                 logger.error(
-                    "bearlumen: SIGTERM: %d usage event(s) still undelivered after"
-                    " shutdown_timeout=%ss",
-                    shipper.queued_estimate(),
+                    "bearlumen: SIGTERM: %d usage event(s) undelivered after"
+                    " shutdown_timeout=%ss%s",
+                    undelivered,
                     shipper.shutdown_timeout,
+                    ": counted failed and handed to on_error" if die else "",
                 )
     if die:
         os.kill(os.getpid(), signal.SIGTERM)

@@ -56,7 +56,7 @@ from ._events import (
     queued_bytes,
 )
 from ._http import HttpCore
-from ._outcomes import ErrorCallback, Outcomes
+from ._outcomes import ErrorCallback, Flight, Outcomes
 from ._senders import Senders
 from ._spool import Spool
 from ._types import FlushResult, ShipperStats
@@ -334,11 +334,14 @@ class Shipper:
     # -- control ---------------------------------------------------------------------------
 
     def stats(self) -> ShipperStats:
-        queued = _events_in(self.pending_events)
-        in_flight = self._senders.events_in_flight
+        """The counts, read at one moment: the worker moves events from the queue to in flight,
+        and the senders from in flight to an outcome, under the lock held here, so that
+        queued + in_flight + recorded + duplicate + rejected + dropped + failed is the number of
+        record() calls that returned."""
         outcomes = self._outcomes
         with outcomes.lock:
-            return {"queued": queued, "in_flight": in_flight, **outcomes.counts}  # type: ignore[typeddict-item]
+            queued = _events_in(self.pending_events)
+            return {"queued": queued, "in_flight": outcomes.in_flight, **outcomes.counts}  # type: ignore[typeddict-item]
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Block until everything recorded before this call is delivered or failed for good."""
@@ -372,17 +375,17 @@ class Shipper:
         return request
 
     def close(self, timeout: float | None = None) -> FlushResult:
-        """Deliver what is queued (waiting at most `timeout`), then stop the worker."""
+        """Deliver what is queued (waiting at most `timeout`), then stop the worker; what is
+        still undelivered then is counted failed and handed to on_error."""
         with self._lifecycle_lock:
             self._accepting = False
             if self.state is ShipperState.IDLE:
                 self.state = ShipperState.CLOSED
             elif self.state is ShipperState.RUNNING:
                 self.state = ShipperState.CLOSING
-        result = self.flush(self.shutdown_timeout if timeout is None else timeout)
-        # Whatever is still undelivered now is given up: stop retrying and account for it.
-        self._senders.abandon()
-        self._wake.set()
+        waited = self.shutdown_timeout if timeout is None else timeout
+        result = self.flush(waited)
+        given_up = self.give_up()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=1.0)
@@ -394,14 +397,23 @@ class Shipper:
         if worker is None and self._spool is not None:
             self._spool.close()  # no worker ever ran to close it
         result = {**self.stats(), "complete": result["complete"]}
-        if not result["complete"]:
+        if given_up:
             logger.error(
-                "bearlumen: closed with %d usage events undelivered (server unreachable or slow);"
-                " %d failed in all",
-                result["queued"] + result["in_flight"],
+                "bearlumen: closed with %d usage event(s) undelivered after waiting %ss (server"
+                " unreachable or slow): counted failed and handed to on_error%s; %d failed in all",
+                given_up,
+                waited,
+                "; they stay in the spool for the next client" if self._spool is not None else "",
                 result["failed"],
             )
         return result
+
+    def give_up(self) -> int:
+        """Stop delivering: every event in flight or queued is counted failed now (an answer
+        that comes later is not counted again) and handed to on_error; returns how many."""
+        in_flight = self._senders.abandon()  # failed, and no more retries
+        self._wake.set()
+        return in_flight + self._fail_remaining()  # the worker may be stuck in a send
 
     def close_at_exit(self) -> None:
         """The process is ending (atexit, or a multiprocessing child's finalizers)."""
@@ -424,9 +436,9 @@ class Shipper:
     def wake(self) -> None:
         self._wake.set()
 
-    def queued_estimate(self) -> int:
-        """Events still queued; no lock, for a signal handler's log line."""
-        return _events_in(self.pending_events)
+    def undelivered_estimate(self) -> int:
+        """Events queued or in flight; no lock, for a signal handler's log line."""
+        return _events_in(self.pending_events) + self._outcomes.in_flight
 
     # -- the worker ------------------------------------------------------------------------
 
@@ -456,8 +468,8 @@ class Shipper:
                 self._senders.abandoned.is_set() or not self.pending_events
             ):
                 break
+        self._fail_remaining()  # before waiting for the senders, which a silent server holds
         self._senders.stop()
-        self._fail_remaining()
         if self._spool is not None:
             self._spool.close()
         with self._lifecycle_lock:
@@ -489,28 +501,40 @@ class Shipper:
             # meanwhile would send the budget's remainder as a runt batch.
             if not everything and min(budget, len(self.pending_events)) < self.flush_at:
                 break
-            chunk, flush_request = self._take_chunk(min(MAX_BATCH_SIZE, budget))
-            if not chunk and flush_request is None:
+            flight, flush_request = self._take_chunk(min(MAX_BATCH_SIZE, budget))
+            if flight is None and flush_request is None:
                 break
-            budget -= len(chunk) + (flush_request is not None)
-            if chunk:
-                self._senders.send(chunk)
+            budget -= (0 if flight is None else len(flight.events)) + (flush_request is not None)
+            if flight is not None:
+                try:
+                    self._senders.send(flight)
+                except BaseException as exc:  # counted in flight: it must not stay there
+                    error = BearLumenError(f"Unexpected error in delivery: {exc}")
+                    self._outcomes.give_up(flight.events, error, flight)
+                    self._outcomes.landed(flight)
+                    raise
             if flush_request is not None:
                 self._senders.set_after_batches_so_far(flush_request.done)
 
-    def _take_chunk(self, limit: int) -> tuple[list[QueuedEvent], _FlushRequest | None]:
+    def _take_chunk(self, limit: int) -> tuple[Flight | None, _FlushRequest | None]:
+        """Up to `limit` events off the queue, in flight from now (None: none were queued), and
+        the flush marker that ended them, if one did."""
         pending = self.pending_events
         popleft = pending.popleft
-        # Only this worker takes from the left, so the first `count` items are there to take;
-        # a comprehension, not a loop testing each item: this runs for every event.
-        count = min(limit, len(pending))
-        chunk: list[Any] = [popleft() for _ in range(count)]
-        flush_request = None
-        if _FlushRequest in map(type, chunk):  # a flush marker: the chunk ends before it
-            at = next(n for n, item in enumerate(chunk) if type(item) is _FlushRequest)
-            flush_request = chunk[at]
-            pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
-            del chunk[at:]
+        # Only this worker takes from the left (close() too, once the worker is stuck: hence
+        # the lock), so the first `count` items are there to take; a comprehension, not a loop
+        # testing each item: this runs for every event. Under the outcomes' lock, so that
+        # stats() sees each event either queued or in flight.
+        with self._outcomes.lock:
+            count = min(limit, len(pending))
+            chunk: list[Any] = [popleft() for _ in range(count)]
+            flush_request = None
+            if _FlushRequest in map(type, chunk):  # a flush marker: the chunk ends before it
+                at = next(n for n, item in enumerate(chunk) if type(item) is _FlushRequest)
+                flush_request = chunk[at]
+                pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
+                del chunk[at:]
+            flight = self._outcomes.fly(chunk) if chunk else None
         if chunk:
             # Sized first, then one `-=`: a producer's `+=` that runs while events_bytes does (a
             # thread switch inside the call) would be lost if the old total were read before it.
@@ -522,20 +546,29 @@ class Shipper:
         if self._blocked_producers:
             with self._space:
                 self._space.notify_all()
-        return chunk, flush_request
+        return flight, flush_request
 
-    def _fail_remaining(self) -> None:
-        """At shutdown: what was never sent is failed (and handed to on_error), not forgotten."""
+    def _fail_remaining(self) -> int:
+        """At shutdown: what was never sent is failed (and handed to on_error), not forgotten.
+        Taken off the queue and counted failed in one step (stats() never sees them in neither
+        place); the worker, or close() when the worker is stuck, whichever comes first."""
         leftover: list[QueuedEvent] = []
-        while self.pending_events:
-            item = self.pending_events.popleft()
-            if type(item) is _FlushRequest:
-                item.done.set()
-            else:
-                leftover.append(item)  # type: ignore[arg-type]
+        markers: list[_FlushRequest] = []
+        outcomes = self._outcomes
+        with outcomes.lock:
+            while self.pending_events:
+                item = self.pending_events.popleft()
+                if type(item) is _FlushRequest:
+                    markers.append(item)
+                else:
+                    leftover.append(item)  # type: ignore[arg-type]
+            outcomes.counts["failed"] += len(leftover)
+            self.queued_bytes = 0
         if leftover:
-            closed = BearLumenError("The client was closed before delivery")
-            self._outcomes.give_up(leftover, closed)
+            outcomes.failed_at_close(leftover)
+        for marker in markers:
+            marker.done.set()
+        return len(leftover)
 
 
 def _on_event_loop() -> bool:
