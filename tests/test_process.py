@@ -110,6 +110,51 @@ def test_with_the_server_down_the_process_exits_within_its_bound(api_key: str) -
     assert "undelivered" in done.stderr
 
 
+SILENT_SERVER_SCRIPT = """
+record(3, "silent")
+client.flush(timeout=0)  # out now: the server takes the request and never answers
+senders = client._shipper._senders
+with senders._progress:
+    assert senders._progress.wait_for(lambda: senders._outstanding == {0}, 30)
+print("in flight", client.stats()["in_flight"], flush=True)
+if sys.argv[1] == "sigterm":
+    os.kill(os.getpid(), 15)
+    sys.stdin.read()  # until SIGTERM's flush gives up and ends the process
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_events_in_flight_to_a_silent_server_are_failed_at_the_end_and_counted_in_the_log(
+    api_key: str, how: str
+) -> None:
+    # A server that accepts connections and never answers: the events stay in flight until
+    # the exit hook (or SIGTERM's flush) gives up. They must be counted failed, reach on_error,
+    # and the log must say how many there were (SIGTERM said "0 undelivered" with 3 in flight).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # never accepted: the kernel completes the connection, no one answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        on_error = (
+            "lambda events, exc: print('on_error', len(events), type(exc).__name__, flush=True)"
+        )
+        options = f"shutdown_timeout=1.0, on_error={on_error}"
+        script = textwrap.dedent(PRELUDE.format(options=options))
+        script += textwrap.dedent(SILENT_SERVER_SCRIPT)
+        done = subprocess.run(
+            [sys.executable, "-c", script, how],
+            env={**os.environ, "KEY": api_key, "URL": url},
+            stdin=subprocess.PIPE, capture_output=True, text=True, timeout=1.0 + 5 + 10,
+        )  # fmt: skip
+    assert done.returncode == (0 if how == "exit" else -signal.SIGTERM), done.stderr
+    assert done.stdout.splitlines() == ["in flight 3", "on_error 3 BearLumenError"]
+    expected = (
+        "closed with 3 usage event(s) undelivered"
+        if how == "exit"
+        else "SIGTERM: 3 usage event(s) undelivered after shutdown_timeout=1.0s"
+    )
+    assert expected in done.stderr
+
+
 # -- multiprocessing ------------------------------------------------------------------------
 
 POOL_JOB = """
