@@ -155,6 +155,44 @@ def test_events_in_flight_to_a_silent_server_are_failed_at_the_end_and_counted_i
     assert expected in done.stderr
 
 
+LATE_EVENTS_SCRIPT = """
+import atexit, os, bearlumen
+
+def app_exit_hook():  # registered before the client: runs after the client's exit hook
+    print(client.usage.record("token_usage", "llm_tokens", 1, "from-an-exit-hook"), flush=True)
+
+if "exit-hook" in os.environ["LATE"]:
+    atexit.register(app_exit_hook)
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          shutdown_timeout=1.0)
+
+class AbandonedStream:  # an LLM stream left by `break`: its finalizer records the partial call
+    def __del__(self):
+        print(client.usage.record("token_usage", "llm_tokens", 1, "from-a-finalizer"), flush=True)
+
+if "finalizer" in os.environ["LATE"]:
+    stream = AbandonedStream()  # finalized during interpreter shutdown; nothing sent before
+"""
+
+
+@pytest.mark.parametrize("late", ["finalizer", "exit-hook", "exit-hook finalizer"])
+def test_events_recorded_while_the_process_exits_are_dropped_and_counted_never_a_hang(
+    server: LocalServer, api_key: str, late: str
+) -> None:
+    # Recorded after the exit hook closed the client, and during interpreter shutdown: the
+    # worker started then never ran, and Thread.start() waited for it for ever (issue 21).
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LATE_EVENTS_SCRIPT)],
+        env={**os.environ, "KEY": api_key, "URL": server.base_url, "LATE": late},
+        capture_output=True, text=True, timeout=1.0 + 5,  # shutdown_timeout + 5 s
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    dropped = "{'recorded': False, 'idempotency_key': 'from-%s', 'dropped': True}"
+    expected = {"exit-hook": dropped % "an-exit-hook", "finalizer": dropped % "a-finalizer"}
+    assert done.stdout.splitlines() == [expected[part] for part in late.split()]
+    assert "closed by the process's exit" in done.stderr
+
+
 # -- multiprocessing ------------------------------------------------------------------------
 
 POOL_JOB = """

@@ -80,6 +80,7 @@ class Outcomes:
         self._failing = False  # a batch was given up on: logged once until delivery recovers
         self._outage = False  # an attempt failed: logged once until delivery recovers
         self._closed_drops_logged_at = -DROP_REPORT_INTERVAL * 10
+        self.exiting = False  # the process is ending: the exit hook closed the client
 
     def count_duplicate(self) -> None:
         with self.lock:
@@ -98,8 +99,11 @@ class Outcomes:
             return
         self._closed_drops_logged_at = now
         logger.warning(
-            "bearlumen: usage.record() called after the client was closed: the event is dropped"
-            " (%d dropped in all)",
+            "bearlumen: usage.record() called after the client was closed%s: the event is"
+            " dropped (%d dropped in all)",
+            " by the process's exit (an exit hook or a finalizer that runs later)"
+            if self.exiting
+            else "",
             self.counts["dropped"],
         )
 

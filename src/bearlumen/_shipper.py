@@ -26,6 +26,7 @@ import enum
 import functools
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -322,6 +323,10 @@ class Shipper:
             self._sigterm_after_fork = False
             _exit_hooks.install_sigterm_handler()
         with self._lifecycle_lock:
+            if self.state is ShipperState.IDLE and sys.is_finalizing():
+                # A thread started now never runs, and Thread.start() waits for it for ever.
+                self._outcomes.exiting = True
+                self.state = ShipperState.CLOSED
             if self.state is ShipperState.IDLE:
                 self._worker = threading.Thread(
                     target=self._run, name="bearlumen-shipper", daemon=True
@@ -416,8 +421,12 @@ class Shipper:
         return in_flight + self._fail_remaining()  # the worker may be stuck in a send
 
     def close_at_exit(self) -> None:
-        """The process is ending (atexit, or a multiprocessing child's finalizers)."""
-        if self.state is ShipperState.RUNNING:
+        """The process is ending (atexit, or a multiprocessing child's finalizers). An idle
+        shipper is closed too: an event recorded after this (an app's exit hook that runs
+        later, a finalizer during interpreter shutdown) is dropped and counted, instead of
+        starting a worker that nothing would wait for, or that shutdown would wait on."""
+        self._outcomes.exiting = True
+        if self.state in (ShipperState.RUNNING, ShipperState.IDLE):
             self.close()
 
     def start_exit_flush(self) -> threading.Event | None:
