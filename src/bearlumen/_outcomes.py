@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any, Callable, List
 
+from ._clock import monotonic
 from ._errors import BearLumenError
 from ._events import QueuedEvent, to_record_input
 from ._types import UsageRecordInput
@@ -35,6 +36,11 @@ logger = logging.getLogger("bearlumen")
 COUNTERS = ("sent", "recorded", "duplicate", "rejected", "dropped", "failed", "retries", "batches")
 # While delivery is failing the worker reports drops at least this often (seconds).
 DROP_REPORT_INTERVAL = 1.0
+# The first drops of a burst are logged at once, later ones at most this often (seconds), each
+# line with the count since the last one and in all.
+DROP_LOG_EVERY = 5.0
+# The senders' watch ticks this often (seconds): drops are reported, unanswered attempts seen.
+WATCH_INTERVAL = 1.0
 
 ErrorCallback = Callable[[List[UsageRecordInput], BaseException], Any]
 
@@ -81,6 +87,7 @@ class Outcomes:
         self._outage = False  # an attempt failed: logged once until delivery recovers
         self._closed_drops_logged_at = -DROP_REPORT_INTERVAL * 10
         self.exiting = False  # the process is ending: the exit hook closed the client
+        self._drops_logged_at: float | None = None  # when drops were last logged
 
     def count_duplicate(self) -> None:
         with self.lock:
@@ -192,10 +199,19 @@ class Outcomes:
         """An attempt failed and will be retried; True at the first of an outage (to log it)."""
         with self.lock:
             self.counts["retries"] += 1
+        return self.begin_outage()
+
+    def begin_outage(self) -> bool:
+        """An attempt failed, or has gone unanswered too long: True at the first of an outage
+        (the caller logs it); its end is logged once by delivery_recovered."""
         if self._outage:
             return False
         self._outage = True
         return True
+
+    @property
+    def in_outage(self) -> bool:
+        return self._outage
 
     def reject(
         self, events: list[QueuedEvent], exc: BearLumenError, flight: Flight | None = None
@@ -262,17 +278,22 @@ class Outcomes:
         except Exception:
             logger.exception("bearlumen: the on_error callback raised")
 
-    def report_bursts(self) -> None:
-        """Log drops, rejections and unconfirmed events once per wake of the worker, never once
-        per event."""
+    def report_bursts(self, *, final: bool = False) -> None:
+        """Log drops, rejections and unconfirmed events once per wake of the worker (or tick of
+        the senders' watch), never once per event. Drops go at most every DROP_LOG_EVERY
+        seconds while they continue (the first at once); `final` (at close) tells all."""
         if not (
             self._rejected_unreported or self._dropped_unreported or self._unconfirmed_unreported
         ):
             return
+        now = monotonic()
+        logged_at = self._drops_logged_at
+        drops_due = final or logged_at is None or now - logged_at >= DROP_LOG_EVERY
         with self.lock:  # worker and senders report; each burst is told once
             rejected, self._rejected_unreported = self._rejected_unreported, 0
             first_rejection, self._first_rejection = self._first_rejection, None
-            dropped, self._dropped_unreported = self._dropped_unreported, 0
+            dropped = self._dropped_unreported if drops_due else 0
+            self._dropped_unreported -= dropped
             unconfirmed, self._unconfirmed_unreported = self._unconfirmed_unreported, 0
             first_unconfirmed, self._first_unconfirmed = self._first_unconfirmed, None
             total = self.counts["dropped"]
@@ -292,6 +313,7 @@ class Outcomes:
             )
         if not dropped:
             return
+        self._drops_logged_at = now
         logger.warning(
             "bearlumen: dropped %d usage event(s) (%d in all): the queue is full"
             " (max_queue_size=%d, max_queue_bytes=%d)",

@@ -11,6 +11,12 @@ whatever order the batches come back.
 Batches are numbered in the order the worker took them: a flush marker is done once every batch
 numbered before it has come back, so a later batch's answer cannot complete an earlier flush.
 `abandon()` (close() gave up waiting) ends every wait and every retry at once.
+
+A watch thread (one per shipper, from the first sender on) ticks every second while senders
+exist: it reports drops and rejections as they happen, whatever the senders and the worker are
+waiting for, and logs an outage once an attempt has gone `SLOW_ANSWER_WARNING` seconds without
+an answer, instead of only once it times out (`timeout`, 30 s by default). It counts its own
+ticks rather than reading a clock, so a user's frozen clock cannot silence it.
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ from ._batch_codec import batch_answer_reader, encode_batch, read_results
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import QueuedEvent
 from ._http import HttpCore
-from ._outcomes import DROP_REPORT_INTERVAL, Flight, Outcomes
+from ._outcomes import DROP_REPORT_INTERVAL, WATCH_INTERVAL, Flight, Outcomes
 from ._spool import Spool
 from ._throttle import SendThrottle
 
 logger = logging.getLogger("bearlumen")
+
+# An attempt unanswered this long (seconds) is an outage, and logged as one, before its timeout.
+SLOW_ANSWER_WARNING = 5.0
 
 
 class Senders:
@@ -69,6 +78,11 @@ class Senders:
         self._next_batch = 0
         self._outstanding: set[int] = set()  # numbers of the batches in flight
         self._waiting_markers: Deque[tuple[threading.Event, int]] = deque()
+        # The watch: its ticks, and the tick at which each sender's current attempt began.
+        self._watch: threading.Thread | None = None
+        self._watch_stop = threading.Event()
+        self._ticks = 0
+        self._attempts: dict[int, int] = {}
 
     @property
     def events_in_flight(self) -> int:
@@ -104,6 +118,11 @@ class Senders:
             )
             self.threads.append(sender)
             sender.start()
+            if self._watch is None:
+                self._watch = threading.Thread(
+                    target=self._keep_watch, name="bearlumen-watch", daemon=True
+                )
+                self._watch.start()
 
     def set_after_batches_so_far(self, done: threading.Event) -> None:
         """A flush marker: set `done` once every batch handed out so far has come back."""
@@ -113,6 +132,7 @@ class Senders:
 
     def stop(self) -> None:
         """The worker is ending: let the batches in flight come back, then end the senders."""
+        self._watch_stop.set()
         for _ in self.threads:
             self._batches.put(None)
         for sender in self.threads:
@@ -201,6 +221,7 @@ class Senders:
             on_retry=self._count_retry,
         )
         self._throttle.wait_turn(self.abandoned.is_set)
+        self._attempt_begins()
         delivered = False
         try:
             answer = self._http.request(
@@ -214,6 +235,7 @@ class Senders:
             delivered = True
             return answer
         finally:
+            self._attempts.pop(threading.get_ident(), None)
             self._throttle.attempt_done(delivered)
 
     def _tally(self, events: list[QueuedEvent], answer: Any, flight: Flight | None = None) -> None:
@@ -254,7 +276,31 @@ class Senders:
                 flight,
             )
 
+    def _attempt_begins(self) -> None:
+        self._attempts[threading.get_ident()] = self._ticks
+
+    def _keep_watch(self) -> None:
+        """The watch thread: every second, report bursts and look for an unanswered attempt."""
+        _exit_hooks.leave_signals_to_the_main_thread()
+        while not self._watch_stop.wait(WATCH_INTERVAL):
+            self._ticks += 1
+            self._outcomes.report_bursts()
+            began = min(list(self._attempts.values()), default=None)
+            if began is None or (self._ticks - began) * WATCH_INTERVAL < SLOW_ANSWER_WARNING:
+                continue
+            if self._outcomes.begin_outage():
+                logger.warning(
+                    "bearlumen: usage delivery: no answer from the server after %.0fs; %d"
+                    " event(s) waiting; still waiting (timeout=%ss an attempt, retrying until"
+                    " delivery_timeout=%ss)",
+                    (self._ticks - began) * WATCH_INTERVAL,
+                    self.events_in_flight + self._queued(),
+                    self._http.timeout,
+                    self.delivery_timeout,
+                )
+
     def _count_retry(self, exc: BaseException | None, delay: float) -> None:
+        self._attempts.pop(threading.get_ident(), None)
         self._throttle.attempt_failed(getattr(exc, "retry_after", None))
         if self._outcomes.count_retry():
             # The first failed attempt of an outage, logged once; the retries go to DEBUG.
@@ -283,6 +329,7 @@ class Senders:
                     break
         # Another sender's 429 may have paused everyone, or the server may want fewer at once.
         self._throttle.wait_turn(self.abandoned.is_set, slept_until=slept_until)
+        self._attempt_begins()
 
 
 def describe_failure(exc: BaseException | None) -> str:

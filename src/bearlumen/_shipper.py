@@ -57,7 +57,7 @@ from ._events import (
     queued_bytes,
 )
 from ._http import HttpCore
-from ._outcomes import ErrorCallback, Flight, Outcomes
+from ._outcomes import WATCH_INTERVAL, ErrorCallback, Flight, Outcomes
 from ._senders import Senders
 from ._spool import Spool
 from ._types import FlushResult, ShipperStats
@@ -348,8 +348,10 @@ class Shipper:
             queued = _events_in(self.pending_events)
             return {"queued": queued, "in_flight": outcomes.in_flight, **outcomes.counts}  # type: ignore[typeddict-item]
 
-    def flush(self, timeout: float | None = None) -> FlushResult:
-        """Block until everything recorded before this call is delivered or failed for good."""
+    def flush(self, timeout: float | None = None, *, caller: str = "flush()") -> FlushResult:
+        """Block until everything recorded before this call is delivered or failed for good
+        (a batch is retried until `delivery_timeout`), or `timeout` seconds passed. While
+        delivery is failing, logs once what it waits for."""
         complete = True
         worker = self._worker
         if worker is threading.current_thread() or self._senders.on_a_sender_thread():
@@ -358,8 +360,36 @@ class Shipper:
         elif worker is not None and worker.is_alive():
             request = self._queue_flush_marker(_FlushRequest())
             self._wake.set()
-            complete = request.done.wait(timeout)
+            complete = self._wait_telling_of_outage(request.done, timeout, caller)
         return {**self.stats(), "complete": complete}
+
+    def _wait_telling_of_outage(
+        self, done: threading.Event, timeout: float | None, caller: str
+    ) -> bool:
+        """Wait for `done`, at most `timeout` seconds; once delivery is failing meanwhile (or
+        already), log once that the caller waits, and for how long at most. In steps of the
+        watch's interval, counted rather than read from a clock (a user's frozen clock would
+        never let the wait end)."""
+        left = timeout
+        told = False
+        while True:
+            if not told and self._outcomes.in_outage:
+                told = True
+                logger.warning(
+                    "bearlumen: %s is waiting while usage delivery fails: it returns once every"
+                    " event recorded before it is delivered or given up (retried until"
+                    " delivery_timeout=%ss)%s",
+                    caller,
+                    self.delivery_timeout,
+                    "; pass timeout= to wait less" if left is None else f", or in {left:.1f}s",
+                )
+            step = WATCH_INTERVAL if left is None else min(left, WATCH_INTERVAL)
+            if done.wait(step):
+                return True
+            if left is not None:
+                left -= step
+                if left <= 0:
+                    return False
 
     def request_flush(self, on_done: Callable[[], object]) -> bool:
         """Queue a flush marker whose completion calls `on_done` on a shipper thread, without
@@ -389,7 +419,7 @@ class Shipper:
             elif self.state is ShipperState.RUNNING:
                 self.state = ShipperState.CLOSING
         waited = self.shutdown_timeout if timeout is None else timeout
-        result = self.flush(waited)
+        result = self.flush(waited, caller="close()")
         given_up = self.give_up()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
@@ -398,7 +428,7 @@ class Shipper:
             self._space.notify_all()
         if worker is None or not worker.is_alive():
             # What was dropped or rejected since the worker's last wake.
-            self._outcomes.report_bursts()
+            self._outcomes.report_bursts(final=True)
         if worker is None and self._spool is not None:
             self._spool.close()  # no worker ever ran to close it
         result = {**self.stats(), "complete": result["complete"]}
@@ -472,7 +502,7 @@ class Shipper:
                 logger.exception("bearlumen: unexpected error in the usage shipper")
             if everything:
                 next_round = time.monotonic() + self.flush_interval
-            self._outcomes.report_bursts()
+            self._outcomes.report_bursts(final=self.state is not ShipperState.RUNNING)
             if self.state is not ShipperState.RUNNING and (
                 self._senders.abandoned.is_set() or not self.pending_events
             ):
