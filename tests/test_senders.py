@@ -130,3 +130,20 @@ def test_drops_are_logged_at_once_then_at_most_every_few_seconds_with_their_coun
         "dropped 2 usage event",
     ]
     assert "(5003 in all)" in lines[1] and DROP_LOG_EVERY == 5.0
+
+
+def test_the_delivery_deadline_cuts_short_an_attempt_that_would_overshoot_it(
+    silent_url: str, api_key: str
+) -> None:
+    # Each attempt may take 60 s, the delivery deadline is half a second: the first attempt
+    # must end at the deadline (counted failed) instead of waiting its whole minute.
+    failures: list[BaseException] = []
+    client = Client(
+        api_key=api_key, base_url=silent_url, timeout=60, delivery_timeout=0.5,
+        on_error=lambda events, exc: failures.append(exc),
+    )  # fmt: skip
+    client.usage.record("t", "m", 1)
+    result = client.flush(timeout=30)  # a guard: without the cut, still waiting at 30 s
+    assert result["complete"] and (result["failed"], result["in_flight"]) == (1, 0)
+    assert len(failures) == 1 and "Timeout" in str(failures[0])
+    client.close(timeout=0)

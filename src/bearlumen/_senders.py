@@ -30,6 +30,7 @@ from typing import Any, Callable, Deque
 
 from . import _exit_hooks, _ids
 from ._batch_codec import batch_answer_reader, encode_batch, read_results
+from ._clock import monotonic
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import QueuedEvent
 from ._http import HttpCore
@@ -213,7 +214,17 @@ class Senders:
         self._tally(events, answer, flight)
 
     def _post_batch(self, body: bytes, count: int) -> Any:
-        """One batch request with its retries, each attempt taking its turn at the throttle."""
+        """One batch request with its retries, each attempt taking its turn at the throttle.
+        `delivery_timeout` is a deadline: no retry starts past it, and an attempt's timeout is
+        at most what is left of it (or an attempt begun just before would overshoot it by a
+        whole `timeout`)."""
+        ends_at = monotonic() + self.delivery_timeout
+        per_attempt = self._http.timeout
+
+        def attempt_timeout() -> float | None:
+            left = ends_at - monotonic()
+            return None if left >= per_attempt else max(0.001, left)  # None: the client's own
+
         retrying = self._http.retrying(
             deadline=self.delivery_timeout,
             should_stop=self.abandoned.is_set,
@@ -231,6 +242,7 @@ class Senders:
                 retrying=retrying,
                 idempotency_key=_ids.request_keys.next(),
                 decode=batch_answer_reader(count),
+                attempt_timeout=attempt_timeout,
             )
             delivered = True
             return answer
