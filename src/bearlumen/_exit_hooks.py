@@ -146,6 +146,8 @@ def _finish_exit_flush(flushes: list[tuple[Shipper, threading.Event | None]], di
                 # Ending now (die): what is undelivered is counted failed and goes to on_error
                 # before the process ends; otherwise the exit hooks' close() does that.
                 undelivered = shipper.give_up() if die else shipper.undelivered_estimate()
+                if not undelivered:
+                    continue  # given up meanwhile by an exit hook's close(), which said so
                 logger.error(
                     "bearlumen: SIGTERM: %d usage event(s) undelivered after"
                     " shutdown_timeout=%ss%s",

@@ -14,9 +14,11 @@ for good, so flush cannot return early, and needs no count that producers would 
 
 Duplicates: a caller's idempotency key is claimed (`claim_key`) while its event is queued or in
 flight and stays claimed once recorded; a rejected, failed or dropped event lets its key go, so
-recording it again delivers it. Outages are logged at their first failed attempt and at their
-end, once each. How the queue is delivered however the process ends (exit, multiprocessing,
-SIGTERM) is `_exit_hooks.py`.
+recording it again delivers it. Outages are logged at their first failed attempt (or once an
+attempt has gone unanswered for a few seconds: the senders' watch) and at their end, once each.
+close() gives up what is still queued or in flight when its wait ends: counted failed, handed to
+on_error, never counted again (`Outcomes.abandon_flights`). How the queue is delivered however
+the process ends (exit, multiprocessing, SIGTERM) is `_exit_hooks.py`.
 """
 
 from __future__ import annotations
