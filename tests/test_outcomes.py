@@ -307,3 +307,36 @@ def test_every_call_is_accounted_for_at_every_moment_under_load(
     assert [s for s in seen if not s[0] <= s[1] <= s[2]] == []
     assert accounted(result) == 6000
     assert result["duplicate"] > 0 and result["dropped"] > 0  # both kinds happened
+
+
+def test_flush_from_on_error_while_close_gives_up_does_not_wait_for_ever(
+    fake_api: Callable[..., FakeApi], api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # close() gives up on a batch whose answer is held, and calls on_error on the closing
+    # thread. A flush() from there, once the worker has stopped delivering (it waits for its
+    # senders, one held by the silent answer), must not wait for a marker no one will reach.
+    fake = fake_api(all_recorded, hold_request=0)
+    flushed: list[bool] = []
+    worker_stopping = threading.Event()
+    client = Client(api_key=api_key, base_url=fake.base_url, flush_interval=3600)
+    shipper: Any = client._shipper
+    stop_senders = shipper._senders.stop
+
+    def stop() -> None:
+        worker_stopping.set()
+        stop_senders()
+
+    def on_error(events: list[Any], exc: BaseException) -> None:
+        shipper.wake()
+        assert worker_stopping.wait(30)
+        flushed.append(client.flush()["complete"])
+
+    monkeypatch.setattr(shipper._senders, "stop", stop)
+    shipper.on_error = shipper._outcomes._on_error = on_error
+    client.usage.record("t", "m", 1)
+    client.flush(timeout=0)
+    assert fake.held.wait(30)
+    closing = threading.Thread(target=client.close, kwargs={"timeout": 0}, daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive() and flushed == [True]

@@ -356,9 +356,14 @@ class Shipper:
         delivery is failing, logs once what it waits for."""
         complete = True
         worker = self._worker
-        if worker is threading.current_thread() or self._senders.on_a_sender_thread():
-            # Called from on_error, on the worker or a sender: waiting would wait for ever.
-            complete = not self.pending_events
+        if (
+            worker is threading.current_thread()
+            or self._senders.on_a_sender_thread()
+            or self._senders.abandoned.is_set()
+        ):
+            # Called from on_error (on the worker, a sender, or close() giving up), or after
+            # close() gave up: waiting would wait for ever.
+            complete = not _events_in(self.pending_events)
         elif worker is not None and worker.is_alive():
             request = self._queue_flush_marker(_FlushRequest())
             self._wake.set()
