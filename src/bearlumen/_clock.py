@@ -15,13 +15,17 @@ What is the user's stays the user's: an event's timestamp is read from `time.tim
 test set it, so events recorded in a frozen test carry the frozen time.
 
 The real function is taken when bearlumen is first imported (the pytest plugin imports it before
-any test runs); imported inside a frozen block, it would take the frozen one.
+any test runs). Imported inside a frozen block, where `time.monotonic` is already a stand-in,
+the kernel's monotonic clock is read instead (`clock_gettime`, which freezers leave alone).
 """
 
 from __future__ import annotations
 
 import functools
 import time
+import types
 from typing import Callable
 
 monotonic: Callable[[], float] = functools.partial(time.monotonic)
+if not isinstance(time.monotonic, types.BuiltinFunctionType) and hasattr(time, "clock_gettime"):
+    monotonic = functools.partial(time.clock_gettime, time.CLOCK_MONOTONIC)
