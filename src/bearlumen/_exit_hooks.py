@@ -1,7 +1,11 @@
 """Every way a process ends, and the flush that runs on each way out.
 
 * Normal exit, or an uncaught exception: an `atexit` hook closes each client, waiting at most
-  `shutdown_timeout`.
+  `shutdown_timeout`, then giving up what is left (counted failed, handed to on_error). Idle
+  clients are closed too: an event recorded later (an app's atexit hook registered before the
+  client, a finalizer during interpreter shutdown) is dropped and counted, and no thread is
+  started then (one started during interpreter shutdown never runs, and `Thread.start()` would
+  wait for it for ever).
 * A `multiprocessing` child (Pool, ProcessPoolExecutor; fork, forkserver or spawn) ends with
   `os._exit` once its work is done, so atexit never runs there; multiprocessing runs its own
   finalizers first. Each shipper registers one (`multiprocessing.util.Finalize`), and again in
