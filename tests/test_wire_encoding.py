@@ -299,11 +299,12 @@ def test_a_batch_taken_ends_at_a_flush_marker_and_leaves_what_follows_in_order()
     marker = _FlushRequest()
     shipper.pending_events.extend([*events[:3], marker, *events[3:]])
     shipper.queued_bytes = sum(map(queued_bytes, events))
-    chunk, flush_request = shipper._take_chunk(1000)
-    assert chunk == events[:3] and flush_request is marker
+    flight, flush_request = shipper._take_chunk(1000)
+    assert flight is not None and flight.events == events[:3] and flush_request is marker
     assert list(shipper.pending_events) == events[3:]
     assert shipper.queued_bytes == sum(map(queued_bytes, events[3:]))
-    assert shipper._take_chunk(2) == (events[3:5], None)
+    flight, flush_request = shipper._take_chunk(2)
+    assert flight is not None and (flight.events, flush_request) == (events[3:5], None)
     assert list(shipper.pending_events) == events[5:]
     client.close(timeout=0.1)
 
@@ -340,8 +341,8 @@ def test_an_event_queued_while_the_worker_sizes_its_batch_stays_counted(
         return real_events_bytes(chunk)
 
     monkeypatch.setattr(bearlumen._shipper, "events_bytes", sized_while_a_producer_runs)
-    chunk, _ = shipper._take_chunk(1)
-    assert chunk == events[:1]
+    flight, _ = shipper._take_chunk(1)
+    assert flight is not None and flight.events == events[:1]
     assert list(shipper.pending_events) == events[1:]
     assert shipper.queued_bytes == sum(map(queued_bytes, events[1:]))
 

@@ -404,15 +404,25 @@ class HttpCore(BaseHttpCore):
         retrying: tenacity.Retrying | None = None,
         idempotency_key: str | None = None,
         decode: Callable[[bytes], Any] | None = None,
+        attempt_timeout: Callable[[], float | None] | None = None,
     ) -> Any:
         """Send one logical call, with retries; return the decoded JSON answer (decoded by
-        `decode` when given: the shipper reads a batch's answer its own, cheaper way)."""
+        `decode` when given: the shipper reads a batch's answer its own, cheaper way); an attempt's
+        timeout is `attempt_timeout()` unless None (the rest of the shipper's deadline)."""
         outgoing = self._prepare(method, path, params, body, content, idempotency_key)
         policy = retrying if retrying is not None else self.retrying()
-        return policy(self._send_once, outgoing, decode)
+        return policy(self._send_once, outgoing, decode, attempt_timeout)
 
-    def _send_once(self, outgoing: _Outgoing, decode: Callable[[bytes], Any] | None = None) -> Any:
+    def _send_once(
+        self,
+        outgoing: _Outgoing,
+        decode: Callable[[bytes], Any] | None = None,
+        attempt_timeout: Callable[[], float | None] | None = None,
+    ) -> Any:
         request = _build_request(self._http_client, outgoing)
+        timeout = None if attempt_timeout is None else attempt_timeout()
+        if timeout is not None:
+            request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         try:
             response = self._http_client.send(request, auth=self._auth)
         except httpx.TransportError as exc:
