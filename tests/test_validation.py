@@ -6,9 +6,9 @@ from __future__ import annotations
 import enum
 import math
 from collections import UserString
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from pydantic_core import to_json
@@ -323,3 +323,73 @@ def test_a_str_subclass_name_is_sent_as_its_own_text_beside_other_names(tenant: 
 
 class Agent(str, enum.Enum):
     BOT = "bot"
+
+
+# -- one rule per concept: every time argument ---------------------------
+
+YEAR_ZERO = "0001-01-01T00:00:00+01:00"  # year 1 where it was said, year 0 in UTC
+PAST_9999 = "9999-12-31T23:30:00-01:00"  # year 10000 in UTC
+ONE_HOUR_EAST = timezone(timedelta(hours=1))
+
+# Every call that takes a time, with the parameter that names it.
+TIME_CALLS: list[tuple[str, Callable[[Client, Any], Any]]] = [
+    ("timestamp", lambda c, t: c.usage.record("t", "m", 1, timestamp=t)),
+    ("events[0].timestamp", lambda c, t: c.usage.record_batch([{**EVENT, "timestamp": t}])),
+    ("start_date", lambda c, t: c.usage.query(start_date=t)),
+    ("end_date", lambda c, t: c.usage.query(end_date=t)),
+    ("start_date", lambda c, t: c.usage.aggregation(start_date=t)),
+    ("end_date", lambda c, t: c.usage.summary(end_date=t)),
+    ("start_date", lambda c, t: c.cost_attribution.by_agent(t, "2024-01-01")),
+    ("end_date", lambda c, t: c.cost_attribution.list_workflows("2024-01-01", t)),
+    ("start_date", lambda c, t: c.subscriptions.create("org", "plan", "monthly", t)),
+    ("end_date", lambda c, t: c.subscriptions.update("sub_x", end_date=t)),
+]
+EVENT = {"event_type": "t", "metric_name": "m", "quantity": 1}
+
+
+@pytest.mark.parametrize(
+    ("param", "call"), TIME_CALLS, ids=[f"{n}-{p}" for n, (p, _) in enumerate(TIME_CALLS)]
+)
+@pytest.mark.parametrize(
+    "moment",
+    [
+        YEAR_ZERO,
+        PAST_9999,
+        datetime(1, 1, 1, tzinfo=ONE_HOUR_EAST),
+        "2024-02-30T00:00:00Z",
+        "yesterday",
+    ],
+    ids=["year-0", "year-10000", "year-0-datetime", "february-30", "yesterday"],
+)
+def test_every_time_out_of_range_is_refused_at_the_call_naming_it(
+    tenant: Client, param: str, call: Callable[[Client, Any], Any], moment: Any
+) -> None:
+    """One parse of every time the client takes: what is no moment of years 1 to 9999 in UTC
+    is an InvalidRequestError naming the argument, before anything is sent (it was a bare
+    OverflowError from the queries, and record_batch sent it to be rejected by the server)."""
+    with pytest.raises(InvalidRequestError) as caught:
+        call(tenant, moment)
+    assert caught.value.param == param
+    assert caught.value.status_code is None  # refused by the client, not by a server
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c, s, e: c.usage.query(start_date=s, end_date=e),
+        lambda c, s, e: c.usage.aggregation(start_date=s, end_date=e),
+        lambda c, s, e: c.usage.summary(start_date=s, end_date=e),
+        lambda c, s, e: c.cost_attribution.by_agent(s, e),
+        lambda c, s, e: c.cost_attribution.list_agents(s, e),
+    ],
+    ids=["query", "aggregation", "summary", "by_agent", "list_agents"],
+)
+def test_an_end_date_before_the_start_date_names_end_date(
+    tenant: Client, call: Callable[[Client, Any, Any], Any]
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        call(tenant, "2024-02-01", datetime(2024, 1, 31, 23, 0, tzinfo=ONE_HOUR_EAST))
+    assert caught.value.param == "end_date"
+    assert caught.value.status_code is None
+    # The same moment written two ways is in order.
+    call(tenant, "2024-02-01", datetime(2024, 2, 1, 1, 0, tzinfo=ONE_HOUR_EAST))

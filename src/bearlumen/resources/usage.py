@@ -24,7 +24,7 @@ from .._types import (
 )
 from .._validation import (
     check_event,
-    date_param,
+    date_range,
     event_timestamp,
     exact_texts,
     from_validation_error,
@@ -172,8 +172,7 @@ class Usage(Resource[HttpT]):
             "metricName": optional_text("metric_name", metric_name),
             "agentId": optional_text("agent_id", agent_id),
             "workflowId": optional_text("workflow_id", workflow_id),
-            "startDate": date_param("start_date", start_date),
-            "endDate": date_param("end_date", end_date),
+            **date_range(start_date, end_date),
             "limit": optional_int("limit", limit, 1, 1000),
             "offset": optional_int("offset", offset, 0, 2**62),
         }
@@ -192,8 +191,7 @@ class Usage(Resource[HttpT]):
         params = {
             "subscriptionId": optional_text("subscription_id", subscription_id),
             "metricName": optional_text("metric_name", metric_name),
-            "startDate": date_param("start_date", start_date),
-            "endDate": date_param("end_date", end_date),
+            **date_range(start_date, end_date),
         }
         return Call("GET", "/v1/usage/aggregation", params=params)
 
@@ -208,8 +206,7 @@ class Usage(Resource[HttpT]):
         """High-level usage summary: events, quantity, cost, metrics, first and last event."""
         params = {
             "subscriptionId": optional_text("subscription_id", subscription_id),
-            "startDate": date_param("start_date", start_date),
-            "endDate": date_param("end_date", end_date),
+            **date_range(start_date, end_date),
         }
         return Call("GET", "/v1/usage/summary", params=params)
 

@@ -12,19 +12,17 @@ against each other).
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
-from typing import Any, get_args
+from typing import Any
 
 from pydantic_core import to_json
 
 from .._constants import MAX_BATCH_SIZE
+from .._timestamps import is_canonical
 from .._wire import (
     COST_KEY,
     MAX_METADATA_BYTES,
     MAX_NAME_LENGTH,
     MAX_QUANTITY,
-    CanonicalTimestamp,
     UsageEvent,
     is_cost,
 )
@@ -32,17 +30,6 @@ from .store import nanos
 
 # The wire (camelCase) names of UsageEvent's fields; a snake_case name takes the slow path.
 _FIELDS = frozenset(field.alias or name for name, field in UsageEvent.model_fields.items())
-
-
-def _canonical_pattern() -> re.Pattern[str]:
-    """`_wire.CanonicalTimestamp`'s own pattern, compiled for ASCII digits only: a Unicode digit
-    (which pydantic's `\\d` admits) goes to the slow path, which decides."""
-    _, field = get_args(CanonicalTimestamp)
-    (pattern,) = [p for p in (getattr(m, "pattern", None) for m in field.metadata) if p]
-    return re.compile(pattern, re.ASCII)
-
-
-_CANONICAL = _canonical_pattern()
 
 
 class _NotSure(Exception):
@@ -85,12 +72,8 @@ def _timestamp(value: Any, now: str, seen: set[str], days: set[str]) -> str:
         and fraction.isascii()
         and value[:20] in days
     ):
-        if _CANONICAL.fullmatch(value) is None:
+        if not is_canonical(value):
             raise _NotSure
-        try:  # the pattern admits 2024-02-30: only a real date may be stored
-            datetime.fromisoformat(value[:26])
-        except ValueError:
-            raise _NotSure from None
         days.add(value[:20])
     seen.add(value)
     return value

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .._wire import canonical_timestamp
+from .._timestamps import in_order
+from .._wire import DATE_RULE, timestamp_text
 from .errors import invalid
 
 
@@ -48,11 +49,9 @@ class Call:
                 raise invalid(f"{name} is required", name)
             return None
         try:
-            return canonical_timestamp(raw)
-        except (ValueError, OverflowError):  # OverflowError: outside years 1-9999 in UTC
-            raise invalid(
-                f"{name} must be a date (2024-01-01) or an RFC 3339 timestamp", name
-            ) from None
+            return timestamp_text(raw, DATE_RULE)
+        except ValueError as exc:
+            raise invalid(f"{name} {exc}", name) from None
 
     def query_text(self, name: str) -> str | None:
         raw = self.query.get(name)
@@ -63,6 +62,6 @@ class Call:
     def date_range(self, *, required: bool) -> tuple[str | None, str | None]:
         start = self.query_date("startDate", required=required)
         end = self.query_date("endDate", required=required)
-        if start is not None and end is not None and end < start:
+        if not in_order(start, end):
             raise invalid("endDate must not be before startDate", "endDate")
         return start, end

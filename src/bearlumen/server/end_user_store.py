@@ -6,13 +6,13 @@ import secrets
 import sqlite3
 from typing import Any, Sequence
 
+from .._timestamps import now as now_timestamp
 from .store_base import (
     Conflict,
     NotFound,
     StoreBase,
     _json_text,
     _json_value,
-    now_timestamp,
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .._timestamps import now as now_timestamp
 from .staging import transaction
 from .store_base import (
     _EVENT_COLUMNS,
@@ -17,7 +18,6 @@ from .store_base import (
     _where,
     dollars,
     event_id,
-    now_timestamp,
 )
 
 

@@ -6,6 +6,7 @@ module. The names other modules import from here are re-exported.
 
 from __future__ import annotations
 
+from .._timestamps import now as now_timestamp
 from .event_store import EventStore
 from .store_base import (
     Conflict,
@@ -14,7 +15,6 @@ from .store_base import (
     dollars,
     event_id,
     nanos,
-    now_timestamp,
 )
 from .subscription_store import SubscriptionStore
 

@@ -15,12 +15,12 @@ import hashlib
 import sqlite3
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from functools import cache
 from typing import Any, Iterator, Sequence
 
 from pydantic_core import from_json, to_json
 
+from .._timestamps import now as now_timestamp
 from .staging import STORED_COLUMNS, Staging, transaction
 
 # One definition for both event tables: the staged table's rows move into usage_events as they are.
@@ -169,10 +169,6 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     """A unique value (an end user's external id) is taken."""
-
-
-def now_timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 NANOS_PER_DOLLAR = 1_000_000_000

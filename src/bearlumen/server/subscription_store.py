@@ -6,12 +6,12 @@ import secrets
 import sqlite3
 from typing import Any, Sequence
 
+from .._timestamps import now as now_timestamp
 from .end_user_store import EndUserStore
 from .store_base import (
     NotFound,
     _json_text,
     _json_value,
-    now_timestamp,
 )
 
 

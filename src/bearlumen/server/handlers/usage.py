@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from ..._wire import (
-    COST_KEY,
-    MAX_METADATA_BYTES,
-    UsageBatch,
-    UsageEvent,
-    format_utc,
-)
+from ..._wire import COST_KEY, MAX_METADATA_BYTES, UsageBatch, UsageEvent
 from ..batch_rows import valid_batch_rows
 from ..call import Call
 from ..errors import ApiError, from_validation_error, invalid, validate
@@ -38,7 +31,7 @@ def _event_row(event: UsageEvent, now: str) -> list[Any]:
         event.metric_name,
         event.quantity,
         event.idempotency_key,
-        _stamp(event.timestamp, now),
+        event.timestamp or now,
         event.subscription_id,
         event.end_user_id,
         event.agent_id,
@@ -46,23 +39,6 @@ def _event_row(event: UsageEvent, now: str) -> list[Any]:
         metadata_text,
         cost,
     ]
-
-
-def _stamp(timestamp: str | datetime | None, now: str) -> str:
-    if timestamp is None:
-        return now
-    if isinstance(timestamp, str):
-        try:  # the pattern admits 2024-02-30: only a real date may be stored
-            datetime.fromisoformat(timestamp[:26])
-        except ValueError:
-            raise invalid(f"timestamp {timestamp!r} is not a real date", "timestamp") from None
-        return timestamp
-    try:
-        return format_utc(timestamp)
-    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
-        raise invalid(
-            f"timestamp {timestamp} is outside years 1 to 9999 in UTC", "timestamp"
-        ) from None
 
 
 def _validated_row(raw: Any, now: str) -> list[Any]:
