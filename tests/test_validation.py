@@ -325,7 +325,7 @@ class Agent(str, enum.Enum):
     BOT = "bot"
 
 
-# -- one rule per concept: every time argument ---------------------------
+# -- one rule per concept: every time argument, the metadata's depth ---------------------------
 
 YEAR_ZERO = "0001-01-01T00:00:00+01:00"  # year 1 where it was said, year 0 in UTC
 PAST_9999 = "9999-12-31T23:30:00-01:00"  # year 10000 in UTC
@@ -393,3 +393,32 @@ def test_an_end_date_before_the_start_date_names_end_date(
     assert caught.value.status_code is None
     # The same moment written two ways is in order.
     call(tenant, "2024-02-01", datetime(2024, 2, 1, 1, 0, tzinfo=ONE_HOUR_EAST))
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": [1]}  # the list is one level deeper than its dict
+    for _ in range(depth - 2):
+        value = {"d": value}
+    return value
+
+
+@pytest.mark.parametrize("path", ["/v1/usage/events", "/v1/usage/events/batch"])
+def test_the_server_refuses_metadata_nested_deeper_than_record_allows(
+    tenant: Client, http: Any, path: str
+) -> None:
+    tenant.usage.record("t", "m", 1, metadata=nested(MAX_METADATA_DEPTH))
+    with pytest.raises(InvalidRequestError, match="nested"):
+        tenant.usage.record("t", "m", 1, metadata=nested(MAX_METADATA_DEPTH + 1))
+
+    def post(metadata: Any, count: int = 1) -> list[str]:
+        event = {"eventType": "t", "metricName": "m", "quantity": 1, "metadata": metadata}
+        if path.endswith("batch"):  # one event alone, or among valid ones (the fast path)
+            body = {"events": [event] + [{**event, "metadata": None}] * (count - 1)}
+            return [r["status"] for r in http.post(path, json=body).json()["results"]][:1]
+        answer = http.post(path, json=event)
+        return ["recorded" if answer.status_code == 201 else answer.json()["error"]["param"]]
+
+    expected_refusal = ["rejected"] if path.endswith("batch") else ["metadata"]
+    assert post(nested(MAX_METADATA_DEPTH)) == ["recorded"]
+    assert post(nested(MAX_METADATA_DEPTH + 1)) == expected_refusal
+    assert post(nested(41), count=3) == expected_refusal

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import to_json
 from typing_extensions import Annotated
 
 from . import _timestamps
@@ -69,6 +70,43 @@ def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return metadata
 
 
+def check_event_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Refuse an event's metadata whose cost is not money, nested too deep or too large as
+    JSON: the server's rules, and record()'s (`_validation.metadata_snapshot`, which also
+    refuses every value with no exact JSON form, naming its path)."""
+    if metadata is None:
+        return None
+    check_metadata(metadata)
+    if too_deep(metadata):
+        raise ValueError(f"is nested more than {MAX_METADATA_DEPTH} levels deep")
+    try:
+        size = len(to_json(metadata))
+    except ValueError:  # no JSON form (a set, an object): the client refuses it by its path
+        return metadata  # (_validation.metadata_snapshot); JSON from the wire always has one
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"is {size} bytes as JSON, over the limit of {MAX_METADATA_BYTES}")
+    return metadata
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def too_deep(metadata: dict[str, Any]) -> bool:
+    """True when a dict or list in `metadata` is nested deeper than MAX_METADATA_DEPTH (the
+    metadata object itself is depth 1); a cycle is too deep. Level by level, bounded."""
+    level: list[Any] = [metadata]
+    for _ in range(MAX_METADATA_DEPTH):
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, _CONTAINERS)
+        ]
+        if not level:
+            return False
+    return True
+
+
 # What a timestamp argument or field may be, and what a date filter or date field may be.
 EVENT_TIME_RULE = "must be an RFC 3339 timestamp or a datetime"
 DATE_RULE = "must be a date (2024-01-01), an RFC 3339 timestamp or a datetime"
@@ -115,7 +153,7 @@ class UsageEvent(_WireModel):
     _timestamp = field_validator("timestamp", mode="before")(
         lambda cls, v: timestamp_text(v, EVENT_TIME_RULE)
     )
-    _metadata = field_validator("metadata")(lambda cls, v: check_metadata(v))
+    _metadata = field_validator("metadata")(lambda cls, v: check_event_metadata(v))
 
 
 class UsageBatch(_WireModel):

@@ -21,10 +21,12 @@ from .._timestamps import is_canonical
 from .._wire import (
     COST_KEY,
     MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
     MAX_NAME_LENGTH,
     MAX_QUANTITY,
     UsageEvent,
     is_cost,
+    too_deep,
 )
 from .store import nanos
 
@@ -100,6 +102,9 @@ def _metadata(value: Any, costs: dict[float, int]) -> tuple[str | None, int]:
     except ValueError:
         raise _NotSure from None
     if len(encoded) > MAX_METADATA_BYTES:  # bytes of UTF-8, as the SDK measures it
+        raise _NotSure
+    # Nested too deep needs more opening brackets than the limit (in C); only then is it walked.
+    if encoded.count(b"{") + encoded.count(b"[") > MAX_METADATA_DEPTH and too_deep(value):
         raise _NotSure
     return encoded.decode(), cost_nanos
 

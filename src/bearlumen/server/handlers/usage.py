@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from ..._wire import COST_KEY, MAX_METADATA_BYTES, UsageBatch, UsageEvent
+from ..._wire import COST_KEY, UsageBatch, UsageEvent
 from ..batch_rows import valid_batch_rows
 from ..call import Call
 from ..errors import ApiError, from_validation_error, invalid, validate
@@ -16,15 +16,11 @@ from ..store import Filter, event_id, nanos, now_timestamp
 
 
 def _event_row(event: UsageEvent, now: str) -> list[Any]:
-    """A validated event as a storage row; ApiError when its metadata is too large to store."""
+    """A validated event as a storage row."""
     metadata_text = None
     cost = 0
     if event.metadata is not None:
-        encoded = to_json(event.metadata)
-        # The limit is in bytes of UTF-8 (as the SDK's metadata_snapshot counts), not characters.
-        if len(encoded) > MAX_METADATA_BYTES:
-            raise invalid(f"metadata is larger than {MAX_METADATA_BYTES} bytes", "metadata")
-        metadata_text = encoded.decode()
+        metadata_text = to_json(event.metadata).decode()
         cost = nanos(event.metadata.get(COST_KEY) or 0)
     return [
         event.event_type,
