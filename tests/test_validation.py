@@ -11,11 +11,20 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 import pytest
+from pydantic import ValidationError
 from pydantic_core import to_json
 
 from bearlumen import Client, InvalidRequestError, _validation
+from bearlumen._constants import MAX_OFFSET, MAX_PAGE_SIZE
 from bearlumen._validation import metadata_snapshot
-from bearlumen._wire import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_QUANTITY
+from bearlumen._wire import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_NAME_LENGTH,
+    MAX_QUANTITY,
+    UsageEvent,
+)
+from bearlumen.server import errors as server_errors
 from bearlumen.testing import LocalServer
 
 
@@ -422,3 +431,40 @@ def test_the_server_refuses_metadata_nested_deeper_than_record_allows(
     assert post(nested(MAX_METADATA_DEPTH)) == ["recorded"]
     assert post(nested(MAX_METADATA_DEPTH + 1)) == expected_refusal
     assert post(nested(41), count=3) == expected_refusal
+
+
+# -- one rule per limit, and one reading of pydantic's errors ----------------------------------
+
+
+def test_paging_and_name_limits_are_the_same_rule_on_both_sides(tenant: Client, http: Any) -> None:
+    lists = [tenant.usage.query, tenant.subscriptions.list, tenant.end_users.list]
+    routes = ["/v1/usage/events", "/v1/subscriptions", "/v1/end-users"]
+    for call, route in zip(lists, routes):
+        call(limit=MAX_PAGE_SIZE, offset=MAX_OFFSET)
+        assert http.get(route, params={"limit": MAX_PAGE_SIZE, "offset": MAX_OFFSET}).is_success
+        for param, value in (("limit", 0), ("limit", MAX_PAGE_SIZE + 1), ("offset", -1),
+                             ("offset", MAX_OFFSET + 1)):  # fmt: skip
+            with pytest.raises(InvalidRequestError) as caught:
+                call(**{param: value})
+            assert (caught.value.param, caught.value.status_code) == (param, None)
+            answer = http.get(route, params={param: value})
+            assert (answer.status_code, answer.json()["error"]["param"]) == (400, param)
+    assert http.get(routes[0], params={"metricName": "m" * MAX_NAME_LENGTH}).is_success
+    refused = http.get(routes[0], params={"metricName": "m" * (MAX_NAME_LENGTH + 1)})
+    assert refused.json()["error"]["param"] == "metricName"
+
+
+@pytest.mark.parametrize("prefix", ["", "events[3]."])
+def test_client_and_server_read_a_pydantic_error_alike(prefix: str) -> None:
+    """One mapping (`_wire.validation_problem`): the same field and words on both sides, also
+    for an error of the whole value, which has no location."""
+    for value in ({"eventType": "t"}, {**SERVER_EVENT, "extra": 1}, [], "text"):
+        with pytest.raises(ValidationError) as caught:
+            UsageEvent.model_validate(value)
+        client = _validation.from_validation_error(caught.value, prefix)
+        server = server_errors.from_validation_error(caught.value, prefix)
+        assert (client.param, client.message) == (server.param, server.message)
+    assert (client.param, server.param) == ((prefix.rstrip(".") or None),) * 2
+
+
+SERVER_EVENT = {"eventType": "t", "metricName": "m", "quantity": 1}

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
+from ._constants import MAX_OFFSET, MAX_PAGE_SIZE
 from ._errors import InvalidRequestError
 from ._events import SMALL_METADATA, SizedMetadata
 from ._timestamps import in_order
@@ -29,7 +30,9 @@ from ._wire import (
     MAX_NAME_LENGTH,
     MAX_QUANTITY,
     is_cost,
+    problem_text,
     timestamp_text,
+    validation_problem,
 )
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -38,8 +41,9 @@ NAME_RULE = f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters
 QUANTITY_RULE = "must be an int or a float from 0 to 2**53 (9007199254740992)"
 
 
-def invalid(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(f"{param}: {message}", param=param)
+def invalid(param: str | None, message: str) -> InvalidRequestError:
+    """An InvalidRequestError naming the argument (`param`) and what is wrong with it."""
+    return InvalidRequestError(problem_text(param, message), param=param)
 
 
 # -- usage.record(): the hot path ------------------------------------------------------------
@@ -328,13 +332,7 @@ def _timestamp_arg(param: str, value: Any, rule: str) -> str | None:
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequestError:
     """The first problem pydantic found, as an `InvalidRequestError` naming the field."""
-    first = exc.errors(include_url=False)[0]
-    param = prefix + ".".join(str(part) for part in first["loc"])
-    if first["type"] == "missing":
-        return invalid(param, "is required")
-    if first["type"] == "extra_forbidden":
-        return invalid(param, "is not a known field")
-    return invalid(param, first["msg"])
+    return invalid(*validation_problem(exc, prefix))
 
 
 def validated(model: type[Model], fields: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +362,14 @@ def optional_text(param: str, value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         raise invalid(param, "must be a non-empty string")
     return value
+
+
+def page(limit: Any, offset: Any) -> dict[str, int | None]:
+    """A list's `limit` and `offset` (docs/wire-api.md), checked as the server checks them."""
+    return {
+        "limit": optional_int("limit", limit, 1, MAX_PAGE_SIZE),
+        "offset": optional_int("offset", offset, 0, MAX_OFFSET),
+    }
 
 
 def optional_int(param: str, value: Any, low: int, high: int) -> int | None:

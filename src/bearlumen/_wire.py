@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Dict, List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import to_json
 from typing_extensions import Annotated
@@ -41,6 +41,25 @@ Name = Annotated[
 OptionalName = Optional[Name]
 EventTimestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Metadata = Optional[Dict[str, Any]]
+
+
+def problem_text(param: str | None, message: str) -> str:
+    """The text of an invalid request, client's and server's alike: `param: what is wrong`."""
+    return f"{param}: {message}" if param else message
+
+
+def validation_problem(exc: ValidationError, prefix: str = "") -> tuple[str | None, str]:
+    """The first problem pydantic found, as (the field's path, what is wrong with it): the one
+    reading of a pydantic error, for the client and the server. An error of the whole value
+    (no location) names the field `prefix` names, or none."""
+    first = exc.errors(include_url=False)[0]
+    path = ".".join(str(part) for part in first["loc"])
+    param = prefix + path if path else prefix.rstrip(".") or None
+    if first["type"] == "missing":
+        return param, "is required"
+    if first["type"] == "extra_forbidden":
+        return param, "is not a known field"
+    return param, first["msg"].replace("Value error, ", "", 1)
 
 
 class _WireModel(BaseModel):

@@ -30,8 +30,8 @@ from .._validation import (
     from_validation_error,
     invalid,
     metadata_snapshot,
-    optional_int,
     optional_text,
+    page,
 )
 from .._wire import UsageEvent
 from ._endpoint import HttpT, Resource, endpoint
@@ -173,8 +173,7 @@ class Usage(Resource[HttpT]):
             "agentId": optional_text("agent_id", agent_id),
             "workflowId": optional_text("workflow_id", workflow_id),
             **date_range(start_date, end_date),
-            "limit": optional_int("limit", limit, 1, 1000),
-            "offset": optional_int("offset", offset, 0, 2**62),
+            **page(limit, offset),
         }
         return Call("GET", "/v1/usage/events", params=params)
 

@@ -49,7 +49,7 @@ def endpoint(state: ServerState, handler: Handler, known_query: frozenset[str]) 
             tenant = tenant_of(state, request)
             for name, _ in parse_qsl(request.url.query, keep_blank_values=True):
                 if name not in known_query:  # parse_qsl keeps the nameless `&=` too
-                    raise invalid(f"Unknown query parameter {name!r}", name)
+                    raise invalid(name or None, f"{name!r} is not a known query parameter")
             body = b""
             key = None
             if request.method in ("POST", "PATCH"):

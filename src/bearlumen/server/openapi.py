@@ -9,8 +9,10 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from .. import _types as types
+from .._constants import MAX_OFFSET, MAX_PAGE_SIZE
 from .._wire import (
     DATE_OR_TIMESTAMP_SCHEMA,
+    MAX_NAME_LENGTH,
     EndUserCreate,
     EndUserUpdate,
     SubscriptionCreate,
@@ -72,11 +74,11 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_TEXT = {"type": "string", "maxLength": 255}
+_TEXT = {"type": "string", "maxLength": MAX_NAME_LENGTH}
 _DATE = DATE_OR_TIMESTAMP_SCHEMA
 _PAGING = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    _query("offset", {"type": "integer", "minimum": 0}),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}),
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
 ]
 _DATES = [_query("startDate", _DATE), _query("endDate", _DATE)]
 _REQUIRED_DATES = [_query("startDate", _DATE, True), _query("endDate", _DATE, True)]

@@ -42,7 +42,7 @@ def update_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
 def list_end_users(state: ServerState, call: Call) -> tuple[int, Any]:
     status = call.query.get("status")
     if status not in (None, "ACTIVE", "DEACTIVATED"):
-        raise invalid("status must be ACTIVE or DEACTIVATED", "status")
+        raise invalid("status", "must be ACTIVE or DEACTIVATED")
     limit, offset = call.limit_offset()
     users, total = state.store.list_end_users(call.tenant, status, limit, offset)
     return 200, {"endUsers": users, "total": total, "limit": limit, "offset": offset}

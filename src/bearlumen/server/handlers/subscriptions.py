@@ -29,7 +29,7 @@ def update_subscription(state: ServerState, call: Call) -> tuple[int, Any]:
     changes = {name: getattr(data, name) for name in data.model_fields_set}
     for name in ("plan_id", "billing_cycle"):
         if name in changes and changes[name] is None:
-            raise invalid(f"{name} cannot be null", SubscriptionUpdate.model_fields[name].alias)
+            raise invalid(SubscriptionUpdate.model_fields[name].alias, "cannot be null")
     return 200, state.store.update_subscription(call.tenant, call.path_params["id"], changes)
 
 

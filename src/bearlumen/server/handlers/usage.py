@@ -39,7 +39,7 @@ def _event_row(event: UsageEvent, now: str) -> list[Any]:
 
 def _validated_row(raw: Any, now: str) -> list[Any]:
     if not isinstance(raw, dict):
-        raise invalid("An event must be a JSON object")
+        raise invalid(None, "An event must be a JSON object")
     try:
         event = UsageEvent.model_validate(raw)
     except ValidationError as exc:
