@@ -22,7 +22,7 @@ from bearlumen._wire import (
     MAX_METADATA_DEPTH,
     MAX_NAME_LENGTH,
     MAX_QUANTITY,
-    UsageEvent,
+    UsageEventInput,
 )
 from bearlumen.server import errors as server_errors
 from bearlumen.testing import LocalServer
@@ -460,7 +460,7 @@ def test_client_and_server_read_a_pydantic_error_alike(prefix: str) -> None:
     for an error of the whole value, which has no location."""
     for value in ({"eventType": "t"}, {**SERVER_EVENT, "extra": 1}, [], "text"):
         with pytest.raises(ValidationError) as caught:
-            UsageEvent.model_validate(value)
+            UsageEventInput.model_validate(value)
         client = _validation.from_validation_error(caught.value, prefix)
         server = server_errors.from_validation_error(caught.value, prefix)
         assert (client.param, client.message) == (server.param, server.message)

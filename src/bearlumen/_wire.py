@@ -1,7 +1,7 @@
 """Pydantic models of the request bodies in docs/wire-api.md.
 
 The local server validates what arrives with these models, and `usage.record_batch` validates the
-caller's events with the same `UsageEvent` before anything is sent, so the SDK and the server
+caller's events with the same `UsageEventInput` before anything is sent, so the SDK and the server
 cannot disagree about what a valid event is. Fields are snake_case in Python and camelCase on the
 wire (`alias_generator`); both spellings validate.
 """
@@ -145,7 +145,7 @@ def timestamp_text(value: Any, rule: str) -> str | None:
     raise ValueError(rule)
 
 
-class UsageEvent(_WireModel):
+class UsageEventInput(_WireModel):
     """One usage event, as `usage.record_batch` takes it and `POST /v1/usage/events` receives it."""
 
     event_type: Name

@@ -33,7 +33,7 @@ from .._validation import (
     optional_text,
     page,
 )
-from .._wire import UsageEvent
+from .._wire import UsageEventInput
 from ._endpoint import HttpT, Resource, endpoint
 
 
@@ -217,7 +217,7 @@ def _validated_events(events: Any) -> List[dict[str, Any]]:
         if not isinstance(event, dict):
             raise invalid(f"events[{index}]", "must be a dict")
         try:
-            model = UsageEvent.model_validate(event, by_name=True, by_alias=False)
+            model = UsageEventInput.model_validate(event, by_name=True, by_alias=False)
         except ValidationError as exc:
             raise from_validation_error(exc, prefix=f"events[{index}].") from None
         if model.metadata is not None:

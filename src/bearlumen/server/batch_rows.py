@@ -1,7 +1,7 @@
 """The fast path of `POST /v1/usage/events/batch`: a valid batch's storage rows, checked by hand.
 
 Validating a 1000-event batch with pydantic cost more than storing it; this loop over the parsed
-JSON is several times cheaper. It applies the limits of `UsageEvent` in `_wire.py` (imported
+JSON is several times cheaper. It applies the limits of `UsageEventInput` in `_wire.py` (imported
 from there, never restated), and it only ever says "valid, here are the rows" or "not sure":
 anything it does not recognise at once (a snake_case name, a timestamp not in the canonical form,
 a value out of range) sends the whole batch down the slow path, where pydantic validates each
@@ -24,14 +24,14 @@ from .._wire import (
     MAX_METADATA_DEPTH,
     MAX_NAME_LENGTH,
     MAX_QUANTITY,
-    UsageEvent,
+    UsageEventInput,
     is_cost,
     too_deep,
 )
 from .store import nanos
 
-# The wire (camelCase) names of UsageEvent's fields; a snake_case name takes the slow path.
-_FIELDS = frozenset(field.alias or name for name, field in UsageEvent.model_fields.items())
+# The wire (camelCase) names of UsageEventInput's fields; a snake_case name takes the slow path.
+_FIELDS = frozenset(field.alias or name for name, field in UsageEventInput.model_fields.items())
 
 
 class _NotSure(Exception):

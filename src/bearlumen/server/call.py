@@ -1,4 +1,4 @@
-"""`Call`: what a handler sees of one request, and the checks of its query parameters."""
+"""`ApiRequest`: what a handler sees of one request, and the checks of its query parameters."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .errors import invalid
 
 
 @dataclass
-class Call:
+class ApiRequest:
     """What a handler sees of one request."""
 
     tenant: int

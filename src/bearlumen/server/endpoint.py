@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .body import parse_json, read_body
-from .call import Call
+from .call import ApiRequest
 from .errors import ApiError, invalid
 from .replay import Claim, release, remember, replay_or_claim
 from .responses import error_response, json_response
@@ -88,7 +88,7 @@ def _handle(
             if isinstance(replay, Response):
                 return replay
             claim = replay
-        call = Call(tenant, request.path_params, request.query_params, parse_json(body))
+        call = ApiRequest(tenant, request.path_params, request.query_params, parse_json(body))
         try:
             status, answer = handler(state, call)
         except NotFound as exc:

@@ -18,7 +18,7 @@ from .._wire import (
     SubscriptionCreate,
     SubscriptionUpdate,
     UsageBatch,
-    UsageEvent,
+    UsageEventInput,
 )
 
 _REQUEST_MODELS: list[type[BaseModel]] = [
@@ -26,7 +26,7 @@ _REQUEST_MODELS: list[type[BaseModel]] = [
     EndUserUpdate,
     SubscriptionCreate,
     SubscriptionUpdate,
-    UsageEvent,
+    UsageEventInput,
     UsageBatch,
 ]
 _RESPONSE_TYPES: dict[str, Any] = {
@@ -184,7 +184,7 @@ def openapi_document() -> dict[str, Any]:
             "post": op("cancelSubscription", 200, "Subscription", parameters=[_ID])
         },
         "/v1/usage/events": {
-            "post": op("recordUsageEvent", 201, "UsageRecordResponse", body="UsageEvent"),
+            "post": op("recordUsageEvent", 201, "UsageRecordResponse", body="UsageEventInput"),
             "get": op(
                 "queryUsageEvents",
                 200,

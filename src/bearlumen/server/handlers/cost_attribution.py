@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..call import Call
+from ..call import ApiRequest
 from ..state import Handler, ServerState
 from ..store import dollars, nanos
 
@@ -12,7 +12,7 @@ from ..store import dollars, nanos
 def breakdown(group_by: str) -> Handler:
     """`/by-agent`, `/by-workflow`: cost per value of `<group_by>_id`."""
 
-    def handler(state: ServerState, call: Call) -> tuple[int, Any]:
+    def handler(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
         start, end = call.date_range(required=True)
         assert start is not None and end is not None
         items = state.store.cost_breakdown(call.tenant, f"{group_by}_id", start, end)
@@ -30,7 +30,7 @@ def breakdown(group_by: str) -> Handler:
 def distinct(group_by: str) -> Handler:
     """`/agents`, `/workflows`: the values of `<group_by>_id` seen in the range."""
 
-    def handler(state: ServerState, call: Call) -> tuple[int, Any]:
+    def handler(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
         start, end = call.date_range(required=True)
         assert start is not None and end is not None
         return 200, {

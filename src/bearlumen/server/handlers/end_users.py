@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ..._wire import EndUserCreate, EndUserUpdate
-from ..call import Call
+from ..call import ApiRequest
 from ..errors import ApiError, invalid, validate
 from ..state import ServerState
 from ..store import Conflict
@@ -19,7 +19,7 @@ def _check_email(email: str | None) -> None:
         raise ApiError(400, "invalid_email", f"{email!r} is not a valid email address", "email")
 
 
-def create_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
+def create_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: EndUserCreate = validate(EndUserCreate, call.json_object())
     _check_email(data.email)
     try:
@@ -31,7 +31,7 @@ def create_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
     return 201, {"endUser": user}
 
 
-def update_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
+def update_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: EndUserUpdate = validate(EndUserUpdate, call.json_object())
     _check_email(data.email)
     changes = {name: getattr(data, name) for name in data.model_fields_set}
@@ -39,7 +39,7 @@ def update_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
     return 200, {"endUser": user}
 
 
-def list_end_users(state: ServerState, call: Call) -> tuple[int, Any]:
+def list_end_users(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     status = call.query.get("status")
     if status not in (None, "ACTIVE", "DEACTIVATED"):
         raise invalid("status", "must be ACTIVE or DEACTIVATED")
@@ -48,11 +48,11 @@ def list_end_users(state: ServerState, call: Call) -> tuple[int, Any]:
     return 200, {"endUsers": users, "total": total, "limit": limit, "offset": offset}
 
 
-def deactivate_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
+def deactivate_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     user = state.store.set_end_user_status(call.tenant, call.path_params["id"], "DEACTIVATED")
     return 200, {"endUser": user}
 
 
-def reactivate_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
+def reactivate_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     user = state.store.set_end_user_status(call.tenant, call.path_params["id"], "ACTIVE")
     return 200, {"endUser": user}

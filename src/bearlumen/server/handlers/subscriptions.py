@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..._wire import SubscriptionCreate, SubscriptionUpdate
-from ..call import Call
+from ..call import ApiRequest
 from ..errors import ApiError, invalid, validate
 from ..state import ServerState
 from ..store import NotFound
 
 
-def create_subscription(state: ServerState, call: Call) -> tuple[int, Any]:
+def create_subscription(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: SubscriptionCreate = validate(SubscriptionCreate, call.json_object())
     try:
         subscription = state.store.create_subscription(call.tenant, data.model_dump())
@@ -20,11 +20,11 @@ def create_subscription(state: ServerState, call: Call) -> tuple[int, Any]:
     return 201, subscription
 
 
-def retrieve_subscription(state: ServerState, call: Call) -> tuple[int, Any]:
+def retrieve_subscription(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     return 200, state.store.get_subscription(call.tenant, call.path_params["id"])
 
 
-def update_subscription(state: ServerState, call: Call) -> tuple[int, Any]:
+def update_subscription(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: SubscriptionUpdate = validate(SubscriptionUpdate, call.json_object())
     changes = {name: getattr(data, name) for name in data.model_fields_set}
     for name in ("plan_id", "billing_cycle"):
@@ -33,11 +33,11 @@ def update_subscription(state: ServerState, call: Call) -> tuple[int, Any]:
     return 200, state.store.update_subscription(call.tenant, call.path_params["id"], changes)
 
 
-def cancel_subscription(state: ServerState, call: Call) -> tuple[int, Any]:
+def cancel_subscription(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     return 200, state.store.cancel_subscription(call.tenant, call.path_params["id"])
 
 
-def list_subscriptions(state: ServerState, call: Call) -> tuple[int, Any]:
+def list_subscriptions(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     limit, offset = call.limit_offset()
     subscriptions, total = state.store.list_subscriptions(
         call.tenant, call.query_text("organizationId"), limit, offset

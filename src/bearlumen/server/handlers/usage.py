@@ -7,15 +7,15 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from ..._wire import COST_KEY, UsageBatch, UsageEvent
+from ..._wire import COST_KEY, UsageBatch, UsageEventInput
 from ..batch_rows import valid_batch_rows
-from ..call import Call
+from ..call import ApiRequest
 from ..errors import ApiError, from_validation_error, invalid, validate
 from ..state import ServerState
 from ..store import Filter, event_id, nanos, now_timestamp
 
 
-def _event_row(event: UsageEvent, now: str) -> list[Any]:
+def _event_row(event: UsageEventInput, now: str) -> list[Any]:
     """A validated event as a storage row."""
     metadata_text = None
     cost = 0
@@ -41,13 +41,13 @@ def _validated_row(raw: Any, now: str) -> list[Any]:
     if not isinstance(raw, dict):
         raise invalid(None, "An event must be a JSON object")
     try:
-        event = UsageEvent.model_validate(raw)
+        event = UsageEventInput.model_validate(raw)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     return _event_row(event, now)
 
 
-def record_event(state: ServerState, call: Call) -> tuple[int, Any]:
+def record_event(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     row = _validated_row(call.json_object(), now_timestamp())
     ((outcome, seq),) = state.store.record_events(call.tenant, [row])
     event = state.store.get_event(call.tenant, seq)
@@ -57,7 +57,7 @@ def record_event(state: ServerState, call: Call) -> tuple[int, Any]:
     }
 
 
-def record_batch(state: ServerState, call: Call) -> tuple[int, Any]:
+def record_batch(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     now = now_timestamp()
     rows = valid_batch_rows(call.body, now)  # None: some event needs a closer look
     if rows is not None:
@@ -100,7 +100,7 @@ def _every_event_stored(outcomes: list[tuple[str, int]]) -> bytes:
 
 
 def _rows_one_by_one(
-    call: Call, now: str
+    call: ApiRequest, now: str
 ) -> tuple[list[list[Any]], list[dict[str, Any]], list[int]]:
     """The slow path: each event on its own, so a bad one is rejected alone."""
     envelope: UsageBatch = validate(UsageBatch, call.json_object())
@@ -119,7 +119,7 @@ def _rows_one_by_one(
     return rows, results, accepted_at
 
 
-def _usage_filters(call: Call, *names: str) -> tuple[list[Filter], dict[str, str | None]]:
+def _usage_filters(call: ApiRequest, *names: str) -> tuple[list[Filter], dict[str, str | None]]:
     """The filters named, and the date range as the answer repeats it."""
     columns = {
         "subscriptionId": "subscription_id",
@@ -133,18 +133,18 @@ def _usage_filters(call: Call, *names: str) -> tuple[list[Filter], dict[str, str
     return filters, {"startDate": start, "endDate": end}
 
 
-def query_events(state: ServerState, call: Call) -> tuple[int, Any]:
+def query_events(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, _ = _usage_filters(call, "subscriptionId", "metricName", "agentId", "workflowId")
     limit, offset = call.limit_offset()
     events, total = state.store.query_events(call.tenant, filters, limit, offset)
     return 200, {"events": events, "total": total, "limit": limit, "offset": offset}
 
 
-def usage_aggregation(state: ServerState, call: Call) -> tuple[int, Any]:
+def usage_aggregation(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, dates = _usage_filters(call, "subscriptionId", "metricName")
     return 200, {"aggregations": state.store.aggregate_by_metric(call.tenant, filters), **dates}
 
 
-def usage_summary(state: ServerState, call: Call) -> tuple[int, Any]:
+def usage_summary(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, dates = _usage_filters(call, "subscriptionId")
     return 200, {**state.store.summarize(call.tenant, filters), **dates}
