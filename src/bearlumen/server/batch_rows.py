@@ -28,6 +28,7 @@ from .._wire import (
     is_cost,
     too_deep,
 )
+from .event_row import NAME_FIELDS
 from .store import nanos
 
 # The wire (camelCase) names of UsageEventInput's fields; a snake_case name takes the slow path.
@@ -126,7 +127,7 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
             if type(event) is not dict or not fields.issuperset(event):
                 return None
             get = event.get
-            rows.append(
+            rows.append(  # laid out as event_row.ROW_COLUMNS, spelled out: the loop is hot
                 [
                     get("eventType"),
                     get("metricName"),
@@ -143,7 +144,7 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
         # A batch's events mostly share their names (event type, metric, agent, end user...):
         # each column's distinct values are checked once. A value that is not a str never
         # equals one, so it stays in the set and is refused there; a list is unhashable.
-        for at, optional in _NAME_COLUMNS:
+        for at, optional in NAME_FIELDS:
             distinct = {row[at] for row in rows}
             if optional:
                 distinct.discard(None)
@@ -152,7 +153,3 @@ def valid_batch_rows(body: Any, now: str) -> list[list[Any]] | None:
     except (_NotSure, TypeError):
         return None
     return rows
-
-
-# Where the names are in a row, and whether each may be None (see `valid_batch_rows`).
-_NAME_COLUMNS = ((0, False), (1, False), (3, True), (5, True), (6, True), (7, True), (8, True))

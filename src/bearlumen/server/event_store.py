@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .._timestamps import now as now_timestamp
+from .event_row import ANSWER_KEYS, IDEMPOTENCY_KEY, READ_COLUMNS
 from .staging import transaction
 from .store_base import (
-    _EVENT_COLUMNS,
     _ROW_VALUES,
     Filter,
     StoreBase,
@@ -20,6 +20,8 @@ from .store_base import (
     event_id,
 )
 
+_ANSWER_KEYS = tuple(ANSWER_KEYS.values())
+
 
 class EventStore(StoreBase):
     """The usage events of each tenant: written through the staged table, read from the index."""
@@ -27,11 +29,10 @@ class EventStore(StoreBase):
     def record_events(self, tenant: int, rows: list[list[Any]]) -> list[tuple[str, int]]:
         """Store events exactly once per idempotency key, in one transaction.
 
-        Each row is [event_type, metric_name, quantity, idempotency_key, ts, subscription_id,
-        end_user_id, agent_id, workflow_id, metadata_json, cost_nanos]. Returns, in order,
+        Each row is laid out as event_row.ROW_COLUMNS says. Returns, in order,
         ("recorded", seq) or ("duplicate", seq of the event stored first).
         """
-        keys = [row[3] for row in rows if row[3] is not None]
+        keys = [row[IDEMPOTENCY_KEY] for row in rows if row[IDEMPOTENCY_KEY] is not None]
         received_at = now_timestamp()
         outcomes: list[tuple[str, int]] = []
         with self._lock:
@@ -46,7 +47,7 @@ class EventStore(StoreBase):
             keyed: dict[str, int] = {}  # this batch's new keys
             first = seq = self._next_seq
             for row in rows:
-                key = row[3]
+                key = row[IDEMPOTENCY_KEY]
                 if key is not None:
                     earlier = seen.get(key) or staged_seq(key)
                     if earlier is not None:
@@ -72,27 +73,18 @@ class EventStore(StoreBase):
 
     @staticmethod
     def _event(row: Sequence[Any]) -> dict[str, Any]:
-        return {
-            "id": event_id(row[0]),
-            "eventType": row[1],
-            "metricName": row[2],
-            "quantity": row[3],
-            "idempotencyKey": row[4],
-            "timestamp": row[5],
-            "subscriptionId": row[6],
-            "endUserId": row[7],
-            "agentId": row[8],
-            "workflowId": row[9],
-            "metadata": _json_value(row[10]),
-            "receivedAt": row[11],
-        }
+        """A row read with READ_COLUMNS as the API answers it (a StoredEvent)."""
+        event = dict(zip(_ANSWER_KEYS, row))
+        event["id"] = event_id(event["id"])
+        event["metadata"] = _json_value(event["metadata"])
+        return event
 
     def get_event(self, tenant: int, seq: int) -> dict[str, Any]:
         # One row by its key needs no index: look in both tables rather than move a burst.
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM usage_events WHERE tenant = ?1 AND seq = ?2"
-                f" UNION ALL SELECT {_EVENT_COLUMNS} FROM usage_events_staged"
+                f"SELECT {READ_COLUMNS} FROM usage_events WHERE tenant = ?1 AND seq = ?2"
+                f" UNION ALL SELECT {READ_COLUMNS} FROM usage_events_staged"
                 " WHERE tenant = ?1 AND seq = ?2",
                 (tenant, seq),
             ).fetchone()
@@ -102,7 +94,7 @@ class EventStore(StoreBase):
         self, tenant: int, filters: Sequence[Filter], limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         rows, total = self._page(
-            "usage_events", _EVENT_COLUMNS, "ts, seq", tenant, filters, limit, offset
+            "usage_events", READ_COLUMNS, "ts, seq", tenant, filters, limit, offset
         )
         return [self._event(row) for row in rows], total
 

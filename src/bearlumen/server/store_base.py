@@ -21,25 +21,8 @@ from typing import Any, Iterator, Sequence
 from pydantic_core import from_json, to_json
 
 from .._timestamps import now as now_timestamp
-from .staging import STORED_COLUMNS, Staging, transaction
-
-# One definition for both event tables: the staged table's rows move into usage_events as they are.
-_USAGE_EVENT_COLUMNS = """
-    seq INTEGER PRIMARY KEY,
-    tenant INTEGER NOT NULL,
-    event_type TEXT NOT NULL,
-    metric_name TEXT NOT NULL,
-    quantity REAL NOT NULL,
-    idempotency_key TEXT,
-    ts TEXT NOT NULL,
-    subscription_id TEXT,
-    end_user_id TEXT,
-    agent_id TEXT,
-    workflow_id TEXT,
-    metadata TEXT,
-    cost_nanos INTEGER NOT NULL,  -- provider_cost_usd in 1e-9 dollars: sums are exact
-    received_at TEXT NOT NULL
-"""
+from .event_row import STORED_COLUMNS, TABLE_COLUMNS
+from .staging import Staging, transaction
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tenants (
@@ -79,7 +62,8 @@ CREATE INDEX IF NOT EXISTS subscriptions_by_org
     ON subscriptions (tenant, organization_id, created_at);
 CREATE INDEX IF NOT EXISTS subscriptions_by_created ON subscriptions (tenant, created_at);
 CREATE TABLE IF NOT EXISTS usage_events (
-{_USAGE_EVENT_COLUMNS});
+{TABLE_COLUMNS}
+);
 CREATE UNIQUE INDEX IF NOT EXISTS usage_events_key ON usage_events (tenant, idempotency_key);
 CREATE INDEX IF NOT EXISTS usage_events_by_ts ON usage_events (tenant, ts);
 CREATE INDEX IF NOT EXISTS usage_events_by_metric ON usage_events (tenant, metric_name, ts);
@@ -97,7 +81,8 @@ CREATE INDEX IF NOT EXISTS usage_events_with_workflow
     ON usage_events (tenant, workflow_id, ts) WHERE workflow_id IS NOT NULL;
 -- Events stored but not yet moved into usage_events (see the module's docstring).
 CREATE TABLE IF NOT EXISTS usage_events_staged (
-{_USAGE_EVENT_COLUMNS});
+{TABLE_COLUMNS}
+);
 -- Staged events' keys are looked up in memory (staging.py); files of older versions indexed them.
 DROP INDEX IF EXISTS usage_events_staged_key;
 CREATE TABLE IF NOT EXISTS idempotent_responses (
@@ -110,13 +95,6 @@ CREATE TABLE IF NOT EXISTS idempotent_responses (
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 """
-
-_EVENT_COLUMNS = (
-    "seq, event_type, metric_name, quantity, idempotency_key, ts, subscription_id,"
-    " end_user_id, agent_id, workflow_id, metadata, received_at"
-)
-
-_STORED_COLUMN_COUNT = STORED_COLUMNS.count(",") + 1
 
 PAGE_SIZE = 16384
 
@@ -135,7 +113,7 @@ def _parameter_limit(db: sqlite3.Connection) -> int:
 # 18 ms for one statement (and 52 ms for json_each). Each text is stored exactly. What every
 # row of a statement shares is bound once: ?1 the first row's seq (row k's is ?1 + k), ?2 the
 # tenant, ?3 the time received; the row's own values follow, _ROW_VALUES to a row.
-_ROW_VALUES = _STORED_COLUMN_COUNT - 3
+_ROW_VALUES = len(STORED_COLUMNS) - 3
 _SHARED_VALUES = 3
 
 
@@ -146,7 +124,8 @@ def _stage_events_sql(count: int) -> str:
         first = _SHARED_VALUES + 1 + k * _ROW_VALUES
         own = ", ".join(f"?{n}" for n in range(first, first + _ROW_VALUES))
         rows.append(f"(?1 + {k}, ?2, {own}, ?3)")
-    return f"INSERT INTO usage_events_staged ({STORED_COLUMNS}) VALUES " + ", ".join(rows)
+    columns = ", ".join(STORED_COLUMNS)
+    return f"INSERT INTO usage_events_staged ({columns}) VALUES " + ", ".join(rows)
 
 
 @cache

@@ -16,7 +16,7 @@ from ..store import Filter, event_id, nanos, now_timestamp
 
 
 def _event_row(event: UsageEventInput, now: str) -> list[Any]:
-    """A validated event as a storage row."""
+    """A validated event as a storage row (laid out as event_row.ROW_COLUMNS)."""
     metadata_text = None
     cost = 0
     if event.metadata is not None:
