@@ -235,7 +235,7 @@ def test_rows_split_over_several_statements_keep_their_seqs_and_values(tmp_path:
         events, total = store.query_events(1, [], 100, 0)
         assert total == 20
         assert [(e["id"], e["idempotencyKey"]) for e in events] == [
-            (f"evt_{seq:012x}", key) for seq, key in zip(range(1, 21), keys)
+            (store.event_id(seq), key) for seq, key in zip(range(1, 21), keys)
         ]
         assert events[13]["eventType"] == "a\x00b" and events[12]["eventType"] == "token_usage"
     finally:

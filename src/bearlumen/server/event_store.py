@@ -3,6 +3,7 @@ store_base for the connection, staging.py for how staged rows reach the indexed 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 from .._timestamps import now as now_timestamp
@@ -17,14 +18,29 @@ from .store_base import (
     _stage_events_sql,
     _where,
     dollars,
-    event_id,
 )
 
 _ANSWER_KEYS = tuple(ANSWER_KEYS.values())
 
 
 class EventStore(StoreBase):
-    """The usage events of each tenant: written through the staged table, read from the index."""
+    """The usage events of each tenant: written through the staged table, read from the index.
+
+    An event's id is not its `seq`: seqs are one sequence across tenants, and ids made from them
+    would show each tenant how many events the others record. An id is a keyed hash of the seq
+    (BLAKE2b, 96 bits, under a key kept in the database file, so ids never change), which says
+    nothing of the seq to anyone without the key.
+    """
+
+    def __init__(self, path: str = ":memory:") -> None:
+        super().__init__(path)
+        self._id_hash = hashlib.blake2b(key=self._secret("event_ids"), digest_size=12)
+
+    def event_id(self, seq: int) -> str:
+        """The id the API shows for the event stored as `seq`."""
+        digest = self._id_hash.copy()
+        digest.update(seq.to_bytes(8, "little"))
+        return "evt_" + digest.hexdigest()
 
     def record_events(self, tenant: int, rows: list[list[Any]]) -> list[tuple[str, int]]:
         """Store events exactly once per idempotency key, in one transaction.
@@ -71,11 +87,10 @@ class EventStore(StoreBase):
                 self._staging.staged(tenant, keyed, seq, seq - first)
         return outcomes
 
-    @staticmethod
-    def _event(row: Sequence[Any]) -> dict[str, Any]:
+    def _event(self, row: Sequence[Any]) -> dict[str, Any]:
         """A row read with READ_COLUMNS as the API answers it (a StoredEvent)."""
         event = dict(zip(_ANSWER_KEYS, row))
-        event["id"] = event_id(event["id"])
+        event["id"] = self.event_id(event["id"])
         event["metadata"] = _json_value(event["metadata"])
         return event
 

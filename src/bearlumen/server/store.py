@@ -13,7 +13,6 @@ from .store_base import (
     Filter,
     NotFound,
     dollars,
-    event_id,
     nanos,
 )
 from .subscription_store import SubscriptionStore
@@ -24,7 +23,6 @@ __all__ = [
     "NotFound",
     "Store",
     "dollars",
-    "event_id",
     "nanos",
     "now_timestamp",
 ]

@@ -12,6 +12,7 @@ Usage events are written to an unindexed staging table first and indexed later: 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -85,6 +86,11 @@ CREATE TABLE IF NOT EXISTS usage_events_staged (
 );
 -- Staged events' keys are looked up in memory (staging.py); files of older versions indexed them.
 DROP INDEX IF EXISTS usage_events_staged_key;
+-- Random keys made once per database file (the event ids' key: event_store.py).
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotent_responses (
     tenant INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -160,10 +166,6 @@ def nanos(amount: float) -> int:
 def dollars(total_nanos: float | None) -> float:
     # TOTAL() sums as a float: exact for sums under 2**53 nanos (about $9M), never overflows.
     return round(total_nanos or 0) / NANOS_PER_DOLLAR
-
-
-def event_id(seq: int) -> str:
-    return f"evt_{seq:012x}"
 
 
 def _json_text(value: Any) -> str | None:
@@ -264,6 +266,16 @@ class StoreBase:
             f"UPDATE {table} SET {', '.join(assignments)} WHERE tenant = ? AND id = ?",
             (*params, tenant, row_id),
         )
+
+    def _secret(self, name: str) -> bytes:
+        """A random key kept in the database: made the first time, the same ever after."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                (name, secrets.token_bytes(16)),
+            )
+            (value,) = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(value)
 
     # -- tenants ---------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 from pydantic_core import to_json
@@ -12,7 +12,7 @@ from ..batch_rows import valid_batch_rows
 from ..call import ApiRequest
 from ..errors import ApiError, from_validation_error, invalid, validate
 from ..state import ServerState
-from ..store import Filter, event_id, nanos, now_timestamp
+from ..store import Filter, nanos, now_timestamp
 
 
 def _event_row(event: UsageEventInput, now: str) -> list[Any]:
@@ -61,14 +61,15 @@ def record_batch(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     now = now_timestamp()
     rows = valid_batch_rows(call.body, now)  # None: some event needs a closer look
     if rows is not None:
-        return 200, _every_event_stored(state.store.record_events(call.tenant, rows))
+        outcomes = state.store.record_events(call.tenant, rows)
+        return 200, _every_event_stored(outcomes, state.store.event_id)
     rows, results, accepted_at = _rows_one_by_one(call, now)
     recorded = 0
     if rows:
         outcomes = state.store.record_events(call.tenant, rows)
         for position, (outcome, seq) in zip(accepted_at, outcomes):
             result = results[position]
-            result["id"] = event_id(seq)
+            result["id"] = state.store.event_id(seq)
             if outcome == "recorded":
                 recorded += 1
             else:
@@ -81,7 +82,7 @@ def record_batch(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     }
 
 
-def _every_event_stored(outcomes: list[tuple[str, int]]) -> bytes:
+def _every_event_stored(outcomes: list[tuple[str, int]], event_id: Callable[[int], str]) -> bytes:
     """The answer to a batch whose events were all valid, as the JSON bytes `to_json` would
     write for it (tests/test_server_ingest.py compares them), built from text rather than from
     1000 dicts."""
