@@ -43,13 +43,13 @@ def test_event_ids_stay_the_same_when_the_server_restarts(tmp_path: Path) -> Non
     row = ["t", "m", 1.0, "k", "2024-01-01T00:00:00.000000Z", None, None, None, None, None, 0]
     store = Store(path)
     try:
-        ((_, seq),) = store.record_events(1, [row])
-        (event,), _ = store.query_events(1, [], 10, 0)
+        ((_, seq),) = store.events.record_events(1, [row])
+        (event,), _ = store.events.query_events(1, [], 10, 0)
     finally:
         store.close()
     again = Store(path)
     try:
-        (event_again,), _ = again.query_events(1, [], 10, 0)
-        assert event_again["id"] == event["id"] == again.event_id(seq)
+        (event_again,), _ = again.events.query_events(1, [], 10, 0)
+        assert event_again["id"] == event["id"] == again.events.event_id(seq)
     finally:
         again.close()

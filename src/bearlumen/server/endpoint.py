@@ -39,7 +39,7 @@ def tenant_of(state: ServerState, request: Request) -> int:
         )
     if state.api_keys is not None and token not in state.api_keys:
         raise ApiError(401, "authentication_error", "Invalid API key")
-    return state.store.tenant_for_key(token)
+    return state.store.database.tenant_for_key(token)
 
 
 def endpoint(state: ServerState, handler: Handler, known_query: frozenset[str]) -> Endpoint:

@@ -42,7 +42,7 @@ def replay_or_claim(
             )
         state.in_flight.add((tenant, key))
     try:
-        stored = state.store.stored_response(tenant, key)
+        stored = state.store.database.stored_response(tenant, key)
     except BaseException:
         release(state, tenant, key)
         raise
@@ -70,7 +70,7 @@ def remember(state: ServerState, claim: Claim, response: Response) -> None:
         # Stored before the key is released, so a concurrent retry either waits (409
         # conflict_retry) or replays this answer; it never runs the request a second time.
         if response.status_code < 500 and response.status_code != 429:
-            state.store.store_response(
+            state.store.database.store_response(
                 tenant, key, fingerprint, response.status_code, bytes(response.body)
             )
     finally:

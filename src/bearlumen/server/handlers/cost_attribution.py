@@ -15,7 +15,7 @@ def breakdown(group_by: str) -> Handler:
     def handler(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
         start, end = call.date_range(required=True)
         assert start is not None and end is not None
-        items = state.store.cost_breakdown(call.tenant, f"{group_by}_id", start, end)
+        items = state.store.events.cost_breakdown(call.tenant, f"{group_by}_id", start, end)
         return 200, {
             "items": items,
             "totalCost": dollars(sum(nanos(item["totalCost"]) for item in items)),
@@ -34,7 +34,7 @@ def distinct(group_by: str) -> Handler:
         start, end = call.date_range(required=True)
         assert start is not None and end is not None
         return 200, {
-            "values": state.store.distinct_values(call.tenant, f"{group_by}_id", start, end)
+            "values": state.store.events.distinct_values(call.tenant, f"{group_by}_id", start, end)
         }
 
     return handler

@@ -23,7 +23,7 @@ def create_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: EndUserCreate = validate(EndUserCreate, call.json_object())
     _check_email(data.email)
     try:
-        user = state.store.create_end_user(
+        user = state.store.end_users.create_end_user(
             call.tenant, data.external_id, data.email, data.name, data.metadata
         )
     except Conflict as exc:
@@ -35,7 +35,7 @@ def update_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: EndUserUpdate = validate(EndUserUpdate, call.json_object())
     _check_email(data.email)
     changes = {name: getattr(data, name) for name in data.model_fields_set}
-    user = state.store.update_end_user(call.tenant, call.path_params["id"], changes)
+    user = state.store.end_users.update_end_user(call.tenant, call.path_params["id"], changes)
     return 200, {"endUser": user}
 
 
@@ -44,15 +44,17 @@ def list_end_users(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     if status not in (None, "ACTIVE", "DEACTIVATED"):
         raise invalid("status", "must be ACTIVE or DEACTIVATED")
     limit, offset = call.limit_offset()
-    users, total = state.store.list_end_users(call.tenant, status, limit, offset)
+    users, total = state.store.end_users.list_end_users(call.tenant, status, limit, offset)
     return 200, {"endUsers": users, "total": total, "limit": limit, "offset": offset}
 
 
 def deactivate_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
-    user = state.store.set_end_user_status(call.tenant, call.path_params["id"], "DEACTIVATED")
+    user = state.store.end_users.set_end_user_status(
+        call.tenant, call.path_params["id"], "DEACTIVATED"
+    )
     return 200, {"endUser": user}
 
 
 def reactivate_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
-    user = state.store.set_end_user_status(call.tenant, call.path_params["id"], "ACTIVE")
+    user = state.store.end_users.set_end_user_status(call.tenant, call.path_params["id"], "ACTIVE")
     return 200, {"endUser": user}

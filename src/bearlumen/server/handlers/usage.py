@@ -49,8 +49,8 @@ def _validated_row(raw: Any, now: str) -> list[Any]:
 
 def record_event(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     row = _validated_row(call.json_object(), now_timestamp())
-    ((outcome, seq),) = state.store.record_events(call.tenant, [row])
-    event = state.store.get_event(call.tenant, seq)
+    ((outcome, seq),) = state.store.events.record_events(call.tenant, [row])
+    event = state.store.events.get_event(call.tenant, seq)
     return (201 if outcome == "recorded" else 200), {
         "recorded": outcome == "recorded",
         "event": event,
@@ -61,15 +61,15 @@ def record_batch(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     now = now_timestamp()
     rows = valid_batch_rows(call.body, now)  # None: some event needs a closer look
     if rows is not None:
-        outcomes = state.store.record_events(call.tenant, rows)
-        return 200, _every_event_stored(outcomes, state.store.event_id)
+        outcomes = state.store.events.record_events(call.tenant, rows)
+        return 200, _every_event_stored(outcomes, state.store.events.event_id)
     rows, results, accepted_at = _rows_one_by_one(call, now)
     recorded = 0
     if rows:
-        outcomes = state.store.record_events(call.tenant, rows)
+        outcomes = state.store.events.record_events(call.tenant, rows)
         for position, (outcome, seq) in zip(accepted_at, outcomes):
             result = results[position]
-            result["id"] = state.store.event_id(seq)
+            result["id"] = state.store.events.event_id(seq)
             if outcome == "recorded":
                 recorded += 1
             else:
@@ -137,15 +137,18 @@ def _usage_filters(call: ApiRequest, *names: str) -> tuple[list[Filter], dict[st
 def query_events(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, _ = _usage_filters(call, "subscriptionId", "metricName", "agentId", "workflowId")
     limit, offset = call.limit_offset()
-    events, total = state.store.query_events(call.tenant, filters, limit, offset)
+    events, total = state.store.events.query_events(call.tenant, filters, limit, offset)
     return 200, {"events": events, "total": total, "limit": limit, "offset": offset}
 
 
 def usage_aggregation(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, dates = _usage_filters(call, "subscriptionId", "metricName")
-    return 200, {"aggregations": state.store.aggregate_by_metric(call.tenant, filters), **dates}
+    return 200, {
+        "aggregations": state.store.events.aggregate_by_metric(call.tenant, filters),
+        **dates,
+    }
 
 
 def usage_summary(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, dates = _usage_filters(call, "subscriptionId")
-    return 200, {**state.store.summarize(call.tenant, filters), **dates}
+    return 200, {**state.store.events.summarize(call.tenant, filters), **dates}
