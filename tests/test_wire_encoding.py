@@ -35,8 +35,8 @@ from bearlumen._events import (
     queued_bytes,
 )
 from bearlumen._shipper import Shipper, _FlushRequest
+from bearlumen._timestamps import format_epoch
 from bearlumen._validation import metadata_snapshot
-from bearlumen._wire import format_epoch
 
 OPTIONAL = ("subscription_id", "end_user_id", "agent_id", "workflow_id", "metadata")
 METADATA_KINDS: list[Any] = [

@@ -46,6 +46,7 @@ from ._constants import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_BATCH_SIZE,
+    MAX_IN_FLIGHT,
     RECENT_KEYS_REMEMBERED,
 )
 from ._errors import BearLumenError, InvalidRequestError
@@ -143,9 +144,6 @@ class ShipperSettings:
         require(self.on_overflow in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'")
         for name in ("flush_interval", "delivery_timeout", "shutdown_timeout"):
             require(is_positive_number(getattr(self, name)), name, "must be a number > 0")
-
-
-MAX_IN_FLIGHT = 64  # sender threads at most; far beyond what one API key is allowed to send
 
 
 def is_positive_number(value: Any) -> bool:

@@ -94,7 +94,7 @@ class LocalServer:
         self.fault_injector.configure(FaultSettings.from_mapping(settings))
 
     def events_stored(self) -> int:
-        return self.store.count_events()
+        return self.store.events.count_events()
 
     def __enter__(self) -> str:
         return self.start().base_url

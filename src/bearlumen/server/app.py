@@ -2,8 +2,9 @@
 
 The pieces, one job each: `routes.py` (the table), `endpoint.py` (what every route shares),
 `body.py` (reading bodies), `replay.py` (Idempotency-Key), `handlers/` (one module per resource),
-`admin.py` (`/_admin/*`), `middleware.py` (faults and status counts), `store.py` (all SQL: one
-module per resource, on `store_base.py`), `staging.py` (indexing events in the background).
+`admin.py` (`/_admin/*`), `middleware.py` (faults and status counts), `store.py` (all SQL: a
+store per resource, composed on one `store_base.Database`), `staging.py` (indexing events in the
+background).
 """
 
 from __future__ import annotations
