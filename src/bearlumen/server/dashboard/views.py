@@ -168,7 +168,7 @@ def dashboard_routes(state: ServerState) -> list[Route]:
             return _html(sign_in_page("Type the API key your application uses.", next_path), 400)
         if state.api_keys is not None and key not in state.api_keys:
             return _html(sign_in_page("This server does not accept that key.", next_path), 401)
-        tenant = await _in_thread(state.store.tenant_for_key, key)
+        tenant = await _in_thread(state.store.database.tenant_for_key, key)
         response = RedirectResponse(next_path, 303, HEADERS)
         response.headers.append("set-cookie", Sessions.cookie(sessions.open(tenant)))
         return response
