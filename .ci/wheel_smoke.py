@@ -11,6 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
+
 import bearlumen
 
 here = Path(bearlumen.__file__).resolve().parent
@@ -51,6 +53,10 @@ try:
         events = client.usage.query(agent_id="smoke-bot")
         assert [e["quantity"] for e in events["events"]] == [42], events
     print(f"serve + record + flush + query: ok ({base_url})")
+    sign_in = httpx.get(base_url + "/sign-in")  # the dashboard's templates and static files ship
+    assert sign_in.status_code == 200 and 'name="api_key"' in sign_in.text, sign_in.text[:300]
+    assert httpx.get(base_url + "/static/dashboard.css").status_code == 200
+    print("dashboard's package data: ok")
 finally:
     server.terminate()
     server.wait(10)

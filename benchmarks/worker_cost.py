@@ -90,7 +90,8 @@ def measure(batches: list[list[QueuedEvent]], shipper: Shipper, rounds: int) -> 
             t0 = clock()
             taken, _ = shipper._take_chunk(BATCH)
             spent += clock() - t0
-            assert len(taken) == BATCH
+            assert taken is not None and len(taken.events) == BATCH
+            shipper._outcomes.landed(taken)
         return spent
 
     def encode() -> int:

@@ -30,8 +30,8 @@ from bearlumen._events import (
     from_wire,
     wire_events,
 )
+from bearlumen._timestamps import epoch_texts, format_epoch
 from bearlumen._validation import metadata_snapshot
-from bearlumen._wire import epoch_texts, format_epoch
 
 NOW = 1_764_100_000.123456  # 2025-11-25
 

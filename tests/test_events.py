@@ -24,7 +24,7 @@ from bearlumen._events import (
     to_record_input,
     wire_event,
 )
-from bearlumen._wire import format_epoch, format_utc
+from bearlumen._timestamps import format_epoch, format_utc
 from bearlumen.testing import LocalServer
 
 

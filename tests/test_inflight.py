@@ -161,14 +161,14 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
     all_recorded = threading.Event()
     hand_to_senders = shipper._senders.send
 
-    def hand_out_while_producers_record(chunk: list[Any]) -> None:
+    def hand_out_while_producers_record(flight: Any) -> None:
         # Producers keep recording while the worker hands a batch out. Recording here, on the
         # worker's own thread, makes that interleaving happen every time, not by luck.
-        sizes.append(len(chunk))
+        sizes.append(len(flight.events))
         more = {1: 1500, 2: 1000}.get(len(sizes), 0)
         for _ in range(more):
             client.usage.record("token_usage", "llm_tokens", 1)
-        hand_to_senders(chunk)
+        hand_to_senders(flight)
         if len(sizes) == 2:
             all_recorded.set()
 
@@ -185,10 +185,15 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
     client.close()
 
 
-def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
-    held_client: HeldClient, caplog: Any
+def test_events_in_flight_when_close_gives_up_are_failed_once_and_the_log_says_how_many(
+    server: LocalServer, api_key: str, caplog: Any
 ) -> None:
-    client, transport = held_client()
+    transport = HeldTransport()
+    failures: list[tuple[list[Any], BaseException]] = []
+    client = Client(
+        api_key=api_key, base_url=server.base_url, http_client=httpx.Client(transport=transport),
+        flush_interval=3600, on_error=lambda events, exc: failures.append((events, exc)),
+    )  # fmt: skip
     for _ in range(10):
         client.usage.record("token_usage", "llm_tokens", 1)
     client.flush(timeout=0)  # ship the part-filled batch now, without waiting for it
@@ -199,8 +204,20 @@ def test_events_in_flight_are_counted_and_closing_without_their_answer_says_so(
     with caplog.at_level(logging.ERROR, logger="bearlumen"):
         result = client.close(timeout=0)
     assert result["complete"] is False
-    assert "closed with 10 usage events undelivered" in caplog.text  # not "0": they are out
+    assert (result["in_flight"], result["failed"], result["recorded"]) == (0, 10, 0)
+    assert [len(events) for events, _ in failures] == [10]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith(
+        "bearlumen: closed with 10 usage event(s) undelivered"  # not "0": they were out
+    )
+    # The server answers after all: nothing is counted twice, nothing reaches on_error again.
     transport.release.set()
+    for sender in client._shipper._senders.threads:  # type: ignore[union-attr]
+        sender.join(30)
+    stats = client.stats()
+    assert (stats["failed"], stats["recorded"], stats["in_flight"]) == (10, 0, 0)
+    assert len(failures) == 1
+    transport.close()
 
 
 def test_a_batch_waiting_for_a_free_sender_counts_as_in_flight(

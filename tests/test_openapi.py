@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from bearlumen.server.openapi import openapi_document
+from bearlumen.server.routes import TABLE
 from bearlumen.testing import LocalServer
 
 KEY = "sk_live_schemathesis_" + secrets.token_hex(4)
@@ -62,3 +63,25 @@ def test_the_document_links_each_created_id_to_the_calls_that_take_it(keyed_serv
         end_user_id = end_user_id[part]
     deactivated = httpx.post(f"{keyed_server}/v1/end-users/{end_user_id}/deactivate", headers=AUTH)
     assert deactivated.json()["endUser"]["status"] == "DEACTIVATED"
+
+
+def test_openapi_json_and_the_route_table_agree(server: LocalServer) -> None:
+    """openapi.json is written from routes.TABLE: each route once, with the query parameters
+    the server takes (and requires), its success status and its body; and each is served."""
+    document = httpx.get(server.base_url + "/openapi.json").json()
+    documented = {
+        (method.upper(), path): operation
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert set(documented) == {(route.method, route.path) for route in TABLE}
+    for route in TABLE:
+        operation = documented[(route.method, route.path)]
+        query = {p["name"]: p["required"] for p in operation["parameters"] if p["in"] == "query"}
+        assert query == {name: name in route.required for name in route.query}, route.path
+        assert operation["operationId"] == route.operation_id
+        assert str(route.status) in operation["responses"]
+        assert ("requestBody" in operation) == (route.body is not None)
+        # Served: without a key the answer is 401, never 404 or 405.
+        answer = httpx.request(route.method, server.base_url + route.path.replace("{id}", "x"))
+        assert answer.status_code == 401, (route.method, route.path)

@@ -108,7 +108,92 @@ def test_with_the_server_down_the_process_exits_within_its_bound(api_key: str) -
         timeout=30,
     )
     assert done.returncode == 0
-    assert "undelivered" in done.stderr
+    # Counted as what they are: given up at exit, all ten (in flight between retries).
+    assert "closed with 10 usage event(s) undelivered after waiting 1.0s" in done.stderr
+
+
+SILENT_SERVER_SCRIPT = """
+record(3, "silent")
+client.flush(timeout=0)  # out now: the server takes the request and never answers
+senders = client._shipper._senders
+with senders._progress:
+    assert senders._progress.wait_for(lambda: senders._outstanding == {0}, 30)
+print("in flight", client.stats()["in_flight"], flush=True)
+if sys.argv[1] == "sigterm":
+    import threading
+    os.kill(os.getpid(), 15)
+    threading.Event().wait()  # until SIGTERM's flush gives up and ends the process
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_events_in_flight_to_a_silent_server_are_failed_at_the_end_and_counted_in_the_log(
+    api_key: str, how: str
+) -> None:
+    # A server that accepts connections and never answers: the events stay in flight until
+    # the exit hook (or SIGTERM's flush) gives up. They must be counted failed, reach on_error,
+    # and the log must say how many there were (SIGTERM said "0 undelivered" with 3 in flight).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # never accepted: the kernel completes the connection, no one answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        on_error = (
+            "lambda events, exc: print('on_error', len(events), type(exc).__name__, flush=True)"
+        )
+        options = f"shutdown_timeout=1.0, on_error={on_error}"
+        script = textwrap.dedent(PRELUDE.format(options=options))
+        script += textwrap.dedent(SILENT_SERVER_SCRIPT)
+        done = subprocess.run(
+            [sys.executable, "-c", script, how],
+            env={**os.environ, "KEY": api_key, "URL": url},
+            capture_output=True, text=True, timeout=1.0 + 5,
+        )  # fmt: skip
+    assert done.returncode == (0 if how == "exit" else -signal.SIGTERM), done.stderr
+    assert done.stdout.splitlines() == ["in flight 3", "on_error 3 BearLumenError"]
+    expected = (
+        "closed with 3 usage event(s) undelivered"
+        if how == "exit"
+        else "SIGTERM: 3 usage event(s) undelivered after shutdown_timeout=1.0s"
+    )
+    assert expected in done.stderr
+
+
+LATE_EVENTS_SCRIPT = """
+import atexit, os, bearlumen
+
+def app_exit_hook():  # registered before the client: runs after the client's exit hook
+    print(client.usage.record("token_usage", "llm_tokens", 1, "from-an-exit-hook"), flush=True)
+
+if "exit-hook" in os.environ["LATE"]:
+    atexit.register(app_exit_hook)
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          shutdown_timeout=1.0)
+
+class AbandonedStream:  # an LLM stream left by `break`: its finalizer records the partial call
+    def __del__(self):
+        print(client.usage.record("token_usage", "llm_tokens", 1, "from-a-finalizer"), flush=True)
+
+if "finalizer" in os.environ["LATE"]:
+    stream = AbandonedStream()  # finalized during interpreter shutdown; nothing sent before
+"""
+
+
+@pytest.mark.parametrize("late", ["finalizer", "exit-hook", "exit-hook finalizer"])
+def test_events_recorded_while_the_process_exits_are_dropped_and_counted_never_a_hang(
+    server: LocalServer, api_key: str, late: str
+) -> None:
+    # Recorded after the exit hook closed the client, and during interpreter shutdown: the
+    # worker started then never ran, and Thread.start() waited for it for ever (issue 21).
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LATE_EVENTS_SCRIPT)],
+        env={**os.environ, "KEY": api_key, "URL": server.base_url, "LATE": late},
+        capture_output=True, text=True, timeout=1.0 + 5,  # shutdown_timeout + 5 s
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    dropped = "{'recorded': False, 'idempotency_key': 'from-%s', 'dropped': True}"
+    expected = {"exit-hook": dropped % "an-exit-hook", "finalizer": dropped % "a-finalizer"}
+    assert done.stdout.splitlines() == [expected[part] for part in late.split()]
+    assert "closed by the process's exit" in done.stderr
 
 
 # -- multiprocessing ------------------------------------------------------------------------

@@ -3,6 +3,7 @@ delivers it, exactly as given; nothing it accepts is refused later. Each test st
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from datetime import datetime
@@ -11,9 +12,11 @@ from http import HTTPStatus as HttpStatus
 from json import loads
 from typing import Any, Callable, Iterator
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pydantic.alias_generators import to_camel
 from pydantic_core import to_json
 
 from bearlumen import BearLumenError, Client, InvalidRequestError
@@ -255,3 +258,86 @@ def test_quantities_at_the_edges(prop_client: Client) -> None:
         with pytest.raises(InvalidRequestError, match="quantity"):
             prop_client.usage.record("t", "m", too_large)
     assert prop_client.flush()["failed"] == 0
+
+
+# -- client and server: one set of rules, stated both ways ------------------------------------
+
+
+def nested_metadata(depth: int) -> dict[str, Any]:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
+def sized_metadata(size: int) -> dict[str, Any]:
+    return {"blob": "x" * (size - len('{"blob":""}'))}
+
+
+edge_name = st.sampled_from(["", "x" * 255, "x" * 256, "a\x00b", "é" * 255, "\ud800", " "])
+edge_time = st.sampled_from(
+    [
+        "2024-01-01T00:00:00.000000Z",
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T00:00:00.5+05:30",
+        "2024-01-01",
+        "2024-02-30T00:00:00.000000Z",
+        "2024-13-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "0001-01-01T01:00:00+01:00",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:30:00-01:00",
+        "2024-01-01T00:00:00.000000Z\n",
+        " 2024-01-01T00:00:00Z ",
+        "yesterday",
+        "",
+    ]
+)
+edge_metadata = (
+    st.builds(nested_metadata, st.integers(30, 34))
+    | st.builds(sized_metadata, st.integers(16_380, 16_390))
+    | st.builds(
+        lambda cost: {"provider_cost_usd": cost},
+        st.sampled_from([0, 0.5, -0.01, 1e9, 1e9 + 1, True, "1", None]),
+    )
+    | st.dictionaries(unicode_text, json_values, max_size=4)
+)
+json_event = st.fixed_dictionaries(
+    {
+        "event_type": mostly(st.text(min_size=1, max_size=20), edge_name),
+        "metric_name": mostly(st.text(min_size=1, max_size=20), edge_name | st.integers()),
+        "quantity": st.sampled_from([0, 1, 2.5, 2**53, 2**53 + 1, -1, 1e300, True, "1", None])
+        | st.integers(0, 2**60)
+        | st.floats(allow_nan=False, allow_infinity=False),
+    },
+    optional={
+        "idempotency_key": mostly(st.text(min_size=1, max_size=40), edge_name),
+        "timestamp": edge_time | st.integers(0, 2**40) | st.datetimes().map(str),
+        "agent_id": mostly(st.text(min_size=1, max_size=20), edge_name | st.none()),
+        "end_user_id": edge_name | st.lists(st.integers(), max_size=1),
+        "metadata": st.none() | edge_metadata | st.lists(st.integers(), max_size=1),
+    },
+)
+
+
+@SETTINGS
+@given(event=json_event)
+def test_the_client_and_the_server_accept_exactly_the_same_events(
+    prop_client: Client, http: httpx.Client, event: dict[str, Any]
+) -> None:
+    """What record() refuses the server refuses, and what it accepts the server accepts: one
+    set of rules (`_wire.py`, `_timestamps.py`), asked of each side with the same event (the
+    server's with raw JSON, as any other client would send it)."""
+    try:
+        prop_client.usage.record(**event)
+        client_accepts = True
+    except InvalidRequestError:
+        client_accepts = False
+    wire = {to_camel(name): value for name, value in event.items() if value is not None}
+    answer = http.post(
+        "/v1/usage/events",
+        content=json.dumps(wire),  # ensure_ascii: a lone surrogate travels as its escape
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code in (200, 201, 400), answer.text
+    assert client_accepts == (answer.status_code != 400), answer.text

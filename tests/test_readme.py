@@ -24,7 +24,12 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from bearlumen.testing import FakeLLMProvider, LocalServer
+from bearlumen.testing import (
+    ANTHROPIC_ADMIN_KEY,
+    OPENAI_ADMIN_KEY,
+    FakeLLMProvider,
+    LocalServer,
+)
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -38,6 +43,7 @@ ANY_PYTHON_BLOCK = re.compile(r"^```python\n", re.M)
 PRINTS: Dict[str, List[str]] = {
     "async": ["events stored: 1"],
     "local-server": ["1 recorded"],
+    "reconcile-offline": ["gpt-4o: coverage 100%"],
 }
 
 
@@ -87,6 +93,8 @@ def snippet_env(base_url: str, fake: FakeLLMProvider) -> dict[str, str]:
         "OPENAI_BASE_URL": fake.openai_base_url,
         "ANTHROPIC_API_KEY": "sk-ant-fake",
         "ANTHROPIC_BASE_URL": fake.anthropic_base_url,
+        "OPENAI_ADMIN_KEY": OPENAI_ADMIN_KEY,
+        "ANTHROPIC_ADMIN_KEY": ANTHROPIC_ADMIN_KEY,
     }
 
 

@@ -211,6 +211,6 @@ def test_every_name_of_the_reference_is_exported() -> None:
 
 
 def test_usage_record_input_matches_the_wire_model() -> None:
-    from bearlumen._wire import UsageEvent
+    from bearlumen._wire import UsageEventInput
 
-    assert set(UsageRecordInput.__annotations__) == set(UsageEvent.model_fields)
+    assert set(UsageRecordInput.__annotations__) == set(UsageEventInput.model_fields)

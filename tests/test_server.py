@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bearlumen.server import store_base
+from bearlumen.server import event_store
 from bearlumen.testing import LocalServer
 
 
@@ -524,7 +524,7 @@ def test_batches_are_stored_whole_where_sqlite_binds_only_999_parameters(
             db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
         return 999
 
-    monkeypatch.setattr(store_base, "_parameter_limit", oldest_limit)
+    monkeypatch.setattr(event_store, "_parameter_limit", oldest_limit)
     auth = {"Authorization": "Bearer sk_test_old_sqlite"}
     with LocalServer() as base_url:
         first = [event(idempotencyKey=f"k{i}", agentId="a\u00e9b") for i in range(1000)]
@@ -577,13 +577,13 @@ def test_a_request_that_failed_with_500_does_not_keep_its_idempotency_key(
     fault_server: LocalServer, api_key: str
 ) -> None:
     store = fault_server.store
-    real = store.record_events
+    real = store.events.record_events
 
     def fails_once(tenant: int, rows: list[list[object]]) -> object:
-        store.record_events = real  # type: ignore[method-assign]
+        store.events.record_events = real  # type: ignore[method-assign]
         raise RuntimeError("the disk went away")
 
-    store.record_events = fails_once  # type: ignore[method-assign]
+    store.events.record_events = fails_once  # type: ignore[method-assign]
     url = fault_server.base_url + "/v1/usage/events"
     headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "retried-after-500"}
     # A connection per request: after an unhandled error uvicorn closes the one it answered on.

@@ -181,41 +181,41 @@ def test_each_key_is_stored_once_whether_staged_partly_moved_or_moved_before_a_r
     tmp_path: Path,
 ) -> None:
     store = Store(str(tmp_path / "events.sqlite3"))
-    store._staging.close()  # no background mover: this test decides when rows move
-    first = store.record_events(1, rows_for([f"a{i}" for i in range(300)]))
-    second = store.record_events(1, rows_for([f"b{i}" for i in range(300)], agent="other"))
+    store.events._staging.close()  # no background mover: this test decides when rows move
+    first = store.events.record_events(1, rows_for([f"a{i}" for i in range(300)]))
+    second = store.events.record_events(1, rows_for([f"b{i}" for i in range(300)], agent="other"))
     assert [outcome for outcome, _ in first + second] == ["recorded"] * 600
     seqs = {f"a{i}": seq for i, (_, seq) in enumerate(first)}
     seqs.update({f"b{i}": seq for i, (_, seq) in enumerate(second)})
 
     def replayed(keys: list[str]) -> None:
-        outcomes = store.record_events(1, rows_for(keys))
+        outcomes = store.events.record_events(1, rows_for(keys))
         assert outcomes == [("duplicate", seqs[key]) for key in keys]
 
     mixed = ["a0", "b299", "a299", "b0", "a0"]
     replayed(mixed)  # both batches staged
     with store._lock:
-        store._staging.move(1)  # the oldest batch only: a* indexed, b* still staged
-    assert store._staging.rows == 300
+        store.events._staging.move(1)  # the oldest batch only: a* indexed, b* still staged
+    assert store.events._staging.rows == 300
     replayed(mixed)
-    assert store.record_events(2, rows_for(["a0"])) == [("recorded", 601)]  # another tenant
+    assert store.events.record_events(2, rows_for(["a0"])) == [("recorded", 601)]  # another tenant
     # visible to queries while part is staged: a read makes usage_events complete
-    events, total = store.query_events(1, [("agent_id", "=", "other")], 1000, 0)
+    events, total = store.events.query_events(1, [("agent_id", "=", "other")], 1000, 0)
     assert total == 300 and {e["idempotencyKey"] for e in events} == {f"b{i}" for i in range(300)}
-    assert store._staging.rows == 0
+    assert store.events._staging.rows == 0
     replayed(mixed)
-    new = store.record_events(1, rows_for(["c0", "a1", "c0"]))
+    new = store.events.record_events(1, rows_for(["c0", "a1", "c0"]))
     assert new == [("recorded", 602), ("duplicate", seqs["a1"]), ("duplicate", 602)]
     store._db.close()  # as a SIGKILL would leave it: "c0" still staged, never moved
 
     again = Store(str(tmp_path / "events.sqlite3"))
     try:
         seqs["c0"] = 602
-        assert again.record_events(1, rows_for(["c0", "b5", "a7"])) == [
+        assert again.events.record_events(1, rows_for(["c0", "b5", "a7"])) == [
             ("duplicate", seqs[key]) for key in ("c0", "b5", "a7")
         ]
-        assert again.summarize(1, [])["totalEvents"] == 601
-        assert again.record_events(1, rows_for(["d0"])) == [("recorded", 603)]
+        assert again.events.summarize(1, [])["totalEvents"] == 601
+        assert again.events.record_events(1, rows_for(["d0"])) == [("recorded", 603)]
     finally:
         again.close()
 
@@ -223,19 +223,19 @@ def test_each_key_is_stored_once_whether_staged_partly_moved_or_moved_before_a_r
 def test_rows_split_over_several_statements_keep_their_seqs_and_values(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "events.sqlite3"))
     try:
-        store._rows_per_insert = 7  # as on an SQLite that binds few parameters per statement
+        store.events._rows_per_insert = 7  # as on an SQLite that binds few parameters per statement
         keys = [f"k{i}" for i in range(20)]
         rows = rows_for(keys)
         rows[13][0] = "a\x00b"  # each text stored exactly, wherever its row falls
-        outcomes = store.record_events(1, [*rows[:10], rows[0], *rows[10:]])
+        outcomes = store.events.record_events(1, [*rows[:10], rows[0], *rows[10:]])
         assert [outcome for outcome, _ in outcomes] == ["recorded"] * 10 + ["duplicate"] + [
             "recorded"
         ] * 10
         assert [seq for _, seq in outcomes] == [*range(1, 11), 1, *range(11, 21)]
-        events, total = store.query_events(1, [], 100, 0)
+        events, total = store.events.query_events(1, [], 100, 0)
         assert total == 20
         assert [(e["id"], e["idempotencyKey"]) for e in events] == [
-            (f"evt_{seq:012x}", key) for seq, key in zip(range(1, 21), keys)
+            (store.events.event_id(seq), key) for seq, key in zip(range(1, 21), keys)
         ]
         assert events[13]["eventType"] == "a\x00b" and events[12]["eventType"] == "token_usage"
     finally:
@@ -282,7 +282,7 @@ def test_a_batch_retried_while_its_first_try_is_stored_is_told_409_then_replayed
     """The key is claimed in the worker thread, before the store is touched: a retry that comes
     while the first try is being stored never runs the batch a second time."""
     store = fault_server.store
-    real = store.record_events
+    real = store.events.record_events
     inside, release = threading.Event(), threading.Event()
 
     def held(tenant: int, rows: list[list[Any]]) -> list[tuple[str, int]]:
@@ -290,7 +290,7 @@ def test_a_batch_retried_while_its_first_try_is_stored_is_told_409_then_replayed
         assert release.wait(30)
         return real(tenant, rows)
 
-    store.record_events = held  # type: ignore[method-assign]
+    store.events.record_events = held  # type: ignore[method-assign]
     batch = {"events": [{**VALID, "idempotencyKey": f"held-{i}"} for i in range(5)]}
     headers = {"Authorization": f"Bearer {api_key}", "Idempotency-Key": "held-batch"}
     url = fault_server.base_url + "/v1/usage/events/batch"

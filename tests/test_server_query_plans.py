@@ -146,3 +146,74 @@ def test_a_batch_finds_its_keys_and_a_single_event_its_row_by_index(
     steps = [step for _, plan in recorder.plans for step in plan]
     assert any("INDEX usage_events_key (tenant=? AND idempotency_key=?)" in s for s in steps), steps
     assert all(not s.startswith("SCAN") for s in steps), steps
+
+
+# -- the dashboard (server/dashboard/queries.py) --------------------------------------------
+# Its overview and breakdowns read the rollup by its primary key (tenant, dimension, span,
+# bucket, ...); the Events page reads usage_events through the index of its filter, and a page's
+# cursor by the primary key.
+
+_ROLLUP = "USING PRIMARY KEY (tenant=? AND dimension=? AND span=? AND bucket>? AND bucket<?)"
+DASHBOARD_PAGES: list[tuple[str, dict[str, str], str]] = [
+    ("/", {}, _ROLLUP),
+    ("/", {"group": "model", "bucket": "hour"}, _ROLLUP),
+    ("/live", {"seen": "0"}, _ROLLUP),
+    ("/breakdown", {"by": "workflow"}, _ROLLUP),
+    ("/breakdown.csv", {"by": "model"}, _ROLLUP),
+    ("/events", {}, "usage_events_by_ts"),
+    ("/events", {"agent": "support-bot"}, "usage_events_with_agent"),
+    ("/events", {"workflow": "triage"}, "usage_events_with_workflow"),
+    ("/events", {"subscription": "sub_1"}, "usage_events_with_subscription"),
+    ("/events", {"metric": "llm_tokens"}, "usage_events_by_metric"),
+    ("/events", {"end_user": "eu_1"}, "usage_events_by_ts"),  # narrowed by the rollup first
+    ("/events", {"agent": "support-bot", "older": "5"}, "usage_events_with_agent"),
+    ("/events", {"newer": "5"}, "usage_events_by_ts"),
+]
+
+
+@pytest.fixture(scope="module")
+def signed_in(tenant: tuple[httpx.Client, Any]) -> Iterator[httpx.Client]:
+    """The dashboard, signed in as the module's tenant."""
+    http, _ = tenant
+    with httpx.Client(base_url=str(http.base_url)) as browser:
+        key = http.headers["authorization"].split()[1]
+        assert browser.post("/sign-in", data={"api_key": key}).status_code == 303
+        yield browser
+
+
+@pytest.mark.parametrize(("page", "query", "index"), DASHBOARD_PAGES)
+def test_each_query_of_the_dashboard_searches_an_index(
+    planned: tuple[httpx.Client, PlanRecorder],
+    signed_in: httpx.Client,
+    page: str,
+    query: dict[str, str],
+    index: str,
+) -> None:
+    _, recorder = planned
+    answer = signed_in.get(page, params={"from": "2026-11-01", "to": "2026-11-30", **query})
+    assert answer.status_code == 200, answer.text
+    searched = set()
+    for sql, plan in recorder.plans:
+        for step in plan:
+            if " dashboard_rollup_state" in step:
+                continue  # its one row
+            if " dashboard_rollup" in step or " usage_events" in step:
+                assert step.startswith("SEARCH "), (sql, plan)
+                searched.add(step)
+    assert any(index in step for step in searched), searched
+    # the rest of the events' tables is read by their primary key: a page's cursor, and the
+    # newest seq of each (MAX(seq), the last row: a bare SEARCH)
+    last_rows = ("SEARCH usage_events", "SEARCH usage_events_staged")
+    assert all(index in step or "PRIMARY KEY" in step or step in last_rows for step in searched), (
+        searched
+    )
+
+
+def test_the_dashboards_rollup_reads_only_the_new_events(
+    planned: tuple[httpx.Client, PlanRecorder],
+) -> None:
+    from bearlumen.server.dashboard.queries import _FILL_NEW
+
+    _, recorder = planned
+    plan = [row[-1] for row in recorder.execute("EXPLAIN QUERY PLAN " + _FILL_NEW, (0, 10))]
+    assert plan == ["SEARCH usage_events USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"]

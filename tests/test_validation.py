@@ -6,16 +6,25 @@ from __future__ import annotations
 import enum
 import math
 from collections import UserString
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
+from pydantic import ValidationError
 from pydantic_core import to_json
 
 from bearlumen import Client, InvalidRequestError, _validation
+from bearlumen._constants import MAX_OFFSET, MAX_PAGE_SIZE
 from bearlumen._validation import metadata_snapshot
-from bearlumen._wire import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_QUANTITY
+from bearlumen._wire import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_NAME_LENGTH,
+    MAX_QUANTITY,
+    UsageEventInput,
+)
+from bearlumen.server import errors as server_errors
 from bearlumen.testing import LocalServer
 
 
@@ -323,3 +332,139 @@ def test_a_str_subclass_name_is_sent_as_its_own_text_beside_other_names(tenant: 
 
 class Agent(str, enum.Enum):
     BOT = "bot"
+
+
+# -- one rule per concept: every time argument, the metadata's depth ---------------------------
+
+YEAR_ZERO = "0001-01-01T00:00:00+01:00"  # year 1 where it was said, year 0 in UTC
+PAST_9999 = "9999-12-31T23:30:00-01:00"  # year 10000 in UTC
+ONE_HOUR_EAST = timezone(timedelta(hours=1))
+
+# Every call that takes a time, with the parameter that names it.
+TIME_CALLS: list[tuple[str, Callable[[Client, Any], Any]]] = [
+    ("timestamp", lambda c, t: c.usage.record("t", "m", 1, timestamp=t)),
+    ("events[0].timestamp", lambda c, t: c.usage.record_batch([{**EVENT, "timestamp": t}])),
+    ("start_date", lambda c, t: c.usage.query(start_date=t)),
+    ("end_date", lambda c, t: c.usage.query(end_date=t)),
+    ("start_date", lambda c, t: c.usage.aggregation(start_date=t)),
+    ("end_date", lambda c, t: c.usage.summary(end_date=t)),
+    ("start_date", lambda c, t: c.cost_attribution.by_agent(t, "2024-01-01")),
+    ("end_date", lambda c, t: c.cost_attribution.list_workflows("2024-01-01", t)),
+    ("start_date", lambda c, t: c.subscriptions.create("org", "plan", "monthly", t)),
+    ("end_date", lambda c, t: c.subscriptions.update("sub_x", end_date=t)),
+]
+EVENT = {"event_type": "t", "metric_name": "m", "quantity": 1}
+
+
+@pytest.mark.parametrize(
+    ("param", "call"), TIME_CALLS, ids=[f"{n}-{p}" for n, (p, _) in enumerate(TIME_CALLS)]
+)
+@pytest.mark.parametrize(
+    "moment",
+    [
+        YEAR_ZERO,
+        PAST_9999,
+        datetime(1, 1, 1, tzinfo=ONE_HOUR_EAST),
+        "2024-02-30T00:00:00Z",
+        "yesterday",
+    ],
+    ids=["year-0", "year-10000", "year-0-datetime", "february-30", "yesterday"],
+)
+def test_every_time_out_of_range_is_refused_at_the_call_naming_it(
+    tenant: Client, param: str, call: Callable[[Client, Any], Any], moment: Any
+) -> None:
+    """One parse of every time the client takes: what is no moment of years 1 to 9999 in UTC
+    is an InvalidRequestError naming the argument, before anything is sent (it was a bare
+    OverflowError from the queries, and record_batch sent it to be rejected by the server)."""
+    with pytest.raises(InvalidRequestError) as caught:
+        call(tenant, moment)
+    assert caught.value.param == param
+    assert caught.value.status_code is None  # refused by the client, not by a server
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c, s, e: c.usage.query(start_date=s, end_date=e),
+        lambda c, s, e: c.usage.aggregation(start_date=s, end_date=e),
+        lambda c, s, e: c.usage.summary(start_date=s, end_date=e),
+        lambda c, s, e: c.cost_attribution.by_agent(s, e),
+        lambda c, s, e: c.cost_attribution.list_agents(s, e),
+    ],
+    ids=["query", "aggregation", "summary", "by_agent", "list_agents"],
+)
+def test_an_end_date_before_the_start_date_names_end_date(
+    tenant: Client, call: Callable[[Client, Any, Any], Any]
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        call(tenant, "2024-02-01", datetime(2024, 1, 31, 23, 0, tzinfo=ONE_HOUR_EAST))
+    assert caught.value.param == "end_date"
+    assert caught.value.status_code is None
+    # The same moment written two ways is in order.
+    call(tenant, "2024-02-01", datetime(2024, 2, 1, 1, 0, tzinfo=ONE_HOUR_EAST))
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": [1]}  # the list is one level deeper than its dict
+    for _ in range(depth - 2):
+        value = {"d": value}
+    return value
+
+
+@pytest.mark.parametrize("path", ["/v1/usage/events", "/v1/usage/events/batch"])
+def test_the_server_refuses_metadata_nested_deeper_than_record_allows(
+    tenant: Client, http: Any, path: str
+) -> None:
+    tenant.usage.record("t", "m", 1, metadata=nested(MAX_METADATA_DEPTH))
+    with pytest.raises(InvalidRequestError, match="nested"):
+        tenant.usage.record("t", "m", 1, metadata=nested(MAX_METADATA_DEPTH + 1))
+
+    def post(metadata: Any, count: int = 1) -> list[str]:
+        event = {"eventType": "t", "metricName": "m", "quantity": 1, "metadata": metadata}
+        if path.endswith("batch"):  # one event alone, or among valid ones (the fast path)
+            body = {"events": [event] + [{**event, "metadata": None}] * (count - 1)}
+            return [r["status"] for r in http.post(path, json=body).json()["results"]][:1]
+        answer = http.post(path, json=event)
+        return ["recorded" if answer.status_code == 201 else answer.json()["error"]["param"]]
+
+    expected_refusal = ["rejected"] if path.endswith("batch") else ["metadata"]
+    assert post(nested(MAX_METADATA_DEPTH)) == ["recorded"]
+    assert post(nested(MAX_METADATA_DEPTH + 1)) == expected_refusal
+    assert post(nested(41), count=3) == expected_refusal
+
+
+# -- one rule per limit, and one reading of pydantic's errors ----------------------------------
+
+
+def test_paging_and_name_limits_are_the_same_rule_on_both_sides(tenant: Client, http: Any) -> None:
+    lists = [tenant.usage.query, tenant.subscriptions.list, tenant.end_users.list]
+    routes = ["/v1/usage/events", "/v1/subscriptions", "/v1/end-users"]
+    for call, route in zip(lists, routes):
+        call(limit=MAX_PAGE_SIZE, offset=MAX_OFFSET)
+        assert http.get(route, params={"limit": MAX_PAGE_SIZE, "offset": MAX_OFFSET}).is_success
+        for param, value in (("limit", 0), ("limit", MAX_PAGE_SIZE + 1), ("offset", -1),
+                             ("offset", MAX_OFFSET + 1)):  # fmt: skip
+            with pytest.raises(InvalidRequestError) as caught:
+                call(**{param: value})
+            assert (caught.value.param, caught.value.status_code) == (param, None)
+            answer = http.get(route, params={param: value})
+            assert (answer.status_code, answer.json()["error"]["param"]) == (400, param)
+    assert http.get(routes[0], params={"metricName": "m" * MAX_NAME_LENGTH}).is_success
+    refused = http.get(routes[0], params={"metricName": "m" * (MAX_NAME_LENGTH + 1)})
+    assert refused.json()["error"]["param"] == "metricName"
+
+
+@pytest.mark.parametrize("prefix", ["", "events[3]."])
+def test_client_and_server_read_a_pydantic_error_alike(prefix: str) -> None:
+    """One mapping (`_wire.validation_problem`): the same field and words on both sides, also
+    for an error of the whole value, which has no location."""
+    for value in ({"eventType": "t"}, {**SERVER_EVENT, "extra": 1}, [], "text"):
+        with pytest.raises(ValidationError) as caught:
+            UsageEventInput.model_validate(value)
+        client = _validation.from_validation_error(caught.value, prefix)
+        server = server_errors.from_validation_error(caught.value, prefix)
+        assert (client.param, client.message) == (server.param, server.message)
+    assert (client.param, server.param) == ((prefix.rstrip(".") or None),) * 2
+
+
+SERVER_EVENT = {"eventType": "t", "metricName": "m", "quantity": 1}

@@ -35,8 +35,8 @@ from bearlumen._events import (
     queued_bytes,
 )
 from bearlumen._shipper import Shipper, _FlushRequest
+from bearlumen._timestamps import format_epoch
 from bearlumen._validation import metadata_snapshot
-from bearlumen._wire import format_epoch
 
 OPTIONAL = ("subscription_id", "end_user_id", "agent_id", "workflow_id", "metadata")
 METADATA_KINDS: list[Any] = [
@@ -299,12 +299,13 @@ def test_a_batch_taken_ends_at_a_flush_marker_and_leaves_what_follows_in_order()
     marker = _FlushRequest()
     shipper.pending_events.extend([*events[:3], marker, *events[3:]])
     shipper.queued_bytes = sum(map(queued_bytes, events))
-    chunk, flush_request = shipper._take_chunk(1000)
-    assert chunk == events[:3] and flush_request is marker
+    flight, flush_request = shipper._take_chunk(1000)
+    assert flight is not None and flight.events == events[:3] and flush_request is marker
     assert list(shipper.pending_events) == events[3:]
     # Taken is not gone: their bytes count until their batch lands (test_memory_bound.py).
     assert shipper.queued_bytes == sum(map(queued_bytes, events))
-    assert shipper._take_chunk(2) == (events[3:5], None)
+    flight, flush_request = shipper._take_chunk(2)
+    assert flight is not None and (flight.events, flush_request) == (events[3:5], None)
     assert list(shipper.pending_events) == events[5:]
     client.close(timeout=0.1)
 

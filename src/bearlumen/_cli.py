@@ -90,6 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  export BEARLUMEN_API_KEY=<one of the {len(args.api_key)} --api-key values>")
     else:
         print("  export BEARLUMEN_API_KEY=sk_test_anything   # any non-empty key is its own tenant")
+    print(f"Cost dashboard: {url}/ (sign in with an API key; docs/dashboard.md)")
     if faults is not None or args.allow_faults:
         print(f"Fault injection is on: POST {url}/_admin/faults, GET {url}/_admin/stats")
     sys.stdout.flush()

@@ -48,6 +48,9 @@ class Client(BaseClient[httpx.Client, HttpCore]):
         """Block until every event recorded before this call is delivered or has failed for good.
 
         Returns the shipper's counts; `complete` is False when `timeout` (seconds) passed first.
+        With the server unreachable a batch is retried until `delivery_timeout` (10 minutes by
+        default), so a bare flush() may wait that long: it logs a warning at once; pass
+        `timeout` to wait less.
         """
         return self._wait_for_delivery(timeout)
 

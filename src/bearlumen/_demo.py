@@ -190,15 +190,38 @@ def _percentile(sorted_values: Sequence[int], fraction: float) -> float:
 def run_demo(args: argparse.Namespace) -> int:
     out = Output(plain=args.plain)
     if args.base_url:
-        return _simulate(
+        outcome = _simulate(
             args, out, args.base_url, args.api_key or os.environ.get("BEARLUMEN_API_KEY")
         )
+        _dashboard(out, args.base_url.rstrip("/"), None, keep_serving=None)
+        return outcome
     out.line("Starting the embedded Bear Lumen server on loopback ...")
     with local_server(args.db, args.faults) as base_url:
         out.line(
             f"Local server at {base_url}" + (f" with faults {args.faults}" if args.faults else "")
         )
-        return _simulate(args, out, base_url, args.api_key or "sk_demo_" + secrets.token_hex(8))
+        api_key = args.api_key or "sk_demo_" + secrets.token_hex(8)
+        outcome = _simulate(args, out, base_url, api_key)
+        # A key the demo made up for its own throwaway server is shown: the dashboard asks for it
+        _dashboard(out, base_url, None if args.api_key else api_key, args.keep_serving)
+        return outcome
+
+
+def _dashboard(out: Output, base_url: str, demo_key: str | None, keep_serving: bool | None) -> None:
+    """Where to see the costs in a browser; with --keep-serving, serve until Ctrl-C (None: the
+    server is not the demo's own)."""
+    sign_in = f"sign in with the API key {demo_key}" if demo_key else "sign in with your API key"
+    out.line(f"See these costs in your browser: {base_url}/ ({sign_in})")
+    if keep_serving is None:
+        return
+    if not keep_serving:
+        out.line("(the server stops with the demo: run it with --keep-serving to keep it up)")
+        return
+    out.line("The server keeps serving; press Ctrl-C to stop it.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        out.line("Stopped.")
 
 
 def _sdk_clients(client: Client, fake_url: str) -> tuple[Any, Any]:
@@ -486,6 +509,11 @@ def add_demo_commands(commands: Any) -> None:
         "--flush-timeout", type=float, default=300.0, help="seconds to wait for delivery"
     )
     demo.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
+    demo.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="keep the local server up after the demo, to see its costs in the dashboard",
+    )
     demo.set_defaults(run=run_demo)
 
     report = commands.add_parser("report", help="cost attribution and usage summary of a server")

@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
+from ._timestamps import epoch_texts, format_epoch
 from ._types import UsageRecordInput
-from ._wire import THREE_DIGITS, epoch_texts, format_epoch, second_text
 
 # (event_type, metric_name, quantity, idempotency_key, timestamp, subscription_id, end_user_id,
 #  agent_id, workflow_id, metadata[, spool segment]); timestamp is a float from time.time() or a
@@ -126,24 +126,15 @@ def wire_event(event: QueuedEvent) -> dict[str, Any]:
 def wire_events(events: Sequence[QueuedEvent]) -> List[dict[str, Any]]:
     """`wire_event` of each event, in one loop: what the worker builds for every batch.
 
-    The same dicts, made without a call per event and with the timestamp's date part looked up
-    once per second of the batch (`format_epoch`'s text, inlined); benchmarks/worker_cost.py.
+    The same dicts, made without a call per event (but the timestamp's, `format_epoch`, which
+    looks its date part up once per second); benchmarks/worker_cost.py --dicts.
     """
     wires: list[dict[str, Any]] = []
     append = wires.append
-    second: int | None = None  # the whole second that `prefix` is the text of
-    prefix = ""
     for event in events:
         stamp = event[TIMESTAMP]
         if type(stamp) is float:
-            whole = int(stamp)
-            if whole != second:
-                second, prefix = whole, second_text(whole)
-            micros = int((stamp - whole) * 1_000_000)
-            if micros >= 0:
-                stamp = f"{prefix}{THREE_DIGITS[micros // 1000]}{THREE_DIGITS[micros % 1000]}Z"
-            else:  # before 1970, never from time.time(): the table has no negatives
-                stamp = format_epoch(stamp)
+            stamp = format_epoch(stamp)
         wire: dict[str, Any] = {
             "eventType": event[EVENT_TYPE],
             "metricName": event[METRIC_NAME],

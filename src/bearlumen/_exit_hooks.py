@@ -1,7 +1,11 @@
 """Every way a process ends, and the flush that runs on each way out.
 
 * Normal exit, or an uncaught exception: an `atexit` hook closes each client, waiting at most
-  `shutdown_timeout`.
+  `shutdown_timeout`, then giving up what is left (counted failed, handed to on_error). Idle
+  clients are closed too: an event recorded later (an app's atexit hook registered before the
+  client, a finalizer during interpreter shutdown) is dropped and counted, and no thread is
+  started then (one started during interpreter shutdown never runs, and `Thread.start()` would
+  wait for it for ever).
 * A `multiprocessing` child (Pool, ProcessPoolExecutor; fork, forkserver or spawn) ends with
   `os._exit` once its work is done, so atexit never runs there; multiprocessing runs its own
   finalizers first. Each shipper registers one (`multiprocessing.util.Finalize`), and again in
@@ -143,11 +147,17 @@ def _finish_exit_flush(flushes: list[tuple[Shipper, threading.Event | None]], di
         deadline = time.monotonic() + max(shipper.shutdown_timeout for shipper, _ in waits)
         for shipper, done in waits:
             if not done.wait(max(0.0, deadline - time.monotonic())):
+                # Ending now (die): what is undelivered is counted failed and goes to on_error
+                # before the process ends; otherwise the exit hooks' close() does that.
+                undelivered = shipper.give_up() if die else shipper.undelivered_estimate()
+                if not undelivered:
+                    continue  # given up meanwhile by an exit hook's close(), which said so
                 logger.error(
-                    "bearlumen: SIGTERM: %d usage event(s) still undelivered after"
-                    " shutdown_timeout=%ss",
-                    shipper.queued_estimate(),
+                    "bearlumen: SIGTERM: %d usage event(s) undelivered after"
+                    " shutdown_timeout=%ss%s",
+                    undelivered,
                     shipper.shutdown_timeout,
+                    ": counted failed and handed to on_error" if die else "",
                 )
     if die:
         os.kill(os.getpid(), signal.SIGTERM)

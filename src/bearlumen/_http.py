@@ -96,23 +96,29 @@ class ApiKey:
     def __reduce__(self) -> Any:
         raise TypeError("an ApiKey is not pickled: pass the key to the client in each process")
 
-    def authorization(self) -> str:
-        """The Authorization header's value: called only by `BearerAuth`, as httpx sends."""
-        return "Bearer " + self._value
+    def header_value(self, scheme: str) -> str:
+        """The key as a header carries it (`scheme` "Bearer" for Authorization, "" for a bare
+        key header): called only by `BearerAuth`, as httpx sends."""
+        return f"{scheme} {self._value}" if scheme else self._value
 
 
 class BearerAuth(httpx.Auth):
-    """Sets the Authorization header on each request as httpx sends it (and on a retry, which
-    is a new request), from the `ApiKey` it holds."""
+    """Sets the key's header on each request as httpx sends it (and on a retry, which is a new
+    request), from the `ApiKey` it holds: `Authorization: Bearer <key>` for Bear Lumen, or
+    another header for an API that wants one (Anthropic's `x-api-key`)."""
 
-    def __init__(self, api_key: ApiKey) -> None:
+    def __init__(
+        self, api_key: ApiKey, *, header: str = "Authorization", scheme: str = "Bearer"
+    ) -> None:
         self._api_key = api_key
+        self._header = header
+        self._scheme = scheme
 
     def __repr__(self) -> str:
-        return "<bearlumen.BearerAuth [redacted]>"
+        return f"<bearlumen.BearerAuth {self._header} [redacted]>"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._api_key.authorization()
+        request.headers[self._header] = self._api_key.header_value(self._scheme)
         yield request
 
 
@@ -410,15 +416,25 @@ class HttpCore(BaseHttpCore):
         retrying: tenacity.Retrying | None = None,
         idempotency_key: str | None = None,
         decode: Callable[[bytes], Any] | None = None,
+        attempt_timeout: Callable[[], float | None] | None = None,
     ) -> Any:
         """Send one logical call, with retries; return the decoded JSON answer (decoded by
-        `decode` when given: the shipper reads a batch's answer its own, cheaper way)."""
+        `decode` when given: the shipper reads a batch's answer its own, cheaper way); an attempt's
+        timeout is `attempt_timeout()` unless None (the rest of the shipper's deadline)."""
         outgoing = self._prepare(method, path, params, body, content, idempotency_key)
         policy = retrying if retrying is not None else self.retrying()
-        return policy(self._send_once, outgoing, decode)
+        return policy(self._send_once, outgoing, decode, attempt_timeout)
 
-    def _send_once(self, outgoing: _Outgoing, decode: Callable[[bytes], Any] | None = None) -> Any:
+    def _send_once(
+        self,
+        outgoing: _Outgoing,
+        decode: Callable[[bytes], Any] | None = None,
+        attempt_timeout: Callable[[], float | None] | None = None,
+    ) -> Any:
         request = _build_request(self._http_client, outgoing)
+        timeout = None if attempt_timeout is None else attempt_timeout()
+        if timeout is not None:
+            request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         try:
             response = self._http_client.send(request, auth=self._auth)
         except httpx.TransportError as exc:

@@ -11,6 +11,12 @@ whatever order the batches come back.
 Batches are numbered in the order the worker took them: a flush marker is done once every batch
 numbered before it has come back, so a later batch's answer cannot complete an earlier flush.
 `abandon()` (close() gave up waiting) ends every wait and every retry at once.
+
+A watch thread (one per shipper, from the first sender on) ticks every second while senders
+exist: it reports drops and rejections as they happen, whatever the senders and the worker are
+waiting for, and logs an outage once an attempt has gone `SLOW_ANSWER_WARNING` seconds without
+an answer, instead of only once it times out (`timeout`, 30 s by default). It counts its own
+ticks rather than reading a clock, so a user's frozen clock cannot silence it.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ from collections import deque
 from typing import Any, Callable, Deque
 
 from . import _exit_hooks, _ids
-from ._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
+from ._batch_codec import batch_answer_reader, encode_batch, read_results
 from ._clock import monotonic
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import QueuedEvent, events_bytes
 from ._http import HttpCore
-from ._outcomes import DROP_REPORT_INTERVAL, Outcomes
+from ._outcomes import DROP_REPORT_INTERVAL, WATCH_INTERVAL, Flight, Outcomes
 from ._spool import Spool
 from ._throttle import SendThrottle
 
 logger = logging.getLogger("bearlumen")
+
+# An attempt unanswered this long (seconds) is an outage, and logged as one, before its timeout.
+SLOW_ANSWER_WARNING = 5.0
 
 
 class Senders:
@@ -67,48 +76,57 @@ class Senders:
         self._held_by_batch: dict[int, int] = {}  # a batch's number: the bytes it holds
         self.abandoned = threading.Event()  # close() gave up waiting: stop retrying now
         self._throttle = SendThrottle(max_in_flight, sleep=sleep)
-        self._batches: queue.SimpleQueue[tuple[int, list[QueuedEvent]] | None] = queue.SimpleQueue()
+        self._batches: queue.SimpleQueue[tuple[int, Flight] | None] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
         self._thread_idents: set[int | None] = set()
         # The worker numbers each batch it hands to a sender thread; a flush marker is done
         # once every batch numbered before it has come back.
-        self._progress = threading.Condition()  # guards the four below
+        self._progress = threading.Condition()  # guards the three below
         self._next_batch = 0
         self._outstanding: set[int] = set()  # numbers of the batches in flight
-        self.events_in_flight = 0  # events in those batches
         self._waiting_markers: Deque[tuple[threading.Event, int]] = deque()
+        # The watch: its ticks, and the tick at which each sender's current attempt began.
+        self._watch: threading.Thread | None = None
+        self._watch_stop = threading.Event()
+        self._ticks = 0
+        self._attempts: dict[int, int] = {}
+
+    @property
+    def events_in_flight(self) -> int:
+        """Events taken off the queue and not settled yet, waiting for a sender included."""
+        return self._outcomes.in_flight
 
     # -- the worker's side -------------------------------------------------------------------
 
-    def send(self, chunk: list[QueuedEvent]) -> None:
-        """Give the batch to a sender thread once fewer than `max_in_flight` are out and its
-        request body fits in max_queue_bytes (or none is out: delivery always goes on)."""
+    def send(self, flight: Flight) -> None:
+        """Give the batch (counted in flight since it left the queue) to a sender thread once
+        fewer than `max_in_flight` are out and its request body fits in max_queue_bytes (or
+        none is out: delivery always goes on)."""
         # Its events are counted already (since record()); its body, about as large, from now.
-        body_bytes = events_bytes(chunk)
+        body_bytes = events_bytes(flight.events)
         with self._progress:
-            # Out of the queue, so counted in flight from now, waiting for a sender included.
-            self.events_in_flight += len(chunk)
             self._progress.notify_all()
-            while len(self._outstanding) >= self.max_in_flight or (
-                self._outstanding and self._hold_bytes(0) + body_bytes > self.max_queue_bytes
-            ):
-                if self.abandoned.is_set():
-                    self.events_in_flight -= len(chunk)
-                    break
+            while (
+                len(self._outstanding) >= self.max_in_flight
+                or (self._outstanding and self._hold_bytes(0) + body_bytes > self.max_queue_bytes)
+            ) and not self.abandoned.is_set():
                 self._progress.wait(1.0)  # woken when a batch comes back; the bound is a guard
-            else:
+            if not self.abandoned.is_set():
                 number = self._next_batch
                 self._next_batch += 1
                 self._outstanding.add(number)
                 self._held_by_batch[number] = 2 * body_bytes
                 self._hold_bytes(body_bytes)
                 start_sender = len(self.threads) < len(self._outstanding)
-                self._batches.put((number, chunk))
+                self._batches.put((number, flight))
                 self._progress.notify_all()
-                chunk = []
-        if chunk:  # close() gave up while every sender was busy: this batch never goes out
+                flight = None  # type: ignore[assignment]
+        if flight is not None:  # close() gave up before a sender was free: it never goes out
             self._hold_bytes(-body_bytes)
-            self._outcomes.give_up(chunk, BearLumenError("The client was closed before delivery"))
+            self._outcomes.give_up(
+                flight.events, BearLumenError("The client was closed before delivery"), flight
+            )
+            self._outcomes.landed(flight)
             return
         if start_sender:
             sender = threading.Thread(
@@ -116,6 +134,11 @@ class Senders:
             )
             self.threads.append(sender)
             sender.start()
+            if self._watch is None:
+                self._watch = threading.Thread(
+                    target=self._keep_watch, name="bearlumen-watch", daemon=True
+                )
+                self._watch.start()
 
     def set_after_batches_so_far(self, done: threading.Event) -> None:
         """A flush marker: set `done` once every batch handed out so far has come back."""
@@ -125,6 +148,7 @@ class Senders:
 
     def stop(self) -> None:
         """The worker is ending: let the batches in flight come back, then end the senders."""
+        self._watch_stop.set()
         for _ in self.threads:
             self._batches.put(None)
         for sender in self.threads:
@@ -132,12 +156,15 @@ class Senders:
 
     # -- anyone's side -----------------------------------------------------------------------
 
-    def abandon(self) -> None:
-        """close() gave up waiting: stop retrying, and end every wait for a turn or a sender."""
+    def abandon(self) -> int:
+        """close() gave up waiting: stop retrying, end every wait for a turn or a sender, and
+        count what is still in flight failed (an answer that comes later is not counted)."""
         self.abandoned.set()
+        given_up = self._outcomes.abandon_flights()
         self._throttle.wake_all()
         with self._progress:
             self._progress.notify_all()
+        return given_up
 
     def on_a_sender_thread(self) -> bool:
         return threading.get_ident() in self._thread_idents
@@ -152,21 +179,22 @@ class Senders:
             item = self._batches.get()
             if item is None:
                 return
-            number, chunk = item
+            number, flight = item
             try:
-                self._deliver(chunk)
+                self._deliver(flight, flight.events)
             except Exception as exc:  # never let a sender die, never lose a batch silently
-                logger.exception("bearlumen: unexpected error delivering a batch")
+                if not flight.given_up:  # after close() gave up, e.g. its client was closed
+                    logger.exception("bearlumen: unexpected error delivering a batch")
                 self._outcomes.give_up(
-                    chunk, BearLumenError(f"Unexpected error in delivery: {exc}")
+                    flight.events, BearLumenError(f"Unexpected error in delivery: {exc}"), flight
                 )
             finally:
+                # Landed: its events and its body are gone (told before it leaves the in-flight
+                # count, where the worker may see nothing held: see Shipper._run).
+                self._hold_bytes(-self._held_by_batch.pop(number))
+                self._outcomes.landed(flight)
                 with self._progress:
-                    # Landed: its events and its body are gone (told before the worker wakes,
-                    # and before it may see nothing in flight: see Shipper._run).
-                    self._hold_bytes(-self._held_by_batch.pop(number))
                     self._outstanding.discard(number)
-                    self.events_in_flight -= len(chunk)
                     self._complete_markers()
                     self._progress.notify_all()
 
@@ -176,33 +204,45 @@ class Senders:
         while self._waiting_markers and self._waiting_markers[0][1] <= oldest_out:
             self._waiting_markers.popleft()[0].set()
 
-    def _deliver(self, chunk: list[QueuedEvent]) -> None:
+    def _deliver(self, flight: Flight, chunk: list[QueuedEvent]) -> None:
+        if flight.given_up:  # close() gave up on the batch (halving it, say): nothing to send
+            return
         body, events, unencodable = encode_batch(chunk)
         for event, reason in unencodable:
-            self._outcomes.reject([event], InvalidRequestError(reason, param="metadata"))
+            self._outcomes.reject([event], InvalidRequestError(reason, param="metadata"), flight)
         if not events:
             return
         try:
             answer = self._post_batch(body, len(events))
         except InvalidRequestError as exc:
             if exc.status_code is None:  # the request could not even be built
-                self._outcomes.reject(events, exc)
+                self._outcomes.reject(events, exc, flight)
             elif len(events) > 1:
                 # Too large (413), or one event the server could not parse so the whole batch
                 # was refused (400): halve until the culprit is alone; the rest go through.
                 middle = len(events) // 2
-                self._deliver(events[:middle])
-                self._deliver(events[middle:])
+                self._deliver(flight, events[:middle])
+                self._deliver(flight, events[middle:])
             else:
-                self._outcomes.reject(events, exc)
+                self._outcomes.reject(events, exc, flight)
             return
         except BearLumenError as exc:
-            self._outcomes.give_up(events, exc)
+            self._outcomes.give_up(events, exc, flight)
             return
-        self._tally(events, answer)
+        self._tally(events, answer, flight)
 
     def _post_batch(self, body: bytes, count: int) -> Any:
-        """One batch request with its retries, each attempt taking its turn at the throttle."""
+        """One batch request with its retries, each attempt taking its turn at the throttle.
+        `delivery_timeout` is a deadline: no retry starts past it, and an attempt's timeout is
+        at most what is left of it (or an attempt begun just before would overshoot it by a
+        whole `timeout`)."""
+        ends_at = monotonic() + self.delivery_timeout
+        per_attempt = self._http.timeout
+
+        def attempt_timeout() -> float | None:
+            left = ends_at - monotonic()
+            return None if left >= per_attempt else max(0.001, left)  # None: the client's own
+
         retrying = self._http.retrying(
             deadline=self.delivery_timeout,
             should_stop=self.abandoned.is_set,
@@ -210,6 +250,7 @@ class Senders:
             on_retry=self._count_retry,
         )
         self._throttle.wait_turn(self.abandoned.is_set)
+        self._attempt_begins()
         delivered = False
         try:
             answer = self._http.request(
@@ -219,42 +260,77 @@ class Senders:
                 retrying=retrying,
                 idempotency_key=_ids.request_keys.next(),
                 decode=batch_answer_reader(count),
+                attempt_timeout=attempt_timeout,
             )
             delivered = True
             return answer
         finally:
+            self._attempts.pop(threading.get_ident(), None)
             self._throttle.attempt_done(delivered)
 
-    def _tally(self, events: list[QueuedEvent], answer: Any) -> None:
-        recorded = duplicate = 0
-        rejected: list[tuple[QueuedEvent, dict[str, Any]]] = []
-        if answer is ALL_RECORDED:
-            recorded = len(events)
-            answer = {}
-        for result in answer.get("results", ()):
-            status = result.get("status")
-            if status == "recorded":
-                recorded += 1
-            elif status == "duplicate":
-                duplicate += 1
-            else:
-                rejected.append((events[result["index"]], result.get("error") or {}))
-        self._outcomes.count_delivered(len(events), recorded, duplicate)
+    def _tally(self, events: list[QueuedEvent], answer: Any, flight: Flight | None = None) -> None:
+        """Count what a 200 answer says of each event; an event it does not confirm is failed
+        (never counted as delivered, never deleted from the spool)."""
+        results = read_results(answer, len(events))
+        if len(results.recorded) == len(events):
+            confirmed = events  # the usual answer: every event recorded
+        else:
+            confirmed = [events[n] for n in (*results.recorded, *results.duplicate)]
+        if not self._outcomes.count_delivered(
+            flight, confirmed, len(results.recorded), len(results.duplicate)
+        ):
+            return  # close() gave up on these events already, and counted them failed
         if self._spool is not None:
+            answered = confirmed
+            if results.rejected:  # rejected ones too: a retry cannot help them
+                answered = [*confirmed, *(events[n] for n, _ in results.rejected)]
             with self._ack_lock:
-                self._spool.acknowledge(events)  # rejected ones too: a retry cannot help them
-        self._outcomes.delivery_recovered()
-        for event, error in rejected:
+                self._spool.acknowledge(answered)
+        if results.unconfirmed:
+            unconfirmed = [events[n] for n in results.unconfirmed]
+            self._outcomes.fail_unconfirmed(unconfirmed, results.problem or "unknown", flight)
+        else:
+            self._outcomes.delivery_recovered()
+        for index, error in results.rejected:
+            message = error.get("message")
+            if not isinstance(message, str) or not message:
+                message = "The server rejected the event"
+            param = error.get("param")
             self._outcomes.reject(
-                [event],
+                [events[index]],
                 InvalidRequestError(
-                    error.get("message") or "The server rejected the event",
-                    param=error.get("param"),
+                    message,
+                    param=param if isinstance(param, str) else None,
                     body=error,
                 ),
+                flight,
             )
 
+    def _attempt_begins(self) -> None:
+        self._attempts[threading.get_ident()] = self._ticks
+
+    def _keep_watch(self) -> None:
+        """The watch thread: every second, report bursts and look for an unanswered attempt."""
+        _exit_hooks.leave_signals_to_the_main_thread()
+        while not self._watch_stop.wait(WATCH_INTERVAL):
+            self._ticks += 1
+            self._outcomes.report_bursts()
+            began = min(list(self._attempts.values()), default=None)
+            if began is None or (self._ticks - began) * WATCH_INTERVAL < SLOW_ANSWER_WARNING:
+                continue
+            if self._outcomes.begin_outage():
+                logger.warning(
+                    "bearlumen: usage delivery: no answer from the server after %.0fs; %d"
+                    " event(s) waiting; still waiting (timeout=%ss an attempt, retrying until"
+                    " delivery_timeout=%ss)",
+                    (self._ticks - began) * WATCH_INTERVAL,
+                    self.events_in_flight + self._queued(),
+                    self._http.timeout,
+                    self.delivery_timeout,
+                )
+
     def _count_retry(self, exc: BaseException | None, delay: float) -> None:
+        self._attempts.pop(threading.get_ident(), None)
         self._throttle.attempt_failed(getattr(exc, "retry_after", None))
         if self._outcomes.count_retry():
             # The first failed attempt of an outage, logged once; the retries go to DEBUG.
@@ -283,6 +359,7 @@ class Senders:
                     break
         # Another sender's 429 may have paused everyone, or the server may want fewer at once.
         self._throttle.wait_turn(self.abandoned.is_set, slept_until=slept_until)
+        self._attempt_begins()
 
 
 def describe_failure(exc: BaseException | None) -> str:

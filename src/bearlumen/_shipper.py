@@ -14,9 +14,11 @@ for good, so flush cannot return early, and needs no count that producers would 
 
 Duplicates: a caller's idempotency key is claimed (`claim_key`) while its event is queued or in
 flight and stays claimed once recorded; a rejected, failed or dropped event lets its key go, so
-recording it again delivers it. Outages are logged at their first failed attempt and at their
-end, once each. How the queue is delivered however the process ends (exit, multiprocessing,
-SIGTERM) is `_exit_hooks.py`.
+recording it again delivers it. Outages are logged at their first failed attempt (or once an
+attempt has gone unanswered for a few seconds: the senders' watch) and at their end, once each.
+close() gives up what is still queued or in flight when its wait ends: counted failed, handed to
+on_error, never counted again (`Outcomes.abandon_flights`). How the queue is delivered however
+the process ends (exit, multiprocessing, SIGTERM) is `_exit_hooks.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import enum
 import functools
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections import deque
@@ -44,6 +47,7 @@ from ._constants import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_BATCH_SIZE,
+    MAX_IN_FLIGHT,
     RECENT_KEYS_REMEMBERED,
 )
 from ._errors import BearLumenError, InvalidRequestError
@@ -56,7 +60,7 @@ from ._events import (
     queued_bytes,
 )
 from ._http import HttpCore
-from ._outcomes import ErrorCallback, Outcomes
+from ._outcomes import WATCH_INTERVAL, ErrorCallback, Flight, Outcomes
 from ._senders import Senders
 from ._spool import Spool
 from ._types import FlushResult, ShipperStats
@@ -162,9 +166,6 @@ class ShipperSettings:
         require(self.on_overflow in ("drop", "block"), "on_overflow", "must be 'drop' or 'block'")
         for name in ("flush_interval", "delivery_timeout", "shutdown_timeout"):
             require(is_positive_number(getattr(self, name)), name, "must be a number > 0")
-
-
-MAX_IN_FLIGHT = 64  # sender threads at most; far beyond what one API key is allowed to send
 
 
 def is_positive_number(value: Any) -> bool:
@@ -362,6 +363,10 @@ class Shipper:
             self._sigterm_after_fork = False
             _exit_hooks.install_sigterm_handler()
         with self._lifecycle_lock:
+            if self.state is ShipperState.IDLE and sys.is_finalizing():
+                # A thread started now never runs, and Thread.start() waits for it for ever.
+                self._outcomes.exiting = True
+                self.state = ShipperState.CLOSED
             if self.state is ShipperState.IDLE:
                 self._worker = threading.Thread(
                     target=self._run, name="bearlumen-shipper", daemon=True
@@ -374,24 +379,62 @@ class Shipper:
     # -- control ---------------------------------------------------------------------------
 
     def stats(self) -> ShipperStats:
-        queued = _events_in(self.pending_events)
-        in_flight = self._senders.events_in_flight
+        """The counts, read at one moment: the worker moves events from the queue to in flight,
+        and the senders from in flight to an outcome, under the lock held here, so that
+        queued + in_flight + recorded + duplicate + rejected + dropped + failed is the number of
+        record() calls that returned."""
         outcomes = self._outcomes
         with outcomes.lock:
-            return {"queued": queued, "in_flight": in_flight, **outcomes.counts}  # type: ignore[typeddict-item]
+            queued = _events_in(self.pending_events)
+            return {"queued": queued, "in_flight": outcomes.in_flight, **outcomes.counts}  # type: ignore[typeddict-item]
 
-    def flush(self, timeout: float | None = None) -> FlushResult:
-        """Block until everything recorded before this call is delivered or failed for good."""
+    def flush(self, timeout: float | None = None, *, caller: str = "flush()") -> FlushResult:
+        """Block until everything recorded before this call is delivered or failed for good
+        (a batch is retried until `delivery_timeout`), or `timeout` seconds passed. While
+        delivery is failing, logs once what it waits for."""
         complete = True
         worker = self._worker
-        if worker is threading.current_thread() or self._senders.on_a_sender_thread():
-            # Called from on_error, on the worker or a sender: waiting would wait for ever.
-            complete = not self.pending_events
+        if (
+            worker is threading.current_thread()
+            or self._senders.on_a_sender_thread()
+            or self._senders.abandoned.is_set()
+        ):
+            # Called from on_error (on the worker, a sender, or close() giving up), or after
+            # close() gave up: waiting would wait for ever.
+            complete = not _events_in(self.pending_events)
         elif worker is not None and worker.is_alive():
             request = self._queue_flush_marker(_FlushRequest())
             self._wake.set()
-            complete = request.done.wait(timeout)
+            complete = self._wait_telling_of_outage(request.done, timeout, caller)
         return {**self.stats(), "complete": complete}
+
+    def _wait_telling_of_outage(
+        self, done: threading.Event, timeout: float | None, caller: str
+    ) -> bool:
+        """Wait for `done`, at most `timeout` seconds; once delivery is failing meanwhile (or
+        already), log once that the caller waits, and for how long at most. In steps of the
+        watch's interval, counted rather than read from a clock (a user's frozen clock would
+        never let the wait end)."""
+        left = timeout
+        told = False
+        while True:
+            if not told and self._outcomes.in_outage:
+                told = True
+                logger.warning(
+                    "bearlumen: %s is waiting while usage delivery fails: it returns once every"
+                    " event recorded before it is delivered or given up (retried until"
+                    " delivery_timeout=%ss)%s",
+                    caller,
+                    self.delivery_timeout,
+                    "; pass timeout= to wait less" if left is None else f", or in {left:.1f}s",
+                )
+            step = WATCH_INTERVAL if left is None else min(left, WATCH_INTERVAL)
+            if done.wait(step):
+                return True
+            if left is not None:
+                left -= step
+                if left <= 0:
+                    return False
 
     def request_flush(self, on_done: Callable[[], object]) -> bool:
         """Queue a flush marker whose completion calls `on_done` on a shipper thread, without
@@ -412,17 +455,17 @@ class Shipper:
         return request
 
     def close(self, timeout: float | None = None) -> FlushResult:
-        """Deliver what is queued (waiting at most `timeout`), then stop the worker."""
+        """Deliver what is queued (waiting at most `timeout`), then stop the worker; what is
+        still undelivered then is counted failed and handed to on_error."""
         with self._lifecycle_lock:
             self._accepting = False
             if self.state is ShipperState.IDLE:
                 self.state = ShipperState.CLOSED
             elif self.state is ShipperState.RUNNING:
                 self.state = ShipperState.CLOSING
-        result = self.flush(self.shutdown_timeout if timeout is None else timeout)
-        # Whatever is still undelivered now is given up: stop retrying and account for it.
-        self._senders.abandon()
-        self._wake.set()
+        waited = self.shutdown_timeout if timeout is None else timeout
+        result = self.flush(waited, caller="close()")
+        given_up = self.give_up()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=1.0)
@@ -430,22 +473,35 @@ class Shipper:
             self._space.notify_all()
         if worker is None or not worker.is_alive():
             # What was dropped or rejected since the worker's last wake.
-            self._outcomes.report_bursts()
+            self._outcomes.report_bursts(final=True)
         if worker is None and self._spool is not None:
             self._spool.close()  # no worker ever ran to close it
         result = {**self.stats(), "complete": result["complete"]}
-        if not result["complete"]:
+        if given_up:
             logger.error(
-                "bearlumen: closed with %d usage events undelivered (server unreachable or slow);"
-                " %d failed in all",
-                result["queued"] + result["in_flight"],
+                "bearlumen: closed with %d usage event(s) undelivered after waiting %ss (server"
+                " unreachable or slow): counted failed and handed to on_error%s; %d failed in all",
+                given_up,
+                waited,
+                "; they stay in the spool for the next client" if self._spool is not None else "",
                 result["failed"],
             )
         return result
 
+    def give_up(self) -> int:
+        """Stop delivering: every event in flight or queued is counted failed now (an answer
+        that comes later is not counted again) and handed to on_error; returns how many."""
+        in_flight = self._senders.abandon()  # failed, and no more retries
+        self._wake.set()
+        return in_flight + self._fail_remaining()  # the worker may be stuck in a send
+
     def close_at_exit(self) -> None:
-        """The process is ending (atexit, or a multiprocessing child's finalizers)."""
-        if self.state is ShipperState.RUNNING:
+        """The process is ending (atexit, or a multiprocessing child's finalizers). An idle
+        shipper is closed too: an event recorded after this (an app's exit hook that runs
+        later, a finalizer during interpreter shutdown) is dropped and counted, instead of
+        starting a worker that nothing would wait for, or that shutdown would wait on."""
+        self._outcomes.exiting = True
+        if self.state in (ShipperState.RUNNING, ShipperState.IDLE):
             self.close()
 
     def start_exit_flush(self) -> threading.Event | None:
@@ -464,9 +520,9 @@ class Shipper:
     def wake(self) -> None:
         self._wake.set()
 
-    def queued_estimate(self) -> int:
-        """Events still queued; no lock, for a signal handler's log line."""
-        return _events_in(self.pending_events)
+    def undelivered_estimate(self) -> int:
+        """Events queued or in flight; no lock, for a signal handler's log line."""
+        return _events_in(self.pending_events) + self._outcomes.in_flight
 
     # -- the worker ------------------------------------------------------------------------
 
@@ -493,13 +549,13 @@ class Shipper:
                 logger.exception("bearlumen: unexpected error in the usage shipper")
             if everything:
                 next_round = monotonic() + self.flush_interval
-            self._outcomes.report_bursts()
+            self._outcomes.report_bursts(final=self.state is not ShipperState.RUNNING)
             if self.state is not ShipperState.RUNNING and (
                 self._senders.abandoned.is_set() or not self.pending_events
             ):
                 break
+        self._fail_remaining()  # before waiting for the senders, which a silent server holds
         self._senders.stop()
-        self._fail_remaining()
         if self._spool is not None:
             self._spool.close()
         with self._lifecycle_lock:
@@ -531,47 +587,68 @@ class Shipper:
             # meanwhile would send the budget's remainder as a runt batch.
             if not everything and min(budget, len(self.pending_events)) < self.flush_at:
                 break
-            chunk, flush_request = self._take_chunk(min(MAX_BATCH_SIZE, budget))
-            if not chunk and flush_request is None:
+            flight, flush_request = self._take_chunk(min(MAX_BATCH_SIZE, budget))
+            if flight is None and flush_request is None:
                 break
-            budget -= len(chunk) + (flush_request is not None)
-            if chunk:
-                self._senders.send(chunk)
+            budget -= (0 if flight is None else len(flight.events)) + (flush_request is not None)
+            if flight is not None:
+                try:
+                    self._senders.send(flight)
+                except BaseException as exc:  # counted in flight: it must not stay there
+                    error = BearLumenError(f"Unexpected error in delivery: {exc}")
+                    self._outcomes.give_up(flight.events, error, flight)
+                    self._outcomes.landed(flight)
+                    raise
             if flush_request is not None:
                 self._senders.set_after_batches_so_far(flush_request.done)
 
-    def _take_chunk(self, limit: int) -> tuple[list[QueuedEvent], _FlushRequest | None]:
+    def _take_chunk(self, limit: int) -> tuple[Flight | None, _FlushRequest | None]:
+        """Up to `limit` events off the queue, in flight from now (None: none were queued), and
+        the flush marker that ended them, if one did."""
         pending = self.pending_events
         popleft = pending.popleft
-        # Only this worker takes from the left, so the first `count` items are there to take;
-        # a comprehension, not a loop testing each item: this runs for every event.
-        count = min(limit, len(pending))
-        chunk: list[Any] = [popleft() for _ in range(count)]
-        flush_request = None
-        if _FlushRequest in map(type, chunk):  # a flush marker: the chunk ends before it
-            at = next(n for n, item in enumerate(chunk) if type(item) is _FlushRequest)
-            flush_request = chunk[at]
-            pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
-            del chunk[at:]
+        # Only this worker takes from the left (close() too, once the worker is stuck: hence
+        # the lock), so the first `count` items are there to take; a comprehension, not a loop
+        # testing each item: this runs for every event. Under the outcomes' lock, so that
+        # stats() sees each event either queued or in flight.
+        with self._outcomes.lock:
+            count = min(limit, len(pending))
+            chunk: list[Any] = [popleft() for _ in range(count)]
+            flush_request = None
+            if _FlushRequest in map(type, chunk):  # a flush marker: the chunk ends before it
+                at = next(n for n, item in enumerate(chunk) if type(item) is _FlushRequest)
+                flush_request = chunk[at]
+                pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
+                del chunk[at:]
+            flight = self._outcomes.fly(chunk) if chunk else None
         if chunk:  # its bytes stay counted until its batch lands (the senders' hold_bytes)
             self._room_made += 1  # room in max_queue_size: bounded waits may wait again
         if self._blocked_producers:
             with self._space:
                 self._space.notify_all()
-        return chunk, flush_request
+        return flight, flush_request
 
-    def _fail_remaining(self) -> None:
-        """At shutdown: what was never sent is failed (and handed to on_error), not forgotten."""
+    def _fail_remaining(self) -> int:
+        """At shutdown: what was never sent is failed (and handed to on_error), not forgotten.
+        Taken off the queue and counted failed in one step (stats() never sees them in neither
+        place); the worker, or close() when the worker is stuck, whichever comes first."""
         leftover: list[QueuedEvent] = []
-        while self.pending_events:
-            item = self.pending_events.popleft()
-            if type(item) is _FlushRequest:
-                item.done.set()
-            else:
-                leftover.append(item)  # type: ignore[arg-type]
+        markers: list[_FlushRequest] = []
+        outcomes = self._outcomes
+        with outcomes.lock:
+            while self.pending_events:
+                item = self.pending_events.popleft()
+                if type(item) is _FlushRequest:
+                    markers.append(item)
+                else:
+                    leftover.append(item)  # type: ignore[arg-type]
+            outcomes.counts["failed"] += len(leftover)
+            self.queued_bytes = 0
         if leftover:
-            closed = BearLumenError("The client was closed before delivery")
-            self._outcomes.give_up(leftover, closed)
+            outcomes.failed_at_close(leftover)
+        for marker in markers:
+            marker.done.set()
+        return len(leftover)
 
 
 def _on_event_loop() -> bool:

@@ -9,25 +9,30 @@ in tests/test_properties.py).
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
+from ._constants import MAX_OFFSET, MAX_PAGE_SIZE
 from ._errors import InvalidRequestError
 from ._events import SMALL_METADATA, SizedMetadata
+from ._timestamps import in_order
 from ._wire import (
     COST_KEY,
     COST_RULE,
+    DATE_RULE,
+    EVENT_TIME_RULE,
     MAX_EVENT_COST,
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
     MAX_NAME_LENGTH,
     MAX_QUANTITY,
-    canonical_timestamp,
-    format_utc,
     is_cost,
+    problem_text,
+    timestamp_text,
+    validation_problem,
 )
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -36,8 +41,9 @@ NAME_RULE = f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters
 QUANTITY_RULE = "must be an int or a float from 0 to 2**53 (9007199254740992)"
 
 
-def invalid(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(f"{param}: {message}", param=param)
+def invalid(param: str | None, message: str) -> InvalidRequestError:
+    """An InvalidRequestError naming the argument (`param`) and what is wrong with it."""
+    return InvalidRequestError(problem_text(param, message), param=param)
 
 
 # -- usage.record(): the hot path ------------------------------------------------------------
@@ -309,12 +315,16 @@ def _json_copy(value: Any, depth: int) -> Any:
 
 def event_timestamp(value: Any) -> str:
     """An event's timestamp (RFC 3339 text or a datetime) in the canonical form."""
-    if not isinstance(value, (str, datetime)):
-        raise invalid("timestamp", "must be an RFC 3339 string or a datetime")
+    return cast(str, _timestamp_arg("timestamp", value, EVENT_TIME_RULE))  # value is not None
+
+
+def _timestamp_arg(param: str, value: Any, rule: str) -> str | None:
+    """`_wire.timestamp_text`, its ValueError an InvalidRequestError naming `param`: the one
+    way every time argument of the client (record's, every query's) is read."""
     try:
-        return canonical_timestamp(value)
-    except (ValueError, OverflowError):
-        raise invalid("timestamp", "is not an RFC 3339 timestamp") from None
+        return timestamp_text(value, rule)
+    except ValueError as exc:
+        raise invalid(param, str(exc)) from None
 
 
 # -- the synchronous calls -------------------------------------------------------------------
@@ -322,13 +332,7 @@ def event_timestamp(value: Any) -> str:
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequestError:
     """The first problem pydantic found, as an `InvalidRequestError` naming the field."""
-    first = exc.errors(include_url=False)[0]
-    param = prefix + ".".join(str(part) for part in first["loc"])
-    if first["type"] == "missing":
-        return invalid(param, "is required")
-    if first["type"] == "extra_forbidden":
-        return invalid(param, "is not a known field")
-    return invalid(param, first["msg"])
+    return invalid(*validation_problem(exc, prefix))
 
 
 def validated(model: type[Model], fields: dict[str, Any]) -> dict[str, Any]:
@@ -360,6 +364,14 @@ def optional_text(param: str, value: Any) -> str | None:
     return value
 
 
+def page(limit: Any, offset: Any) -> dict[str, int | None]:
+    """A list's `limit` and `offset` (docs/wire-api.md), checked as the server checks them."""
+    return {
+        "limit": optional_int("limit", limit, 1, MAX_PAGE_SIZE),
+        "offset": optional_int("offset", offset, 0, MAX_OFFSET),
+    }
+
+
 def optional_int(param: str, value: Any, low: int, high: int) -> int | None:
     if value is None:
         return None
@@ -368,20 +380,20 @@ def optional_int(param: str, value: Any, low: int, high: int) -> int | None:
     return value
 
 
-def date_param(param: str, value: Any, *, required: bool = False) -> str | None:
-    """A date filter as the wire takes it: `2024-01-01` or an RFC 3339 timestamp."""
-    if value is None:
-        if required:
-            raise invalid(param, "is required")
-        return None
-    if isinstance(value, datetime):
-        return format_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and value:
-        try:
-            canonical_timestamp(value)  # only to check it: the server reads the caller's form
-        except ValueError:
-            raise invalid(param, "must be a date (2024-01-01) or an RFC 3339 timestamp") from None
-        return value
-    raise invalid(param, "must be a date, a datetime or an ISO 8601 string")
+def date_range(start_date: Any, end_date: Any, *, required: bool = False) -> dict[str, Any]:
+    """The `startDate` and `endDate` of a query, each a date (`2024-01-01`), an RFC 3339
+    timestamp or a datetime, sent as canonical text; `end_date` must not be before
+    `start_date`."""
+    start = _date_param("start_date", start_date, required)
+    end = _date_param("end_date", end_date, required)
+    if not in_order(start, end):
+        raise invalid("end_date", "must not be before start_date")
+    return {"startDate": start, "endDate": end}
+
+
+def _date_param(param: str, value: Any, required: bool) -> str | None:
+    if value is None and required:
+        raise invalid(param, "is required")
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = value.isoformat()  # a date alone: its midnight, UTC
+    return _timestamp_arg(param, value, DATE_RULE)

@@ -25,8 +25,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._fake_provider import FakeLLMProvider, FakeUsage
+from ._fake_provider_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, provider_reports
 
-__all__ = ["FakeLLMProvider", "FakeUsage", "LocalServer", "bearlumen_server", "fake_llm_provider"]
+__all__ = [
+    "ANTHROPIC_ADMIN_KEY",
+    "OPENAI_ADMIN_KEY",
+    "FakeLLMProvider",
+    "FakeUsage",
+    "LocalServer",
+    "bearlumen_server",
+    "fake_llm_provider",
+    "provider_reports",
+]
 
 
 class LocalServer:
@@ -84,7 +94,7 @@ class LocalServer:
         self.fault_injector.configure(FaultSettings.from_mapping(settings))
 
     def events_stored(self) -> int:
-        return self.store.count_events()
+        return self.store.events.count_events()
 
     def __enter__(self) -> str:
         return self.start().base_url

@@ -35,7 +35,7 @@ from .._errors import (
     NotFoundError,
     RateLimitError,
 )
-from .._http import HttpCore
+from .._http import ApiKey, BearerAuth, HttpCore
 from ._usage import ANTHROPIC, OPENAI
 
 PUBLIC_BASE_URL = {OPENAI: "https://api.openai.com/v1", ANTHROPIC: "https://api.anthropic.com"}
@@ -77,19 +77,21 @@ class ReportsClient(HttpCore):
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         self.provider = provider
+        key = ApiKey(admin_key)
+        del admin_key  # from here on only the redacted ApiKey, in locals too
         super().__init__(
-            api_key=admin_key,
+            api_key=key,
             base_url=base_url,
             timeout=DEFAULT_TIMEOUT,
             max_retries=max_retries,
             sleep=sleep,
         )
+        if provider == ANTHROPIC:  # Anthropic's Admin API takes the key as x-api-key
+            self._auth = BearerAuth(key, header="x-api-key", scheme="")
 
     def _headers(self, idempotency_key: Optional[str]) -> Dict[str, str]:
         headers = super()._headers(idempotency_key)
         if self.provider == ANTHROPIC:
-            del headers["Authorization"]
-            headers["x-api-key"] = self._api_key
             headers["anthropic-version"] = ANTHROPIC_VERSION
         return headers
 

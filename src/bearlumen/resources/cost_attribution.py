@@ -7,7 +7,7 @@ from typing import Any, Union
 
 from .._http import Call
 from .._types import AttributionValues, CostBreakdownResponse
-from .._validation import date_param
+from .._validation import date_range
 from ._endpoint import HttpT, Resource, endpoint
 
 DateLike = Union[str, date]
@@ -48,8 +48,5 @@ class CostAttribution(Resource[HttpT]):
 
 def _period(path: str, start_date: DateLike, end_date: DateLike) -> Call[Any]:
     """A GET of one report over [start_date, end_date)."""
-    params = {
-        "startDate": date_param("start_date", start_date, required=True),
-        "endDate": date_param("end_date", end_date, required=True),
-    }
+    params = date_range(start_date, end_date, required=True)
     return Call("GET", f"/v1/cost-attribution/{path}", params=params)

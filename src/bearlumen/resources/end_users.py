@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from .._http import Call
 from .._types import EndUserList, EndUserResponse, Metadata
-from .._validation import optional_int, path_id, validated
+from .._validation import page, path_id, validated
 from .._wire import EndUserCreate, EndUserUpdate
 from ._endpoint import HttpT, Resource, endpoint
 
@@ -57,8 +57,7 @@ class EndUsers(Resource[HttpT]):
         """List end users, optionally only those with `status` 'ACTIVE' or 'DEACTIVATED'."""
         params: dict[str, Any] = {
             "status": status,
-            "limit": optional_int("limit", limit, 1, 1000),
-            "offset": optional_int("offset", offset, 0, 2**62),
+            **page(limit, offset),
         }
         return Call("GET", "/v1/end-users", params=params)
 

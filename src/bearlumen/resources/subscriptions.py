@@ -7,7 +7,7 @@ from typing import Any, Optional, Union
 
 from .._http import Call
 from .._types import Metadata, Subscription, SubscriptionList
-from .._validation import optional_int, optional_text, path_id, validated
+from .._validation import optional_text, page, path_id, validated
 from .._wire import SubscriptionCreate, SubscriptionUpdate
 from ._endpoint import HttpT, Resource, endpoint
 
@@ -85,7 +85,6 @@ class Subscriptions(Resource[HttpT]):
         """List subscriptions, optionally of one organization."""
         params: dict[str, Any] = {
             "organizationId": optional_text("organization_id", organization_id),
-            "limit": optional_int("limit", limit, 1, 1000),
-            "offset": optional_int("offset", offset, 0, 2**62),
+            **page(limit, offset),
         }
         return Call("GET", "/v1/subscriptions", params=params)

@@ -24,16 +24,16 @@ from .._types import (
 )
 from .._validation import (
     check_event,
-    date_param,
+    date_range,
     event_timestamp,
     exact_texts,
     from_validation_error,
     invalid,
     metadata_snapshot,
-    optional_int,
     optional_text,
+    page,
 )
-from .._wire import UsageEvent
+from .._wire import UsageEventInput
 from ._endpoint import HttpT, Resource, endpoint
 
 
@@ -172,10 +172,8 @@ class Usage(Resource[HttpT]):
             "metricName": optional_text("metric_name", metric_name),
             "agentId": optional_text("agent_id", agent_id),
             "workflowId": optional_text("workflow_id", workflow_id),
-            "startDate": date_param("start_date", start_date),
-            "endDate": date_param("end_date", end_date),
-            "limit": optional_int("limit", limit, 1, 1000),
-            "offset": optional_int("offset", offset, 0, 2**62),
+            **date_range(start_date, end_date),
+            **page(limit, offset),
         }
         return Call("GET", "/v1/usage/events", params=params)
 
@@ -192,8 +190,7 @@ class Usage(Resource[HttpT]):
         params = {
             "subscriptionId": optional_text("subscription_id", subscription_id),
             "metricName": optional_text("metric_name", metric_name),
-            "startDate": date_param("start_date", start_date),
-            "endDate": date_param("end_date", end_date),
+            **date_range(start_date, end_date),
         }
         return Call("GET", "/v1/usage/aggregation", params=params)
 
@@ -208,8 +205,7 @@ class Usage(Resource[HttpT]):
         """High-level usage summary: events, quantity, cost, metrics, first and last event."""
         params = {
             "subscriptionId": optional_text("subscription_id", subscription_id),
-            "startDate": date_param("start_date", start_date),
-            "endDate": date_param("end_date", end_date),
+            **date_range(start_date, end_date),
         }
         return Call("GET", "/v1/usage/summary", params=params)
 
@@ -221,7 +217,7 @@ def _validated_events(events: Any) -> List[dict[str, Any]]:
         if not isinstance(event, dict):
             raise invalid(f"events[{index}]", "must be a dict")
         try:
-            model = UsageEvent.model_validate(event, by_name=True, by_alias=False)
+            model = UsageEventInput.model_validate(event, by_name=True, by_alias=False)
         except ValidationError as exc:
             raise from_validation_error(exc, prefix=f"events[{index}].") from None
         if model.metadata is not None:

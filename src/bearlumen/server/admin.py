@@ -25,7 +25,7 @@ def admin_routes(state: ServerState) -> list[Route]:
     async def stats(request: Request) -> Response:
         if not _is_loopback(request):
             return Response(status_code=404)
-        events = await run_in_threadpool(state.store.count_events)
+        events = await run_in_threadpool(state.store.events.count_events)
         body = {
             "requestsByStatus": {str(k): v for k, v in sorted(state.statuses.items())},
             "eventsStored": events,

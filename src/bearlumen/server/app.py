@@ -2,8 +2,9 @@
 
 The pieces, one job each: `routes.py` (the table), `endpoint.py` (what every route shares),
 `body.py` (reading bodies), `replay.py` (Idempotency-Key), `handlers/` (one module per resource),
-`admin.py` (`/_admin/*`), `middleware.py` (faults and status counts), `store.py` (all SQL: one
-module per resource, on `store_base.py`), `staging.py` (indexing events in the background).
+`admin.py` (`/_admin/*`), `middleware.py` (faults and status counts), `store.py` (all SQL: a
+store per resource, composed on one `store_base.Database`), `staging.py` (indexing events in the
+background).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from .admin import admin_routes
+from .dashboard import dashboard_routes
 from .faults import FaultInjector
 from .middleware import OutermostMiddleware
 from .routes import api_routes
@@ -30,6 +32,7 @@ def create_app(
     routes = api_routes(state)
     if faults is not None:
         routes += admin_routes(state)
+    routes += dashboard_routes(state)  # the HTML pages at / (docs/dashboard.md)
     app = Starlette(routes=routes)
     # An id of "/" (sent as %2F) must be a 404, not a redirect to the list route.
     app.router.redirect_slashes = False

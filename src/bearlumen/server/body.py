@@ -36,7 +36,7 @@ async def read_body(request: Request) -> bytes:
         try:
             body = inflater.decompress(body, MAX_BODY_BYTES + 1)
         except zlib.error:
-            raise invalid("Request body is not valid gzip") from None
+            raise invalid(None, "Request body is not valid gzip") from None
         if len(body) > MAX_BODY_BYTES or inflater.unconsumed_tail:
             raise _too_large()
     elif encoding not in ("identity", "gzip"):
@@ -51,4 +51,4 @@ def parse_json(body: bytes) -> Any:
     try:
         return from_json(body, allow_inf_nan=False)
     except ValueError:
-        raise invalid("The request body is not valid JSON") from None
+        raise invalid(None, "The request body is not valid JSON") from None

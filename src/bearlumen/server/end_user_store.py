@@ -1,4 +1,4 @@
-"""Stored end users: create, read, update, list (see store_base for the connection)."""
+"""Stored end users: create, read, update, list (on store_base.Database)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,15 @@ import secrets
 import sqlite3
 from typing import Any, Sequence
 
-from .store_base import (
-    Conflict,
-    NotFound,
-    StoreBase,
-    _json_text,
-    _json_value,
-    now_timestamp,
-)
+from .._timestamps import now as now_timestamp
+from .store_base import Conflict, Database, NotFound, _json_text, _json_value
 
 
-class EndUserStore(StoreBase):
+class EndUserStore:
     """The end users of each tenant."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     @staticmethod
     def _end_user(row: Sequence[Any]) -> dict[str, Any]:
@@ -34,9 +31,7 @@ class EndUserStore(StoreBase):
 
     _END_USER_COLUMNS = "id, external_id, email, name, metadata, status, created_at, updated_at"
 
-    def _get_end_user(
-        self, db: sqlite3.Connection, tenant: int, end_user_id: str
-    ) -> dict[str, Any]:
+    def get_end_user(self, db: sqlite3.Connection, tenant: int, end_user_id: str) -> dict[str, Any]:
         row = db.execute(
             f"SELECT {self._END_USER_COLUMNS} FROM end_users WHERE tenant = ? AND id = ?",
             (tenant, end_user_id),
@@ -50,7 +45,7 @@ class EndUserStore(StoreBase):
     ) -> dict[str, Any]:
         end_user_id = "eu_" + secrets.token_hex(12)
         now = now_timestamp()
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             try:
                 db.execute(
                     "INSERT INTO end_users (id, tenant, external_id, email, name, metadata, status,"
@@ -59,29 +54,29 @@ class EndUserStore(StoreBase):
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"An end user with external id {external_id!r} exists") from None
-            return self._get_end_user(db, tenant, end_user_id)
+            return self.get_end_user(db, tenant, end_user_id)
 
     def update_end_user(
         self, tenant: int, end_user_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        with self._transaction() as db:
-            self._get_end_user(db, tenant, end_user_id)
-            self._update(db, "end_users", tenant, end_user_id, changes)
-            return self._get_end_user(db, tenant, end_user_id)
+        with self._database.transaction() as db:
+            self.get_end_user(db, tenant, end_user_id)
+            self._database.update(db, "end_users", tenant, end_user_id, changes)
+            return self.get_end_user(db, tenant, end_user_id)
 
     def set_end_user_status(self, tenant: int, end_user_id: str, status: str) -> dict[str, Any]:
-        with self._transaction() as db:
-            self._get_end_user(db, tenant, end_user_id)
+        with self._database.transaction() as db:
+            self.get_end_user(db, tenant, end_user_id)
             db.execute(
                 "UPDATE end_users SET status = ?, updated_at = ? WHERE tenant = ? AND id = ?",
                 (status, now_timestamp(), tenant, end_user_id),
             )
-            return self._get_end_user(db, tenant, end_user_id)
+            return self.get_end_user(db, tenant, end_user_id)
 
     def list_end_users(
         self, tenant: int, status: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        rows, total = self._page(
+        rows, total = self._database.page(
             "end_users", self._END_USER_COLUMNS, "created_at, id",
             tenant, [("status", "=", status)], limit, offset,
         )  # fmt: skip

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .body import parse_json, read_body
-from .call import Call
+from .call import ApiRequest
 from .errors import ApiError, invalid
 from .replay import Claim, release, remember, replay_or_claim
 from .responses import error_response, json_response
@@ -39,7 +39,7 @@ def tenant_of(state: ServerState, request: Request) -> int:
         )
     if state.api_keys is not None and token not in state.api_keys:
         raise ApiError(401, "authentication_error", "Invalid API key")
-    return state.store.tenant_for_key(token)
+    return state.store.database.tenant_for_key(token)
 
 
 def endpoint(state: ServerState, handler: Handler, known_query: frozenset[str]) -> Endpoint:
@@ -49,7 +49,7 @@ def endpoint(state: ServerState, handler: Handler, known_query: frozenset[str]) 
             tenant = tenant_of(state, request)
             for name, _ in parse_qsl(request.url.query, keep_blank_values=True):
                 if name not in known_query:  # parse_qsl keeps the nameless `&=` too
-                    raise invalid(f"Unknown query parameter {name!r}", name)
+                    raise invalid(name or None, f"{name!r} is not a known query parameter")
             body = b""
             key = None
             if request.method in ("POST", "PATCH"):
@@ -88,7 +88,7 @@ def _handle(
             if isinstance(replay, Response):
                 return replay
             claim = replay
-        call = Call(tenant, request.path_params, request.query_params, parse_json(body))
+        call = ApiRequest(tenant, request.path_params, request.query_params, parse_json(body))
         try:
             status, answer = handler(state, call)
         except NotFound as exc:

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .._wire import problem_text, validation_problem
+
 
 class ApiError(Exception):
     """An answer other than success; becomes the contract's error body."""
@@ -23,22 +25,15 @@ class ApiError(Exception):
         )
 
 
-def invalid(message: str, param: str | None = None) -> ApiError:
-    """A 400 `invalid_request` naming the field (`param`) that made it."""
-    return ApiError(400, "invalid_request", message, param)
+def invalid(param: str | None, message: str) -> ApiError:
+    """A 400 `invalid_request` naming the field (`param`) and what is wrong with it, in the
+    words the client uses (`_validation.invalid`)."""
+    return ApiError(400, "invalid_request", problem_text(param, message), param)
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> ApiError:
     """The first error pydantic found, as a 400 that names its field."""
-    first = exc.errors(include_url=False)[0]
-    param = prefix + ".".join(str(p) for p in first["loc"]) if first["loc"] else prefix or None
-    if first["type"] == "missing":
-        message = f"{param} is required"
-    elif first["type"] == "extra_forbidden":
-        message = f"{param} is not a known field"
-    else:
-        message = f"{param}: {first['msg']}" if param else first["msg"]
-    return invalid(message, param.rstrip(".") if param else None)
+    return invalid(*validation_problem(exc, prefix))
 
 
 def validate(model: Any, body: Any) -> Any:

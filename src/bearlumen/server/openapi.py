@@ -1,4 +1,5 @@
-"""The OpenAPI document of the local server, built from the same models and types the SDK uses."""
+"""The OpenAPI document of the local server, written from its route table (`routes.TABLE`) and
+the same models and types the SDK uses."""
 
 from __future__ import annotations
 
@@ -9,22 +10,25 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from .. import _types as types
+from .._constants import MAX_OFFSET, MAX_PAGE_SIZE
 from .._wire import (
     DATE_OR_TIMESTAMP_SCHEMA,
+    MAX_NAME_LENGTH,
     EndUserCreate,
     EndUserUpdate,
     SubscriptionCreate,
     SubscriptionUpdate,
     UsageBatch,
-    UsageEvent,
+    UsageEventInput,
 )
+from .routes import TABLE
 
 _REQUEST_MODELS: list[type[BaseModel]] = [
     EndUserCreate,
     EndUserUpdate,
     SubscriptionCreate,
     SubscriptionUpdate,
-    UsageEvent,
+    UsageEventInput,
     UsageBatch,
 ]
 _RESPONSE_TYPES: dict[str, Any] = {
@@ -72,14 +76,21 @@ def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[st
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_TEXT = {"type": "string", "maxLength": 255}
+_TEXT = {"type": "string", "maxLength": MAX_NAME_LENGTH}
 _DATE = DATE_OR_TIMESTAMP_SCHEMA
-_PAGING = [
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    _query("offset", {"type": "integer", "minimum": 0}),
-]
-_DATES = [_query("startDate", _DATE), _query("endDate", _DATE)]
-_REQUIRED_DATES = [_query("startDate", _DATE, True), _query("endDate", _DATE, True)]
+# Each query parameter's schema, by its name (routes.TABLE says which route takes which).
+_QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "status": {"enum": ["ACTIVE", "DEACTIVATED"]},
+    "organizationId": _TEXT,
+    "subscriptionId": _TEXT,
+    "metricName": _TEXT,
+    "agentId": _TEXT,
+    "workflowId": _TEXT,
+    "startDate": _DATE,
+    "endDate": _DATE,
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+    "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+}
 _ERRORS = {
     str(code): {"description": text, "content": _json(_ref("Error"))}
     for code, text in [
@@ -137,98 +148,15 @@ def openapi_document() -> dict[str, Any]:
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
     schemas["Error"] = _ERROR
-    op = _operation
-    paths: dict[str, Any] = {
-        "/v1/end-users": {
-            "post": op("createEndUser", 201, "EndUserResponse", body="EndUserCreate"),
-            "get": op(
-                "listEndUsers",
-                200,
-                "EndUserList",
-                parameters=[_query("status", {"enum": ["ACTIVE", "DEACTIVATED"]}), *_PAGING],
-            ),
-        },
-        "/v1/end-users/{id}": {
-            "patch": op(
-                "updateEndUser", 200, "EndUserResponse", body="EndUserUpdate", parameters=[_ID]
-            )
-        },
-        "/v1/end-users/{id}/deactivate": {
-            "post": op("deactivateEndUser", 200, "EndUserResponse", parameters=[_ID])
-        },
-        "/v1/end-users/{id}/reactivate": {
-            "post": op("reactivateEndUser", 200, "EndUserResponse", parameters=[_ID])
-        },
-        "/v1/subscriptions": {
-            "post": op("createSubscription", 201, "Subscription", body="SubscriptionCreate"),
-            "get": op(
-                "listSubscriptions",
-                200,
-                "SubscriptionList",
-                parameters=[_query("organizationId", _TEXT), *_PAGING],
-            ),
-        },
-        "/v1/subscriptions/{id}": {
-            "get": op("retrieveSubscription", 200, "Subscription", parameters=[_ID]),
-            "patch": op(
-                "updateSubscription",
-                200,
-                "Subscription",
-                body="SubscriptionUpdate",
-                parameters=[_ID],
-            ),
-        },
-        "/v1/subscriptions/{id}/cancel": {
-            "post": op("cancelSubscription", 200, "Subscription", parameters=[_ID])
-        },
-        "/v1/usage/events": {
-            "post": op("recordUsageEvent", 201, "UsageRecordResponse", body="UsageEvent"),
-            "get": op(
-                "queryUsageEvents",
-                200,
-                "UsageEventList",
-                parameters=[
-                    _query("subscriptionId", _TEXT),
-                    _query("metricName", _TEXT),
-                    _query("agentId", _TEXT),
-                    _query("workflowId", _TEXT),
-                    *_DATES,
-                    *_PAGING,
-                ],
-            ),
-        },
-        "/v1/usage/events/batch": {
-            "post": op("recordUsageBatch", 200, "UsageBatchResult", body="UsageBatch")
-        },
-        "/v1/usage/aggregation": {
-            "get": op(
-                "usageAggregation",
-                200,
-                "UsageAggregation",
-                parameters=[_query("subscriptionId", _TEXT), _query("metricName", _TEXT), *_DATES],
-            )
-        },
-        "/v1/usage/summary": {
-            "get": op(
-                "usageSummary",
-                200,
-                "UsageSummary",
-                parameters=[_query("subscriptionId", _TEXT), *_DATES],
-            )
-        },
-        "/v1/cost-attribution/by-agent": {
-            "get": op("costByAgent", 200, "CostBreakdownResponse", parameters=_REQUIRED_DATES)
-        },
-        "/v1/cost-attribution/by-workflow": {
-            "get": op("costByWorkflow", 200, "CostBreakdownResponse", parameters=_REQUIRED_DATES)
-        },
-        "/v1/cost-attribution/agents": {
-            "get": op("listAgents", 200, "AttributionValues", parameters=_REQUIRED_DATES)
-        },
-        "/v1/cost-attribution/workflows": {
-            "get": op("listWorkflows", 200, "AttributionValues", parameters=_REQUIRED_DATES)
-        },
-    }
+    paths: dict[str, Any] = {}
+    for route in TABLE:
+        parameters = [_ID] if "{id}" in route.path else []
+        parameters += [
+            _query(name, _QUERY_SCHEMAS[name], name in route.required) for name in route.query
+        ]
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(
+            route.operation_id, route.status, route.answer, body=route.body, parameters=parameters
+        )
     # Links let stateful testing (and readers) follow an id from the answer that made it.
     _link(paths["/v1/end-users"]["post"], "201", "#/endUser/id",
           ["updateEndUser", "deactivateEndUser", "reactivateEndUser"])  # fmt: skip

@@ -12,10 +12,11 @@ import hashlib
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .._wire import MAX_NAME_LENGTH
 from .errors import ApiError, invalid
 from .state import ServerState
 
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MAX_IDEMPOTENCY_KEY_LENGTH = MAX_NAME_LENGTH
 
 # A claim on a key: (tenant, key, fingerprint of the request)
 Claim = tuple[int, str, str]
@@ -30,10 +31,7 @@ def replay_or_claim(
     is released, so whoever holds the claim sees every answer that will ever be stored for it.
     """
     if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise invalid(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
-            "Idempotency-Key",
-        )
+        raise invalid("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     fingerprint = hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
     ).hexdigest()
@@ -44,7 +42,7 @@ def replay_or_claim(
             )
         state.in_flight.add((tenant, key))
     try:
-        stored = state.store.stored_response(tenant, key)
+        stored = state.store.database.stored_response(tenant, key)
     except BaseException:
         release(state, tenant, key)
         raise
@@ -53,7 +51,7 @@ def replay_or_claim(
     release(state, tenant, key)
     stored_fingerprint, status, stored_body = stored
     if stored_fingerprint != fingerprint:
-        raise invalid("This Idempotency-Key was used with a different request", "Idempotency-Key")
+        raise invalid("Idempotency-Key", "was used with a different request")
     return Response(
         stored_body,
         status,
@@ -72,7 +70,7 @@ def remember(state: ServerState, claim: Claim, response: Response) -> None:
         # Stored before the key is released, so a concurrent retry either waits (409
         # conflict_retry) or replays this answer; it never runs the request a second time.
         if response.status_code < 500 and response.status_code != 429:
-            state.store.store_response(
+            state.store.database.store_response(
                 tenant, key, fingerprint, response.status_code, bytes(response.body)
             )
     finally:

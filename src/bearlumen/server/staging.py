@@ -23,14 +23,11 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-STORED_COLUMNS = (
-    "seq, tenant, event_type, metric_name, quantity, idempotency_key, ts, subscription_id,"
-    " end_user_id, agent_id, workflow_id, metadata, cost_nanos, received_at"
-)
+from .event_row import STORED_COLUMNS
+
+_COLUMNS = ", ".join(STORED_COLUMNS)
 # A staged event's seq is its place in usage_events: moving keeps it, so ids never change.
-_COPY = (
-    f"INSERT INTO usage_events ({STORED_COLUMNS}) SELECT {STORED_COLUMNS} FROM usage_events_staged"
-)
+_COPY = f"INSERT INTO usage_events ({_COLUMNS}) SELECT {_COLUMNS} FROM usage_events_staged"
 _MOVE = _COPY + " WHERE seq < ? ORDER BY seq"
 _FORGET = "DELETE FROM usage_events_staged WHERE seq < ?"
 _MOVE_ALL = _COPY + " ORDER BY seq"

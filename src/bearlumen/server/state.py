@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .call import Call
+from .call import ApiRequest
 from .faults import FaultInjector
 from .responses import RequestIds
 from .store import Store
@@ -26,4 +26,4 @@ class ServerState:
 
 
 # A route's handler: plain, blocking (it runs in the thread pool), returns (status, body).
-Handler = Callable[[ServerState, Call], "tuple[int, Any]"]
+Handler = Callable[[ServerState, ApiRequest], "tuple[int, Any]"]

@@ -1,4 +1,4 @@
-"""Stored subscriptions: create, read, update, cancel, list (see store_base)."""
+"""Stored subscriptions: create, read, update, cancel, list (on store_base.Database)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import secrets
 import sqlite3
 from typing import Any, Sequence
 
+from .._timestamps import now as now_timestamp
 from .end_user_store import EndUserStore
-from .store_base import (
-    NotFound,
-    _json_text,
-    _json_value,
-    now_timestamp,
-)
+from .store_base import Database, NotFound, _json_text, _json_value
 
 
-class SubscriptionStore(EndUserStore):
-    """Built on the end users' store: a subscription may name an end user, who must exist."""
+class SubscriptionStore:
+    """The subscriptions of each tenant; a subscription may name an end user, who must exist
+    (asked of the end users' store)."""
+
+    def __init__(self, database: Database, end_users: EndUserStore) -> None:
+        self._database = database
+        self._end_users = end_users
 
     _SUBSCRIPTION_COLUMNS = (
         "id, organization_id, plan_id, billing_cycle, status, start_date, end_date, canceled_at,"
@@ -54,10 +55,10 @@ class SubscriptionStore(EndUserStore):
     def create_subscription(self, tenant: int, fields: dict[str, Any]) -> dict[str, Any]:
         subscription_id = "sub_" + secrets.token_hex(12)
         now = now_timestamp()
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             end_user_id = fields.get("end_user_id")
             if end_user_id is not None:
-                self._get_end_user(db, tenant, end_user_id)
+                self._end_users.get_end_user(db, tenant, end_user_id)
             db.execute(
                 "INSERT INTO subscriptions (id, tenant, organization_id, plan_id, billing_cycle,"
                 " status, start_date, end_user_id, metadata, created_at, updated_at)"
@@ -78,19 +79,19 @@ class SubscriptionStore(EndUserStore):
             return self._get_subscription(db, tenant, subscription_id)
 
     def get_subscription(self, tenant: int, subscription_id: str) -> dict[str, Any]:
-        with self._lock:
-            return self._get_subscription(self._db, tenant, subscription_id)
+        with self._database.locked() as db:
+            return self._get_subscription(db, tenant, subscription_id)
 
     def update_subscription(
         self, tenant: int, subscription_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             self._get_subscription(db, tenant, subscription_id)
-            self._update(db, "subscriptions", tenant, subscription_id, changes)
+            self._database.update(db, "subscriptions", tenant, subscription_id, changes)
             return self._get_subscription(db, tenant, subscription_id)
 
     def cancel_subscription(self, tenant: int, subscription_id: str) -> dict[str, Any]:
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             current = self._get_subscription(db, tenant, subscription_id)
             if current["status"] != "canceled":
                 now = now_timestamp()
@@ -104,7 +105,7 @@ class SubscriptionStore(EndUserStore):
     def list_subscriptions(
         self, tenant: int, organization_id: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        rows, total = self._page(
+        rows, total = self._database.page(
             "subscriptions", self._SUBSCRIPTION_COLUMNS, "created_at, id",
             tenant, [("organization_id", "=", organization_id)], limit, offset,
         )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..call import Call
+from ..call import ApiRequest
 from ..state import Handler, ServerState
 from ..store import dollars, nanos
 
@@ -12,10 +12,10 @@ from ..store import dollars, nanos
 def breakdown(group_by: str) -> Handler:
     """`/by-agent`, `/by-workflow`: cost per value of `<group_by>_id`."""
 
-    def handler(state: ServerState, call: Call) -> tuple[int, Any]:
+    def handler(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
         start, end = call.date_range(required=True)
         assert start is not None and end is not None
-        items = state.store.cost_breakdown(call.tenant, f"{group_by}_id", start, end)
+        items = state.store.events.cost_breakdown(call.tenant, f"{group_by}_id", start, end)
         return 200, {
             "items": items,
             "totalCost": dollars(sum(nanos(item["totalCost"]) for item in items)),
@@ -30,11 +30,11 @@ def breakdown(group_by: str) -> Handler:
 def distinct(group_by: str) -> Handler:
     """`/agents`, `/workflows`: the values of `<group_by>_id` seen in the range."""
 
-    def handler(state: ServerState, call: Call) -> tuple[int, Any]:
+    def handler(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
         start, end = call.date_range(required=True)
         assert start is not None and end is not None
         return 200, {
-            "values": state.store.distinct_values(call.tenant, f"{group_by}_id", start, end)
+            "values": state.store.events.distinct_values(call.tenant, f"{group_by}_id", start, end)
         }
 
     return handler

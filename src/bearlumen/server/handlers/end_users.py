@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ..._wire import EndUserCreate, EndUserUpdate
-from ..call import Call
+from ..call import ApiRequest
 from ..errors import ApiError, invalid, validate
 from ..state import ServerState
 from ..store import Conflict
@@ -19,11 +19,11 @@ def _check_email(email: str | None) -> None:
         raise ApiError(400, "invalid_email", f"{email!r} is not a valid email address", "email")
 
 
-def create_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
+def create_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: EndUserCreate = validate(EndUserCreate, call.json_object())
     _check_email(data.email)
     try:
-        user = state.store.create_end_user(
+        user = state.store.end_users.create_end_user(
             call.tenant, data.external_id, data.email, data.name, data.metadata
         )
     except Conflict as exc:
@@ -31,28 +31,30 @@ def create_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
     return 201, {"endUser": user}
 
 
-def update_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
+def update_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     data: EndUserUpdate = validate(EndUserUpdate, call.json_object())
     _check_email(data.email)
     changes = {name: getattr(data, name) for name in data.model_fields_set}
-    user = state.store.update_end_user(call.tenant, call.path_params["id"], changes)
+    user = state.store.end_users.update_end_user(call.tenant, call.path_params["id"], changes)
     return 200, {"endUser": user}
 
 
-def list_end_users(state: ServerState, call: Call) -> tuple[int, Any]:
+def list_end_users(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     status = call.query.get("status")
     if status not in (None, "ACTIVE", "DEACTIVATED"):
-        raise invalid("status must be ACTIVE or DEACTIVATED", "status")
+        raise invalid("status", "must be ACTIVE or DEACTIVATED")
     limit, offset = call.limit_offset()
-    users, total = state.store.list_end_users(call.tenant, status, limit, offset)
+    users, total = state.store.end_users.list_end_users(call.tenant, status, limit, offset)
     return 200, {"endUsers": users, "total": total, "limit": limit, "offset": offset}
 
 
-def deactivate_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
-    user = state.store.set_end_user_status(call.tenant, call.path_params["id"], "DEACTIVATED")
+def deactivate_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
+    user = state.store.end_users.set_end_user_status(
+        call.tenant, call.path_params["id"], "DEACTIVATED"
+    )
     return 200, {"endUser": user}
 
 
-def reactivate_end_user(state: ServerState, call: Call) -> tuple[int, Any]:
-    user = state.store.set_end_user_status(call.tenant, call.path_params["id"], "ACTIVE")
+def reactivate_end_user(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
+    user = state.store.end_users.set_end_user_status(call.tenant, call.path_params["id"], "ACTIVE")
     return 200, {"endUser": user}

@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from ..._wire import (
-    COST_KEY,
-    MAX_METADATA_BYTES,
-    UsageBatch,
-    UsageEvent,
-    format_utc,
-)
+from ..._wire import COST_KEY, UsageBatch, UsageEventInput
 from ..batch_rows import valid_batch_rows
-from ..call import Call
+from ..call import ApiRequest
 from ..errors import ApiError, from_validation_error, invalid, validate
 from ..state import ServerState
-from ..store import Filter, event_id, nanos, now_timestamp
+from ..store import Filter, nanos, now_timestamp
 
 
-def _event_row(event: UsageEvent, now: str) -> list[Any]:
-    """A validated event as a storage row; ApiError when its metadata is too large to store."""
+def _event_row(event: UsageEventInput, now: str) -> list[Any]:
+    """A validated event as a storage row (laid out as event_row.ROW_COLUMNS)."""
     metadata_text = None
     cost = 0
     if event.metadata is not None:
-        encoded = to_json(event.metadata)
-        # The limit is in bytes of UTF-8 (as the SDK's metadata_snapshot counts), not characters.
-        if len(encoded) > MAX_METADATA_BYTES:
-            raise invalid(f"metadata is larger than {MAX_METADATA_BYTES} bytes", "metadata")
-        metadata_text = encoded.decode()
+        metadata_text = to_json(event.metadata).decode()
         cost = nanos(event.metadata.get(COST_KEY) or 0)
     return [
         event.event_type,
         event.metric_name,
         event.quantity,
         event.idempotency_key,
-        _stamp(event.timestamp, now),
+        event.timestamp or now,
         event.subscription_id,
         event.end_user_id,
         event.agent_id,
@@ -48,55 +37,39 @@ def _event_row(event: UsageEvent, now: str) -> list[Any]:
     ]
 
 
-def _stamp(timestamp: str | datetime | None, now: str) -> str:
-    if timestamp is None:
-        return now
-    if isinstance(timestamp, str):
-        try:  # the pattern admits 2024-02-30: only a real date may be stored
-            datetime.fromisoformat(timestamp[:26])
-        except ValueError:
-            raise invalid(f"timestamp {timestamp!r} is not a real date", "timestamp") from None
-        return timestamp
-    try:
-        return format_utc(timestamp)
-    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
-        raise invalid(
-            f"timestamp {timestamp} is outside years 1 to 9999 in UTC", "timestamp"
-        ) from None
-
-
 def _validated_row(raw: Any, now: str) -> list[Any]:
     if not isinstance(raw, dict):
-        raise invalid("An event must be a JSON object")
+        raise invalid(None, "An event must be a JSON object")
     try:
-        event = UsageEvent.model_validate(raw)
+        event = UsageEventInput.model_validate(raw)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     return _event_row(event, now)
 
 
-def record_event(state: ServerState, call: Call) -> tuple[int, Any]:
+def record_event(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     row = _validated_row(call.json_object(), now_timestamp())
-    ((outcome, seq),) = state.store.record_events(call.tenant, [row])
-    event = state.store.get_event(call.tenant, seq)
+    ((outcome, seq),) = state.store.events.record_events(call.tenant, [row])
+    event = state.store.events.get_event(call.tenant, seq)
     return (201 if outcome == "recorded" else 200), {
         "recorded": outcome == "recorded",
         "event": event,
     }
 
 
-def record_batch(state: ServerState, call: Call) -> tuple[int, Any]:
+def record_batch(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     now = now_timestamp()
     rows = valid_batch_rows(call.body, now)  # None: some event needs a closer look
     if rows is not None:
-        return 200, _every_event_stored(state.store.record_events(call.tenant, rows))
+        outcomes = state.store.events.record_events(call.tenant, rows)
+        return 200, _every_event_stored(outcomes, state.store.events.event_id)
     rows, results, accepted_at = _rows_one_by_one(call, now)
     recorded = 0
     if rows:
-        outcomes = state.store.record_events(call.tenant, rows)
+        outcomes = state.store.events.record_events(call.tenant, rows)
         for position, (outcome, seq) in zip(accepted_at, outcomes):
             result = results[position]
-            result["id"] = event_id(seq)
+            result["id"] = state.store.events.event_id(seq)
             if outcome == "recorded":
                 recorded += 1
             else:
@@ -109,7 +82,7 @@ def record_batch(state: ServerState, call: Call) -> tuple[int, Any]:
     }
 
 
-def _every_event_stored(outcomes: list[tuple[str, int]]) -> bytes:
+def _every_event_stored(outcomes: list[tuple[str, int]], event_id: Callable[[int], str]) -> bytes:
     """The answer to a batch whose events were all valid, as the JSON bytes `to_json` would
     write for it (tests/test_server_ingest.py compares them), built from text rather than from
     1000 dicts."""
@@ -128,7 +101,7 @@ def _every_event_stored(outcomes: list[tuple[str, int]]) -> bytes:
 
 
 def _rows_one_by_one(
-    call: Call, now: str
+    call: ApiRequest, now: str
 ) -> tuple[list[list[Any]], list[dict[str, Any]], list[int]]:
     """The slow path: each event on its own, so a bad one is rejected alone."""
     envelope: UsageBatch = validate(UsageBatch, call.json_object())
@@ -147,7 +120,7 @@ def _rows_one_by_one(
     return rows, results, accepted_at
 
 
-def _usage_filters(call: Call, *names: str) -> tuple[list[Filter], dict[str, str | None]]:
+def _usage_filters(call: ApiRequest, *names: str) -> tuple[list[Filter], dict[str, str | None]]:
     """The filters named, and the date range as the answer repeats it."""
     columns = {
         "subscriptionId": "subscription_id",
@@ -161,18 +134,21 @@ def _usage_filters(call: Call, *names: str) -> tuple[list[Filter], dict[str, str
     return filters, {"startDate": start, "endDate": end}
 
 
-def query_events(state: ServerState, call: Call) -> tuple[int, Any]:
+def query_events(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, _ = _usage_filters(call, "subscriptionId", "metricName", "agentId", "workflowId")
     limit, offset = call.limit_offset()
-    events, total = state.store.query_events(call.tenant, filters, limit, offset)
+    events, total = state.store.events.query_events(call.tenant, filters, limit, offset)
     return 200, {"events": events, "total": total, "limit": limit, "offset": offset}
 
 
-def usage_aggregation(state: ServerState, call: Call) -> tuple[int, Any]:
+def usage_aggregation(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, dates = _usage_filters(call, "subscriptionId", "metricName")
-    return 200, {"aggregations": state.store.aggregate_by_metric(call.tenant, filters), **dates}
+    return 200, {
+        "aggregations": state.store.events.aggregate_by_metric(call.tenant, filters),
+        **dates,
+    }
 
 
-def usage_summary(state: ServerState, call: Call) -> tuple[int, Any]:
+def usage_summary(state: ServerState, call: ApiRequest) -> tuple[int, Any]:
     filters, dates = _usage_filters(call, "subscriptionId")
-    return 200, {**state.store.summarize(call.tenant, filters), **dates}
+    return 200, {**state.store.events.summarize(call.tenant, filters), **dates}
