@@ -468,6 +468,13 @@ def respond(
     if _BEDROCK_STREAM.fullmatch(path):
         error = {"message": "the fake provider does not stream over Bedrock's event-stream framing"}
         return 501, "application/json", json.dumps({"error": error}).encode()
+    from . import _fake_gemini  # the APIs in modules of their own
+
+    usage = fake.usage.replace(usage_header)
+    for other_api in (_fake_gemini.respond,):
+        answered = other_api(fake, path, body, usage)
+        if answered is not None:
+            return answered
     path, body = _route(path, body)
     answer = _ANSWERS.get(path)
     if answer is None:
@@ -475,7 +482,7 @@ def respond(
     if fake.reject_stream_options and "stream_options" in body and path.endswith("/completions"):
         error = {"message": "stream_options is not supported", "type": "invalid_request_error"}
         return 400, "application/json", json.dumps({"error": error}).encode()
-    result = answer(fake, body, fake.usage.replace(usage_header))
+    result = answer(fake, body, usage)
     if not callable(result):
         return 200, "application/json", json.dumps(result).encode()
     events = []
