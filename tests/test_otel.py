@@ -305,8 +305,9 @@ def test_the_openai_sdk_pointed_at_groq_is_groqs_call_at_groqs_price(
         },
     )
     event = the_event(client)
-    assert event["idempotencyKey"] == "groq:chatcmpl-groq"
-    assert event["metadata"]["provider"] == "groq"
+    assert event["idempotencyKey"] == "openai:chatcmpl-groq"  # instrument()'s key for it
+    assert event["metadata"]["provider"] == "openai"  # the API
+    assert event["metadata"]["platform"] == "groq"  # who served and billed it
     expected = genai_prices.calc_price(
         genai_prices.Usage(input_tokens=1000, output_tokens=100),
         model_ref="llama-3.3-70b-versatile",
@@ -440,7 +441,7 @@ def test_the_official_openai_instrumentation_is_metered_under_instruments_key(
     openai = pytest.importorskip("openai")
     fake_llm_provider.configure(input_tokens=1200, output_tokens=300)
     sdk = openai.OpenAI(api_key="sk-fake", base_url=fake_llm_provider.openai_base_url)
-    with client.llm.attribute(end_user_id="eu_1"):
+    with sdk, client.llm.attribute(end_user_id="eu_1"):
         completion = sdk.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
         )
@@ -466,9 +467,10 @@ def test_one_call_seen_by_instrument_the_otel_bridge_and_record_is_stored_once(
     sdk = client.llm.instrument(
         openai.OpenAI(api_key="sk-fake", base_url=fake_llm_provider.openai_base_url)
     )
-    completion = sdk.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
-    )
+    with sdk:
+        completion = sdk.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
     assert client.llm.record(completion)["recorded"] is False  # this client already has it
     # Another process recording it too: the server stores it once.
     with bearlumen.Client(api_key=api_key, base_url=server.base_url) as other:

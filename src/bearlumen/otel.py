@@ -219,9 +219,9 @@ def usage_of_span(attributes: Mapping[str, Any], scope: str, span_key: str) -> O
         return None
     served = from_otel_name(_first(attributes, _PROVIDER))
     provider, platform = served if served is not None else (OPENAI, None)
-    if provider == OPENAI and platform is None:
-        # The OpenAI SDK pointed at Groq, Mistral...: that vendor's call, at its price.
-        provider = from_host(attributes.get("server.address")) or provider
+    if platform is None and provider in (OPENAI, ANTHROPIC):
+        # The SDK pointed at Groq, Mistral...: that vendor's call, at its price.
+        platform = from_host(attributes.get("server.address"))
     response_id = attributes.get("gen_ai.response.id")
     if type(response_id) is not str or not response_id:
         response_id = span_key

@@ -22,6 +22,7 @@ from .._types import UsageRecordResult
 from . import _anthropic, _gemini, _openai
 from ._context import Attribution, attribute, current_attribution, merged
 from ._pricing import Pricer
+from ._providers import from_host
 from ._usage import (
     ANTHROPIC,
     AZURE,
@@ -267,4 +268,5 @@ def _platform(provider_client: Any) -> Optional[str]:
         for word, platform in _PLATFORM_WORDS:
             if word in klass.__name__:
                 return platform
-    return None
+    # An SDK pointed at another vendor's compatible API (Groq, Mistral, OpenRouter...)
+    return from_host(str(getattr(provider_client, "base_url", "") or ""))
