@@ -61,10 +61,13 @@ def _call(sdk: Any, is_async: bool, stream: bool) -> list[Any]:
         return [sdk.models.generate_content(model=MODEL, contents="hi")]
 
     async def main() -> list[Any]:
-        if stream:
-            chunks = await sdk.aio.models.generate_content_stream(model=MODEL, contents="hi")
-            return [chunk async for chunk in chunks]
-        return [await sdk.aio.models.generate_content(model=MODEL, contents="hi")]
+        try:
+            if stream:
+                chunks = await sdk.aio.models.generate_content_stream(model=MODEL, contents="hi")
+                return [chunk async for chunk in chunks]
+            return [await sdk.aio.models.generate_content(model=MODEL, contents="hi")]
+        finally:
+            await sdk.aio.aclose()  # its pooled connections belong to this loop
 
     return asyncio.run(main())
 

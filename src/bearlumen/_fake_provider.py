@@ -35,6 +35,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from typing import Any, Callable, Iterator, Optional
 
 USAGE_HEADER = "x-fake-usage"
@@ -468,10 +469,10 @@ def respond(
     if _BEDROCK_STREAM.fullmatch(path):
         error = {"message": "the fake provider does not stream over Bedrock's event-stream framing"}
         return 501, "application/json", json.dumps({"error": error}).encode()
-    from . import _fake_gemini  # the APIs in modules of their own
+    from . import _fake_bedrock, _fake_gemini  # the APIs in modules of their own
 
     usage = fake.usage.replace(usage_header)
-    for other_api in (_fake_gemini.respond,):
+    for other_api in (_fake_gemini.respond, _fake_bedrock.respond):
         answered = other_api(fake, path, body, usage)
         if answered is not None:
             return answered
@@ -502,7 +503,9 @@ def _app(fake: FakeLLMProvider) -> Any:
         status, media_type, content = respond(
             fake, request.url.path, await request.json(), request.headers.get(USAGE_HEADER)
         )
-        return Response(content, status_code=status, media_type=media_type)
+        # Every answer has a request id, as AWS's do (botocore's ResponseMetadata.RequestId).
+        headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+        return Response(content, status_code=status, media_type=media_type, headers=headers)
 
     return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ContextManager, Dict, Optional, TypeVar
 
 from .._errors import InvalidRequestError
 from .._types import UsageRecordResult
-from . import _anthropic, _gemini, _openai
+from . import _anthropic, _bedrock, _gemini, _openai
 from ._context import Attribution, attribute, current_attribution, merged
 from ._pricing import Pricer
 from ._providers import from_host
@@ -86,11 +86,16 @@ class LLM:
         provider = type(provider_client).__module__.split(".", 1)[0]
         is_async = type(provider_client).__name__.startswith("Async")
         platform = _platform(provider_client)
-        module = {OPENAI: _openai, ANTHROPIC: _anthropic, "google": _gemini}.get(provider)
+        module = {
+            OPENAI: _openai,
+            ANTHROPIC: _anthropic,
+            "google": _gemini,  # google.genai.Client
+            "botocore": _bedrock,  # boto3.client("bedrock-runtime")
+        }.get(provider)
         if module is None:
             raise InvalidRequestError(
                 f"cannot instrument a {type(provider_client).__name__}: expected an openai,"
-                " anthropic or google-genai client",
+                " anthropic, google-genai or boto3 bedrock-runtime client",
                 param="provider_client",
             )
         try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Option
 
 from ._context import Attribution, current_attribution
 from ._providers import GOOGLE
-from ._usage import VERTEX, TokenUsage, field
+from ._usage import VERTEX, TokenUsage, _count, field
 
 if TYPE_CHECKING:
     from . import LLM
@@ -73,11 +73,6 @@ def gemini_usage(response: Any, *, stream: bool = False, partial: bool = False) 
         stream,
         partial,
     )
-
-
-def _count(obj: Any, name: str) -> int:
-    value = field(obj, name)
-    return value if type(value) is int else 0
 
 
 def _wrap_sync(
