@@ -43,7 +43,7 @@ from opentelemetry import baggage
 from opentelemetry.sdk.trace import SpanProcessor
 
 from ._llm._context import Attribution, current_attribution, merged
-from ._llm._providers import from_host, from_otel_name
+from ._llm._providers import from_host, from_name
 from ._llm._usage import (
     ANTHROPIC,
     OPENAI,
@@ -217,7 +217,7 @@ def usage_of_span(attributes: Mapping[str, Any], scope: str, span_key: str) -> O
     output_tokens = _count(attributes, _OUTPUT)
     if input_tokens is None and output_tokens is None:
         return None
-    served = from_otel_name(_first(attributes, _PROVIDER))
+    served = from_name(_first(attributes, _PROVIDER))
     provider, platform = served if served is not None else (OPENAI, None)
     if platform is None and provider in (OPENAI, ANTHROPIC):
         # The SDK pointed at Groq, Mistral...: that vendor's call, at its price.

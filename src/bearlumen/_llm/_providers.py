@@ -19,10 +19,10 @@ GOOGLE = "google"  # the Gemini API; genai-prices' provider id for it and for Ve
 # (provider, platform): the API and who billed the call when not its own vendor.
 Served = Tuple[str, Optional[str]]
 
-# OpenTelemetry names, lower-cased: the GenAI conventions' `gen_ai.provider.name` values, the
-# older `gen_ai.system` values, OpenLLMetry's ("Anthropic") and OpenInference's `llm.provider` /
-# `llm.system` ("mistralai", "vertexai").
-_OTEL_NAMES: dict[str, Served] = {
+# Names others give a provider, lower-cased: the GenAI conventions' `gen_ai.provider.name`
+# values, the older `gen_ai.system` values, OpenLLMetry's ("Anthropic"), OpenInference's
+# `llm.provider` / `llm.system` ("mistralai", "vertexai"), LangChain's and LiteLLM's.
+_NAMES: dict[str, Served] = {
     "openai": (OPENAI, None),
     "anthropic": (ANTHROPIC, None),
     "azure.ai.openai": (OPENAI, AZURE),
@@ -52,6 +52,13 @@ _OTEL_NAMES: dict[str, Served] = {
     "together_ai": ("together", None),
     "fireworks": ("fireworks", None),
     "fireworks_ai": ("fireworks", None),
+    # LangChain's `ls_provider` / `model_provider` and LiteLLM's `custom_llm_provider`
+    "google_genai": (GOOGLE, None),
+    "google_vertexai": (GOOGLE, VERTEX),
+    "vertex_ai_beta": (GOOGLE, VERTEX),
+    "bedrock_converse": (BEDROCK, None),
+    "amazon_bedrock": (BEDROCK, None),
+    "azure_ai": (OPENAI, AZURE),
 }
 
 # Hosts of OpenAI-compatible APIs, by the end of the host name: an OpenAI client pointed there
@@ -70,13 +77,14 @@ _COMPATIBLE_HOSTS = (
 )
 
 
-def from_otel_name(name: object) -> Optional[Served]:
-    """(provider, platform) for an OpenTelemetry provider name; unknown names are kept as they
-    are (lower-cased): recorded under that name, priced if genai-prices knows it."""
+def from_name(name: object) -> Optional[Served]:
+    """(provider, platform) for a provider's name in OpenTelemetry, LangChain or LiteLLM;
+    unknown names are kept as they are (lower-cased): recorded under that name, priced if
+    genai-prices knows it."""
     if type(name) is not str or not name:
         return None
     lowered = name.lower()
-    return _OTEL_NAMES.get(lowered, (lowered, None))
+    return _NAMES.get(lowered, (lowered, None))
 
 
 def from_host(host: object) -> Optional[str]:
