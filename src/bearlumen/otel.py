@@ -146,12 +146,11 @@ class UsageSpanProcessor(SpanProcessor):
             attributes = span.attributes
             if not attributes:
                 return
+            # A plain copy: the SDK's mapping takes a lock per lookup, and a miss costs a
+            # KeyError inside Mapping.get; most of the names we look for are misses.
+            attributes = dict(attributes)
             scope = span.instrumentation_scope
-            usage = usage_of_span(
-                attributes,
-                scope.name if scope is not None else "",
-                f"otel-{context.trace_id:032x}-{context.span_id:016x}",
-            )
+            usage = usage_of_span(attributes, scope.name if scope is not None else "", context)
             if usage is not None:
                 self._llm._emit(usage, attribution, usage.platform)
         except Exception as exc:
@@ -211,7 +210,7 @@ def _count(attributes: Mapping[str, Any], names: tuple[str, ...]) -> Optional[in
     return None
 
 
-def usage_of_span(attributes: Mapping[str, Any], scope: str, span_key: str) -> Optional[TokenUsage]:
+def usage_of_span(attributes: Mapping[str, Any], scope: str, context: Any) -> Optional[TokenUsage]:
     """The usage a finished span reports, or None when it is not a GenAI call with counts."""
     input_tokens = _count(attributes, _INPUT)
     output_tokens = _count(attributes, _OUTPUT)
@@ -223,8 +222,8 @@ def usage_of_span(attributes: Mapping[str, Any], scope: str, span_key: str) -> O
         # The SDK pointed at Groq, Mistral...: that vendor's call, at its price.
         platform = from_host(attributes.get("server.address"))
     response_id = attributes.get("gen_ai.response.id")
-    if type(response_id) is not str or not response_id:
-        response_id = span_key
+    if type(response_id) is not str or not response_id:  # the span itself, then
+        response_id = f"otel-{context.trace_id:032x}-{context.span_id:016x}"
     model = _first(attributes, _MODEL)
     if type(model) is not str:
         model = None
