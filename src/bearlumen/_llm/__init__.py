@@ -70,6 +70,8 @@ class LLM:
         Patches this instance only, never the provider's module: `openai.OpenAI` and
         `AsyncOpenAI` (`chat.completions.create`, `responses.create`) and `anthropic.Anthropic`
         and `AsyncAnthropic` (`messages.create`, `messages.stream(...)`), streamed or not.
+        Also `google.genai.Client` (`models.generate_content` / `generate_content_stream`, and
+        `aio`) and a boto3 `bedrock-runtime` client (`converse` / `converse_stream`).
         A chat-completions stream that does not ask for its usage is asked
         (`stream_options={"include_usage": True}`) and the extra usage-only chunk is hidden;
         `inject_stream_usage=False` leaves the request alone, for servers that refuse it.
