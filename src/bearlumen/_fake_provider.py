@@ -35,6 +35,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from typing import Any, Callable, Iterator, Optional
 
 from ._fake_provider_reports import record_answered_call, reports_route
@@ -470,6 +471,13 @@ def respond(
     if _BEDROCK_STREAM.fullmatch(path):
         error = {"message": "the fake provider does not stream over Bedrock's event-stream framing"}
         return 501, "application/json", json.dumps({"error": error}).encode()
+    from . import _fake_bedrock, _fake_gemini  # the APIs in modules of their own
+
+    usage = fake.usage.replace(usage_header)
+    for other_api in (_fake_gemini.respond, _fake_bedrock.respond):
+        answered = other_api(fake, path, body, usage)
+        if answered is not None:
+            return answered
     requested_path, (path, body) = path, _route(path, body)
     answer = _ANSWERS.get(path)
     if answer is None:
@@ -477,8 +485,8 @@ def respond(
     if fake.reject_stream_options and "stream_options" in body and path.endswith("/completions"):
         error = {"message": "stream_options is not supported", "type": "invalid_request_error"}
         return 400, "application/json", json.dumps({"error": error}).encode()
-    result = answer(fake, body, fake.usage.replace(usage_header))
-    record_answered_call(fake, requested_path, body, fake.usage.replace(usage_header))
+    result = answer(fake, body, usage)
+    record_answered_call(fake, requested_path, body, usage)
     if not callable(result):
         return 200, "application/json", json.dumps(result).encode()
     events = []
@@ -498,7 +506,9 @@ def _app(fake: FakeLLMProvider) -> Any:
         status, media_type, content = respond(
             fake, request.url.path, await request.json(), request.headers.get(USAGE_HEADER)
         )
-        return Response(content, status_code=status, media_type=media_type)
+        # Every answer has a request id, as AWS's do (botocore's ResponseMetadata.RequestId).
+        headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+        return Response(content, status_code=status, media_type=media_type, headers=headers)
 
     reports = Route("/{path:path}", reports_route(fake), methods=["GET"])  # usage & cost reports
     return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"]), reports])

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, List, Opt
 from .._errors import InvalidRequestError
 from .._shipper import LLM_BLOCK_LIMIT, with_block_limit
 from .._types import UsageRecordResult
-from . import _anthropic, _openai
+from . import _anthropic, _bedrock, _gemini, _openai
 from ._context import Attribution, attribute, current_attribution, merged
 from ._pricing import Pricer
+from ._providers import from_host
 from ._reconcile import Moment, ReconciliationRow, reconcile
 from ._usage import (
     ANTHROPIC,
@@ -72,6 +73,8 @@ class LLM:
         Patches this instance only, never the provider's module: `openai.OpenAI` and
         `AsyncOpenAI` (`chat.completions.create`, `responses.create`) and `anthropic.Anthropic`
         and `AsyncAnthropic` (`messages.create`, `messages.stream(...)`), streamed or not.
+        Also `google.genai.Client` (`models.generate_content` / `generate_content_stream`, and
+        `aio`) and a boto3 `bedrock-runtime` client (`converse` / `converse_stream`).
         A chat-completions stream that does not ask for its usage is asked
         (`stream_options={"include_usage": True}`) and the extra usage-only chunk is hidden;
         `inject_stream_usage=False` leaves the request alone, for servers that refuse it.
@@ -88,11 +91,16 @@ class LLM:
         provider = type(provider_client).__module__.split(".", 1)[0]
         is_async = type(provider_client).__name__.startswith("Async")
         platform = _platform(provider_client)
-        module = {OPENAI: _openai, ANTHROPIC: _anthropic}.get(provider)
+        module = {
+            OPENAI: _openai,
+            ANTHROPIC: _anthropic,
+            "google": _gemini,  # google.genai.Client
+            "botocore": _bedrock,  # boto3.client("bedrock-runtime")
+        }.get(provider)
         if module is None:
             raise InvalidRequestError(
-                f"cannot instrument a {type(provider_client).__name__}: expected an openai or"
-                " anthropic client",
+                f"cannot instrument a {type(provider_client).__name__}: expected an openai,"
+                " anthropic, google-genai or boto3 bedrock-runtime client",
                 param="provider_client",
             )
         try:
@@ -298,4 +306,5 @@ def _platform(provider_client: Any) -> Optional[str]:
         for word, platform in _PLATFORM_WORDS:
             if word in klass.__name__:
                 return platform
-    return None
+    # An SDK pointed at another vendor's compatible API (Groq, Mistral, OpenRouter...)
+    return from_host(str(getattr(provider_client, "base_url", "") or ""))
