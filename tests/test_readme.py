@@ -5,6 +5,8 @@ Each fenced ```python block stands right after a marker that names it and says h
     <!-- test:NAME -->            a script, run with `python -c`
     <!-- test:NAME pytest -->     a test module, run by pytest (the bearlumen plugin's fixtures)
     <!-- test:NAME after:OTHER -->  OTHER's block runs first, in the same process (a fragment)
+    <!-- test:NAME needs:MODULE -->  skipped where MODULE (an optional integration) is not
+                                    installed: .ci/integrations runs it with the integrations extra
 
 A script runs in a fresh directory against a real local server and the fake LLM provider,
 with the environment the docs tell a reader to set: BEARLUMEN_BASE_URL, BEARLUMEN_API_KEY (a
@@ -95,12 +97,15 @@ def snippet_env(base_url: str, fake: FakeLLMProvider) -> dict[str, str]:
         "ANTHROPIC_BASE_URL": fake.anthropic_base_url,
         "OPENAI_ADMIN_KEY": OPENAI_ADMIN_KEY,
         "ANTHROPIC_ADMIN_KEY": ANTHROPIC_ADMIN_KEY,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # LiteLLM stays offline
     }
 
 
 def run_snippet(snippet: Snippet, env: dict[str, str], cwd: Path) -> str:
     code = snippet.code
     for option in snippet.options:
+        if option.startswith("needs:"):
+            pytest.importorskip(option.split(":", 1)[1])
         if option.startswith("after:"):
             code = SNIPPETS[option.split(":", 1)[1]].code + "\n\n" + code
     if "pytest" in snippet.options:
