@@ -21,6 +21,7 @@ import pytest
 
 import bearlumen
 from bearlumen._llm import _pricing
+from bearlumen._llm._wrap import NOT_ASKED
 from bearlumen.testing import FakeLLMProvider
 
 USAGE = {
@@ -34,7 +35,7 @@ USAGE = {
 EVENT_KEYS = {
     "provider", "platform", "model", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "provider_cost_usd",
-    "priced", "price_source", "stream", "partial",
+    "priced", "price_source", "stream", "partial", "service_tier",
 }  # fmt: skip
 
 
@@ -274,7 +275,7 @@ def test_chat_stream_that_asks_for_usage_itself_still_sees_the_usage_chunk(
     assert the_event(client)["metadata"]["partial"] is False
 
 
-def test_inject_stream_usage_false_leaves_the_request_alone_and_records_a_partial_event(
+def test_inject_stream_usage_false_leaves_the_request_alone_and_says_why_there_are_no_tokens(
     client: bearlumen.Client, fake: FakeLLMProvider
 ) -> None:
     fake.configure(reject_stream_options=True)  # an OpenAI-compatible server refusing it
@@ -287,9 +288,11 @@ def test_inject_stream_usage_false_leaves_the_request_alone_and_records_a_partia
     assert "stream_options" not in fake.last_request
     event = the_event(client)
     assert event["quantity"] == 0
-    assert event["metadata"]["partial"] is True
+    assert event["metadata"]["partial"] is False  # the stream was read whole
     assert event["metadata"]["stream"] is True
     assert event["metadata"]["model"] == "gpt-4o"
+    assert event["metadata"]["priced"] is False
+    assert event["metadata"]["unpriced_reason"] == NOT_ASKED
     assert "provider_cost_usd" not in event["metadata"]
 
 
@@ -453,7 +456,7 @@ def test_record_reads_dicts_of_both_providers(client: bearlumen.Client) -> None:
     ("response", "provider", "param"),
     [
         ({"id": "x", "usage": {"prompt_tokens": 1}}, None, "response"),  # provider unknowable
-        ({"id": "x", "object": "chat.completion"}, None, "response"),  # no usage
+        ({"id": "x", "object": "response", "status": "queued"}, None, "response"),  # pending
         ({"object": "chat.completion", "usage": {"prompt_tokens": 1}}, None, "response"),  # no id
         ({"id": "x", "usage": {}}, "mistral", "provider"),
     ],
@@ -532,7 +535,7 @@ def test_a_failure_inside_the_capture_is_logged_once_and_swallowed(
     def broken_price(*args: Any) -> Any:
         raise ZeroDivisionError("a bug in pricing")
 
-    monkeypatch.setattr(client.llm._pricer, "price", broken_price)
+    monkeypatch.setattr(client.llm._pricer, "quote", broken_price)
     with caplog.at_level(logging.WARNING, logger="bearlumen"):
         answers = [_chat(oai, False), _chat(oai, False)]
         with _chat(oai, True) as stream:

@@ -7,7 +7,8 @@
 Each call becomes one `token_usage` / `llm_tokens` event whose idempotency key is
 `"{provider}:{response_id}"`, priced by genai-prices when it knows the model. Modules:
 `_usage` (provider counts -> ours, the event's metadata), `_pricing`, `_context`
-(`attribute()`), `_streams` (watching a stream in place), one module per provider.
+(`attribute()`), `_wrap` (the one wrapper around every call, sync or async), `_streams`
+(watching a stream in place), one module per provider.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ContextManager, Dict, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, Optional, TypeVar
 
+from .. import _ids
 from .._errors import InvalidRequestError
 from .._types import UsageRecordResult
+from .._wire import COST_KEY
 from . import _anthropic, _openai
 from ._context import Attribution, attribute, current_attribution, merged
 from ._pricing import Pricer
@@ -55,8 +58,12 @@ class LLM:
         self._error_lock = threading.Lock()
         self._last_logged = -_LOG_EVERY
         self._not_logged = 0
+        self._repeats_logged = -_LOG_EVERY
         self.capture_errors = 0
         """LLM calls whose capture failed (the exception swallowed, the event lost)."""
+        self.repeated_response_ids = 0
+        """Calls whose response id an earlier call of this process already had (a provider or a
+        proxy repeating ids): each recorded under a key of its own, `provider:id:<unique>`."""
 
     def instrument(
         self, provider_client: ProviderClient, *, inject_stream_usage: bool = True
@@ -82,8 +89,9 @@ class LLM:
                 "this provider client is already instrumented by another bearlumen.Client",
                 param="provider_client",
             )
-        provider = type(provider_client).__module__.split(".", 1)[0]
-        is_async = type(provider_client).__name__.startswith("Async")
+        sdk_class = _sdk_class(provider_client)  # the SDK's own, under any subclass of it
+        provider = sdk_class.__module__.split(".", 1)[0]
+        is_async = sdk_class.__name__.startswith("Async")
         platform = _platform(provider_client)
         module = {OPENAI: _openai, ANTHROPIC: _anthropic}.get(provider)
         if module is None:
@@ -209,26 +217,87 @@ class LLM:
             cache_write_1h_per_mtok=cache_write_1h_per_mtok,
         )
 
+    def _record_call(
+        self,
+        read: Callable[[Any], Optional[TokenUsage]],
+        result: Any,
+        attribution: Attribution,
+        platform: Optional[str],
+        distinct: bool,
+    ) -> None:
+        """Record what an instrumented call returned (`read(result)`: None while there is
+        nothing to record yet). Never raises: a failure is counted and logged."""
+        try:
+            usage = read(result)
+            if usage is not None:
+                self._emit(usage, attribution, platform, distinct)
+        except Exception as exc:
+            self._capture_failed(exc)
+
     def _emit(
-        self, usage: TokenUsage, attribution: Attribution, platform: Optional[str] = None
+        self,
+        usage: TokenUsage,
+        attribution: Attribution,
+        platform: Optional[str] = None,
+        distinct: bool = False,
     ) -> UsageRecordResult:
-        if not usage.response_id or type(usage.response_id) is not str:
-            raise InvalidRequestError("response: has no id", param="response")
+        """Record `usage`. `distinct`: it is the answer to a call of its own (an instrumented
+        create), so an id seen before is the provider's repetition, not the same response."""
+        response_id = usage.response_id
+        if not response_id or type(response_id) is not str:
+            if not distinct:
+                raise InvalidRequestError("response: has no id", param="response")
+            # No id (an embeddings answer; a proxy that sends none): a key of its own.
+            key = f"{usage.provider}:{_ids.event_keys.next()}"
+        else:
+            key = f"{usage.provider}:{response_id}"
+            if usage.no_usage is not None:  # keeps `provider:id` free for its counted record
+                key += ":no-usage"
         usage.platform = platform
         metadata = usage.metadata(self._pricer)
         caller_metadata = attribution.get("metadata")
         if caller_metadata:
+            if COST_KEY in caller_metadata and COST_KEY not in metadata:
+                # Unpriced: the caller's figure must not pass for our price.
+                caller_metadata = dict(caller_metadata)
+                caller_metadata["caller_" + COST_KEY] = caller_metadata.pop(COST_KEY)
             metadata = {**caller_metadata, **metadata}
+        result = self._record(key, usage, attribution, metadata)
+        if distinct and not result["recorded"] and not result.get("dropped"):
+            self._repeated(key)
+            result = self._record(f"{key}:{_ids.event_keys.next()}", usage, attribution, metadata)
+        return result
+
+    def _record(
+        self, key: str, usage: TokenUsage, attribution: Attribution, metadata: Dict[str, Any]
+    ) -> UsageRecordResult:
         return self._usage.record(
             EVENT_TYPE,
             METRIC_NAME,
             usage.input_tokens + usage.output_tokens,
-            f"{usage.provider}:{usage.response_id}",
+            key,
             end_user_id=attribution.get("end_user_id"),
             subscription_id=attribution.get("subscription_id"),
             agent_id=attribution.get("agent_id"),
             workflow_id=attribution.get("workflow_id"),
             metadata=metadata,
+        )
+
+    def _repeated(self, key: str) -> None:
+        """A response id repeated by the provider: counted, logged once per burst."""
+        now = time.monotonic()
+        with self._error_lock:
+            self.repeated_response_ids += 1
+            if now - self._repeats_logged < _LOG_EVERY:
+                return
+            self._repeats_logged = now
+            count = self.repeated_response_ids
+        logger.warning(
+            "bearlumen: the provider answered a response id it had already answered (%s): the"
+            " call is recorded under a key of its own (%d in all:"
+            " client.llm.repeated_response_ids)",
+            key,
+            count,
         )
 
     def _capture_failed(self, exc: BaseException) -> None:
@@ -257,6 +326,15 @@ class LLM:
 # names: openai.AzureOpenAI (BaseAzureClient), openai.BedrockOpenAI, anthropic.AnthropicBedrock
 # (BaseBedrockClient), anthropic.AnthropicVertex (BaseVertexClient), and their Async twins.
 _PLATFORM_WORDS = (("Azure", AZURE), ("Bedrock", BEDROCK), ("Vertex", VERTEX))
+
+
+def _sdk_class(provider_client: Any) -> type:
+    """The first class of the provider's SDK in the client's MRO: the client's own class, or
+    the one an application subclassed."""
+    for klass in type(provider_client).__mro__:
+        if klass.__module__.split(".", 1)[0] in (OPENAI, ANTHROPIC):
+            return klass
+    return type(provider_client)
 
 
 def _platform(provider_client: Any) -> Optional[str]:
