@@ -304,8 +304,8 @@ def test_the_providers_own_errors_pass_through_untouched(
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
     assert caught.value.status_code == 400
     assert "stream_options is not supported" in str(caught.value)
-    assert client.llm.capture_errors == 0
     assert stored(client) == []
+    assert client.llm.capture_errors == 0
 
 
 def test_openai_stream_abandoned_halfway_and_closed_records_a_partial_event(
@@ -542,6 +542,7 @@ def test_a_failure_inside_the_capture_is_logged_once_and_swallowed(
             chunks = list(stream)
     assert [a.choices[0].message.content for a in answers] == ["Hello from the fake provider."] * 2
     assert len(chunks) == 6
+    client.flush()  # the capture runs off the caller's thread: flush() runs what is queued
     assert client.llm.capture_errors == 3
     logged = [r for r in caplog.records if "could not meter" in r.getMessage()]
     assert len(logged) == 1 and "a bug in pricing" in logged[0].exc_text

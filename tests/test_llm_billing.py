@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from typing import Any, Iterator
 
 import anthropic
@@ -331,8 +334,8 @@ def test_a_streaming_response_read_as_bytes_is_left_alone_and_counted_as_not_met
         lines = [line for line in response.iter_lines() if line.startswith("data: {")]
     assert "stream_options" not in fake.last_request  # the bytes are the caller's, as sent
     assert len(lines) == 4
-    assert client.llm.capture_errors == 1
     assert stored(client) == []
+    assert client.llm.capture_errors == 1
 
 
 def test_a_subclass_of_a_provider_client_is_metered(
@@ -407,3 +410,85 @@ def test_include_usage_false_is_the_callers_choice_and_the_event_says_why(
     assert metadata["partial"] is False and metadata["priced"] is False
     assert metadata["unpriced_reason"] == DECLINED
     assert metadata["input_tokens"] == 0
+
+
+# -- the wrapper's cost: captures run off the caller's thread, and none is lost ----------------
+
+_EXIT_WITHOUT_FLUSH = """
+import sys, threading, openai, bearlumen
+base_url, api_key, provider_url = sys.argv[1:]
+client = bearlumen.Client(api_key=api_key, base_url=base_url)
+oai = client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=provider_url))
+for _ in range(3):
+    oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+names = {t.name for t in threading.enumerate()}
+print("capture thread" if "bearlumen-llm" in names else "no capture thread")
+# no flush, no close: the exit hooks record the queued captures, then deliver them
+"""
+
+
+def test_calls_captured_off_the_callers_thread_are_delivered_by_a_process_that_just_exits(
+    server: Any, api_key: str, fake: FakeLLMProvider
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITHOUT_FLUSH, server.base_url, api_key, fake.openai_base_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "capture thread"
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
+        events = reader.usage.query(limit=10)["events"]
+    assert len(events) == 3
+    assert all(e["metadata"]["priced"] for e in events)
+
+
+def test_a_forked_child_does_not_record_its_parents_queued_captures(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    deferred = client.llm._deferred
+    with deferred._lock:  # the capture thread holds off: the parent's capture stays queued
+        oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        pid = os.fork()
+        if pid == 0:  # the child: its queue starts empty, its own calls are its own
+            os._exit(0 if not deferred._pending and deferred._thread is None else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(stored(client)) == 1  # the parent's call, recorded by the parent
+
+
+def test_recorded_by_hand_a_batch_output_line_and_responses_web_searches_are_priced_as_served(
+    client: bearlumen.Client,
+) -> None:
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+    line = {
+        "id": "batch_req_1",
+        "custom_id": "request-1",
+        "response": {
+            "status_code": 200,
+            "body": {"id": "chatcmpl-b1", "object": "chat.completion", "model": "gpt-4o",
+                     "service_tier": "default", "choices": [], "usage": usage},
+        },
+    }  # fmt: skip
+    searched = {
+        "id": "resp_w1", "object": "response", "model": "gpt-4o", "status": "completed",
+        "output": [{"type": "web_search_call", "id": "ws_1", "status": "completed"}] * 2,
+        "usage": {"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100},
+    }  # fmt: skip
+    client.llm.record(line)
+    client.llm.record(searched)
+    events = {e["idempotencyKey"]: e["metadata"] for e in stored(client)}
+    batch = events["openai:chatcmpl-b1"]
+    assert batch["service_tier"] == "batch"
+    assert batch["provider_cost_usd"] == pytest.approx(
+        price("openai", "gpt-4o", {"processing": "batch"}, input_tokens=1000, output_tokens=100),
+        abs=1e-12,
+    )
+    web = events["openai:resp_w1"]
+    assert web["web_search_requests"] == 2
+    assert web["provider_cost_usd"] == pytest.approx(
+        price("openai", "gpt-4o", input_tokens=1000, output_tokens=100, web_searches=2), abs=1e-12
+    )

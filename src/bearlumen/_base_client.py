@@ -10,6 +10,7 @@ from ._constants import DEFAULT_BASE_URL
 from ._errors import AuthenticationError, InvalidRequestError
 from ._flushing import Handler, await_flush, flush_after_decorator
 from ._http import BaseHttpCore
+from ._llm import LLM
 from ._outcomes import COUNTERS
 from ._shipper import Shipper, is_positive_number
 from ._types import FlushResult, ShipperStats
@@ -53,6 +54,7 @@ class BaseClient:
 
     _http: BaseHttpCore
     _shipper: Optional[Shipper]
+    llm: LLM
 
     @property
     def base_url(self) -> str:
@@ -67,12 +69,14 @@ class BaseClient:
 
     def _wait_for_delivery(self, timeout: Optional[float]) -> FlushResult:
         """Flush, blocking the calling thread."""
+        self.llm._drain()  # LLM calls captured off their thread are recorded first
         if self._shipper is None:
             return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
         return self._shipper.flush(timeout)
 
     async def _await_delivery(self, timeout: Optional[float]) -> FlushResult:
         """Flush, letting the running event loop go on while the worker delivers."""
+        self.llm._drain()  # LLM calls captured off their thread are recorded first
         if self._shipper is None:
             return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
         return await await_flush(self._shipper, timeout)

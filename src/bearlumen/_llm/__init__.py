@@ -8,7 +8,8 @@ Each call becomes one `token_usage` / `llm_tokens` event whose idempotency key i
 `"{provider}:{response_id}"`, priced by genai-prices when it knows the model. Modules:
 `_usage` (provider counts -> ours, the event's metadata), `_pricing`, `_context`
 (`attribute()`), `_wrap` (the one wrapper around every call, sync or async), `_streams`
-(watching a stream in place), one module per provider.
+(watching a stream in place), `_deferred` (the capture runs off the caller's thread), one
+module per provider.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .._types import UsageRecordResult
 from .._wire import COST_KEY
 from . import _anthropic, _openai
 from ._context import Attribution, attribute, current_attribution, merged
+from ._deferred import Deferred
 from ._pricing import Pricer
 from ._usage import (
     ANTHROPIC,
@@ -55,6 +57,11 @@ class LLM:
     def __init__(self, usage: Usage[Any]) -> None:
         self._usage = usage
         self._pricer = Pricer()
+        self._deferred = Deferred(self._capture)
+        # What an instrumented call does with its result: queue it (`_deferred`), nothing more.
+        self._record_call: Callable[
+            [Callable[[Any], Optional[TokenUsage]], Any, Attribution, Optional[str], bool], None
+        ] = self._deferred.put
         self._error_lock = threading.Lock()
         self._last_logged = -_LOG_EVERY
         self._not_logged = 0
@@ -114,6 +121,7 @@ class LLM:
                 param="provider_client",
             ) from None
         setattr(provider_client, _MARK, self)
+        self._deferred.start(first=self._pricer.preload)  # prices loaded off the caller's path
         copy = getattr(provider_client, "copy", None)
         if callable(copy):
 
@@ -217,7 +225,11 @@ class LLM:
             cache_write_1h_per_mtok=cache_write_1h_per_mtok,
         )
 
-    def _record_call(
+    def _drain(self) -> None:
+        """Record every call captured so far (`client.flush()` and `close()` call it first)."""
+        self._deferred.drain()
+
+    def _capture(
         self,
         read: Callable[[Any], Optional[TokenUsage]],
         result: Any,
@@ -226,7 +238,8 @@ class LLM:
         distinct: bool,
     ) -> None:
         """Record what an instrumented call returned (`read(result)`: None while there is
-        nothing to record yet). Never raises: a failure is counted and logged."""
+        nothing to record yet), on the capture thread. Never raises: a failure is counted and
+        logged."""
         try:
             usage = read(result)
             if usage is not None:

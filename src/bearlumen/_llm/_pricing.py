@@ -210,6 +210,16 @@ class Pricer:
             )  # fmt: skip
         return round(cost, 12), self.source, None
 
+    def preload(self) -> None:
+        """Import genai-prices and read its price data now (tens of milliseconds, once per
+        process): done on the capture thread when a client is instrumented, so the first
+        call does not pay it."""
+        library = self._library if self._library is not None else self._load()
+        if library is not False:
+            library.calc_price(
+                library.Usage(input_tokens=1), model_ref="gpt-4o", provider_id="openai"
+            )
+
     def _load(self) -> Any:
         library, self.source = _library()
         self._library = library

@@ -170,22 +170,41 @@ def _raw_mode(kwargs: dict[str, Any]) -> Optional[str]:
 
 def wrap(call: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
     """`call` metered by `meter`: the provider's own errors pass through untouched, and nothing
-    of the capture ever raises into the caller."""
-    prepare, returned = meter.prepare, meter.returned
+    of the capture ever raises into the caller.
+
+    The common call (a response, no raw-response header) takes a fast path that only queues
+    the result for the capture thread: every step here is paid on the caller's thread."""
+    prepare, returned, llm = meter.prepare, meter.returned, meter.llm
+    read, platform, distinct = meter.read, meter.platform, meter.distinct
+    get_attribution = current_attribution.get
     if meter.is_async:
 
         async def instrumented_async(*args: Any, **kwargs: Any) -> Any:
-            stream = prepare(kwargs)
+            if kwargs.get("stream") is True or "extra_headers" in kwargs:
+                stream = prepare(kwargs)
+                result = await call(*args, **kwargs)
+                returned(result, kwargs, stream)
+                return result
             result = await call(*args, **kwargs)
-            returned(result, kwargs, stream)
+            try:
+                llm._record_call(read, result, get_attribution(), platform, distinct)
+            except Exception as exc:
+                llm._capture_failed(exc)
             return result
 
         return functools.wraps(call)(instrumented_async)
 
     def instrumented(*args: Any, **kwargs: Any) -> Any:
-        stream = prepare(kwargs)
+        if kwargs.get("stream") is True or "extra_headers" in kwargs:
+            stream = prepare(kwargs)
+            result = call(*args, **kwargs)
+            returned(result, kwargs, stream)
+            return result
         result = call(*args, **kwargs)
-        returned(result, kwargs, stream)
+        try:
+            llm._record_call(read, result, get_attribution(), platform, distinct)
+        except Exception as exc:
+            llm._capture_failed(exc)
         return result
 
     return functools.wraps(call)(instrumented)
