@@ -395,6 +395,16 @@ def test_repeated_response_ids_are_logged_counted_and_each_call_kept(
     assert client.llm.repeated_response_ids == 2
 
 
+def test_recording_by_hand_a_response_just_captured_is_a_duplicate_not_a_second_call(
+    client: bearlumen.Client, oai: openai.OpenAI
+) -> None:
+    with client.llm._deferred._lock:  # the capture thread has not run yet
+        answer = oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert client.llm.record(answer)["recorded"] is False  # the captured call went first
+    assert len(stored(client)) == 1
+    assert client.llm.repeated_response_ids == 0
+
+
 def test_include_usage_false_is_the_callers_choice_and_the_event_says_why(
     client: bearlumen.Client, fake: FakeLLMProvider, oai: openai.OpenAI
 ) -> None:

@@ -81,8 +81,12 @@ class LLM:
             client.llm.instrument(anthropic.AsyncAnthropic())
 
         Patches this instance only, never the provider's module: `openai.OpenAI` and
-        `AsyncOpenAI` (`chat.completions.create`, `responses.create`) and `anthropic.Anthropic`
-        and `AsyncAnthropic` (`messages.create`, `messages.stream(...)`), streamed or not.
+        `AsyncOpenAI` (`chat.completions.create` / `parse`, `responses.create` / `parse` /
+        `retrieve`, `completions.create`, `embeddings.create`) and `anthropic.Anthropic` and
+        `AsyncAnthropic` (`messages.create` / `parse` / `stream(...)`, and the same under
+        `beta.messages`), streamed or not, raw (`with_raw_response`) or not, and subclasses
+        and platform clients (Azure, Bedrock, Vertex) of those. The call itself only queues
+        its result: the usage is read, priced and recorded on `client.llm`'s capture thread.
         A chat-completions stream that does not ask for its usage is asked
         (`stream_options={"include_usage": True}`) and the extra usage-only chunk is hidden;
         `inject_stream_usage=False` leaves the request alone, for servers that refuse it.
@@ -179,6 +183,7 @@ class LLM:
         what `usage.record` returns; recording the same response again returns
         `recorded: False`, and the server stores it once.
         """
+        self._deferred.drain()  # calls captured before this one are recorded before it
         if provider not in (None, OPENAI, ANTHROPIC):
             raise InvalidRequestError(
                 f"provider: must be 'openai' or 'anthropic', not {provider!r}", param="provider"
