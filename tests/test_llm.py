@@ -21,6 +21,7 @@ import pytest
 
 import bearlumen
 from bearlumen._llm import _pricing
+from bearlumen._llm._wrap import NOT_ASKED
 from bearlumen.testing import FakeLLMProvider
 
 USAGE = {
@@ -34,7 +35,7 @@ USAGE = {
 EVENT_KEYS = {
     "provider", "platform", "model", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "provider_cost_usd",
-    "priced", "price_source", "stream", "partial",
+    "priced", "price_source", "stream", "partial", "service_tier",
 }  # fmt: skip
 
 
@@ -274,7 +275,7 @@ def test_chat_stream_that_asks_for_usage_itself_still_sees_the_usage_chunk(
     assert the_event(client)["metadata"]["partial"] is False
 
 
-def test_inject_stream_usage_false_leaves_the_request_alone_and_records_a_partial_event(
+def test_inject_stream_usage_false_leaves_the_request_alone_and_says_why_there_are_no_tokens(
     client: bearlumen.Client, fake: FakeLLMProvider
 ) -> None:
     fake.configure(reject_stream_options=True)  # an OpenAI-compatible server refusing it
@@ -287,9 +288,11 @@ def test_inject_stream_usage_false_leaves_the_request_alone_and_records_a_partia
     assert "stream_options" not in fake.last_request
     event = the_event(client)
     assert event["quantity"] == 0
-    assert event["metadata"]["partial"] is True
+    assert event["metadata"]["partial"] is False  # the stream was read whole
     assert event["metadata"]["stream"] is True
     assert event["metadata"]["model"] == "gpt-4o"
+    assert event["metadata"]["priced"] is False
+    assert event["metadata"]["unpriced_reason"] == NOT_ASKED
     assert "provider_cost_usd" not in event["metadata"]
 
 
@@ -301,8 +304,8 @@ def test_the_providers_own_errors_pass_through_untouched(
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
     assert caught.value.status_code == 400
     assert "stream_options is not supported" in str(caught.value)
-    assert client.llm.capture_errors == 0
     assert stored(client) == []
+    assert client.llm.capture_errors == 0
 
 
 def test_openai_stream_abandoned_halfway_and_closed_records_a_partial_event(
@@ -453,7 +456,7 @@ def test_record_reads_dicts_of_both_providers(client: bearlumen.Client) -> None:
     ("response", "provider", "param"),
     [
         ({"id": "x", "usage": {"prompt_tokens": 1}}, None, "response"),  # provider unknowable
-        ({"id": "x", "object": "chat.completion"}, None, "response"),  # no usage
+        ({"id": "x", "object": "response", "status": "queued"}, None, "response"),  # pending
         ({"object": "chat.completion", "usage": {"prompt_tokens": 1}}, None, "response"),  # no id
         ({"id": "x", "usage": {}}, "mistral", "provider"),
     ],
@@ -532,13 +535,14 @@ def test_a_failure_inside_the_capture_is_logged_once_and_swallowed(
     def broken_price(*args: Any) -> Any:
         raise ZeroDivisionError("a bug in pricing")
 
-    monkeypatch.setattr(client.llm._pricer, "price", broken_price)
+    monkeypatch.setattr(client.llm._pricer, "quote", broken_price)
     with caplog.at_level(logging.WARNING, logger="bearlumen"):
         answers = [_chat(oai, False), _chat(oai, False)]
         with _chat(oai, True) as stream:
             chunks = list(stream)
     assert [a.choices[0].message.content for a in answers] == ["Hello from the fake provider."] * 2
     assert len(chunks) == 6
+    client.flush()  # the capture runs off the caller's thread: flush() runs what is queued
     assert client.llm.capture_errors == 3
     logged = [r for r in caplog.records if "could not meter" in r.getMessage()]
     assert len(logged) == 1 and "a bug in pricing" in logged[0].exc_text

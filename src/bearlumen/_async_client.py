@@ -72,6 +72,7 @@ class AsyncClient(BaseClient[httpx.AsyncClient, AsyncHttpCore]):
         """Deliver what is queued (waiting at most `timeout`, default `shutdown_timeout`), stop
         the worker and release connections. Idempotent."""
         assert self._shipper is not None
+        self.llm._drain()  # LLM calls captured off their thread are recorded first
         # Shipper.close waits on threads; a worker thread of the loop's pool does that waiting.
         result = await asyncio.to_thread(self._shipper.close, timeout)
         if not self._closed:

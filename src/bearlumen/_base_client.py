@@ -175,12 +175,14 @@ class BaseClient(Generic[HttpClientT, CoreT]):
 
     def _wait_for_delivery(self, timeout: Optional[float]) -> FlushResult:
         """Flush, blocking the calling thread."""
+        self.llm._drain()  # LLM calls captured off their thread are recorded first
         if self._shipper is None:
             return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
         return self._shipper.flush(timeout)
 
     async def _await_delivery(self, timeout: Optional[float]) -> FlushResult:
         """Flush, letting the running event loop go on while the worker delivers."""
+        self.llm._drain()  # LLM calls captured off their thread are recorded first
         if self._shipper is None:
             return {**_NO_STATS, "complete": True}  # type: ignore[typeddict-item]
         return await await_flush(self._shipper, timeout)

@@ -57,6 +57,7 @@ class Client(BaseClient[httpx.Client, HttpCore]):
     def close(self, timeout: Optional[float] = None) -> FlushResult:
         """Deliver what is queued (waiting at most `timeout`, default `shutdown_timeout`), stop
         the worker and release connections. Idempotent."""
+        self.llm._drain()  # LLM calls captured off their thread are recorded first
         result = self._shipper.close(timeout) if self._shipper is not None else self.flush()
         if not self._closed:
             self._closed = True

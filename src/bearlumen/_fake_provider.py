@@ -8,14 +8,24 @@ Point the real `openai` and `anthropic` SDKs at it to test metered code offline:
         oai = openai.OpenAI(api_key="test", base_url=fake.openai_base_url)
         claude = anthropic.Anthropic(api_key="test", base_url=fake.anthropic_base_url)
 
-Routes: `POST /v1/chat/completions`, `POST /v1/responses` (OpenAI) and `POST /v1/messages`
-(Anthropic), each answering JSON, or server-sent events when the body says `"stream": true`.
+Routes: `POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/completions` (legacy),
+`POST /v1/embeddings` (OpenAI) and `POST /v1/messages` (Anthropic), each answering JSON, or
+server-sent events when the body says `"stream": true`. A Responses request with
+`"background": true` is answered `queued` without usage; `GET /v1/responses/{id}` answers it
+completed, with its usage.
 The same APIs as the cloud platforms serve them, for their SDK clients pointed at the fake:
 Azure OpenAI (`/openai/deployments/{deployment}/chat/completions`, `/openai/responses`; base URL
 `fake.azure_base_url`), Anthropic on Vertex AI (`/projects/.../models/{model}:rawPredict` and
 `:streamRawPredict`) and on Bedrock (`/model/{model}/invoke`, JSON only: Bedrock streams in
 AWS's binary event-stream framing, which the fake does not speak). On Vertex and Bedrock the
-model travels in the URL and the answer names it as sent.
+model travels in the URL and the answer names it as sent. An Azure chat stream opens with Azure's
+prompt-filter chunk, whose `id` and `model` are empty.
+
+What was served is echoed from the request: OpenAI's `service_tier` (`auto` served as
+`default`), Anthropic's `service_tier` (`standard` unless the request says `batch`), `speed` and
+`inference_geo`, in the usage as Anthropic reports them. `web_search_requests` (a usage
+setting) is reported as Anthropic's `server_tool_use`. `omit_usage=True` answers `usage: null`;
+`repeat_ids=True` gives every answer the same id, as some proxies do.
 
 A request asking for structured output (chat completions' `response_format`, the Responses
 API's `text.format`, as `parse()` sends them) is answered with JSON text: an instance of the
@@ -28,12 +38,14 @@ request's `X-Fake-Usage` header overrides it (`input_tokens=900,output_tokens=40
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import itertools
 import json
 import re
 import secrets
+import struct
 import time
 import uuid
 from typing import Any, Callable, Iterator, Optional
@@ -55,6 +67,7 @@ class FakeUsage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0  # of cache_write_tokens: Anthropic's 1-hour cache writes
+    web_search_requests: int = 0  # Anthropic's server_tool_use
 
     def replace(self, header: Optional[str]) -> FakeUsage:
         if not header:
@@ -80,9 +93,12 @@ class FakeLLMProvider:
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
         cache_write_1h_tokens: int = 0,
+        web_search_requests: int = 0,
         text: str = "Hello from the fake provider.",
         chunks: int = 5,
         reject_stream_options: bool = False,
+        omit_usage: bool = False,
+        repeat_ids: bool = False,
     ) -> None:
         self.usage = FakeUsage(
             input_tokens,
@@ -91,10 +107,14 @@ class FakeLLMProvider:
             cache_write_tokens,
             reasoning_tokens,
             cache_write_1h_tokens,
+            web_search_requests,
         )
         self.text = text
         self.chunks = chunks
         self.reject_stream_options = reject_stream_options
+        self.omit_usage = omit_usage
+        self.repeat_ids = repeat_ids
+        self.background: dict[str, Any] = {}  # background responses: id -> completed answer
         self.requests = 0
         self.last_request: Any = None
         self.base_url = ""
@@ -129,6 +149,8 @@ class FakeLLMProvider:
                 setattr(self, name, value)
 
     def next_id(self, prefix: str) -> str:
+        if self.repeat_ids:
+            return f"{prefix}{self._prefix}_repeated"
         return f"{prefix}{self._prefix}_{next(self._ids)}"
 
     def start(self) -> FakeLLMProvider:
@@ -187,7 +209,7 @@ def _openai_responses_usage(u: FakeUsage) -> dict[str, Any]:
     }
 
 
-def _anthropic_usage(u: FakeUsage) -> dict[str, Any]:
+def _anthropic_usage(u: FakeUsage, body: dict[str, Any]) -> dict[str, Any]:
     usage: dict[str, Any] = {
         # Anthropic's input_tokens leaves out the tokens read from or written to the cache.
         "input_tokens": u.input_tokens - u.cache_read_tokens - u.cache_write_tokens,
@@ -202,7 +224,22 @@ def _anthropic_usage(u: FakeUsage) -> dict[str, Any]:
     }
     if u.reasoning_tokens:
         usage["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
+    if u.web_search_requests:
+        usage["server_tool_use"] = {
+            "web_search_requests": u.web_search_requests,
+            "web_fetch_requests": 0,
+        }
+    usage["service_tier"] = "batch" if body.get("service_tier") == "batch" else "standard"
+    for name in ("speed", "inference_geo"):
+        if body.get(name):
+            usage[name] = body[name]
     return usage
+
+
+def _openai_tier(body: dict[str, Any]) -> str:
+    """The tier OpenAI serves: the one asked for, `auto` (or none) served as `default`."""
+    tier = body.get("service_tier")
+    return "default" if tier in (None, "auto") else str(tier)
 
 
 def _structured(fake: FakeLLMProvider, format: Any) -> Optional[str]:
@@ -262,7 +299,8 @@ def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
                     "logprobs": None,
                 }
             ],
-            "usage": _openai_chat_usage(usage),
+            "usage": None if fake.omit_usage else _openai_chat_usage(usage),
+            "service_tier": _openai_tier(body),
         }
     options = body.get("stream_options") or {}
     with_usage = bool(options.get("include_usage"))
@@ -297,6 +335,7 @@ def _chat(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
                     "model": model,
                     "choices": [],
                     "usage": _openai_chat_usage(usage),
+                    "service_tier": _openai_tier(body),
                 },
             )
         yield None, "[DONE]"
@@ -332,10 +371,14 @@ def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) ->
             "tool_choice": "auto",
             "tools": [],
             "usage": _openai_responses_usage(usage) if with_usage else None,
+            "service_tier": _openai_tier(body),
         }
 
+    if body.get("background") and not body.get("stream"):
+        fake.background[ident] = response("completed", answer, True)
+        return response("queued", "", False)
     if not body.get("stream"):
-        return response("completed", answer, True)
+        return response("completed", answer, not fake.omit_usage)
 
     def events() -> Iterator[tuple[Optional[str], Any]]:
         sequence = itertools.count()
@@ -365,7 +408,7 @@ def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) ->
 
 def _messages(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
     ident, model = fake.next_id("msg_"), body.get("model", "claude-sonnet-4-6")
-    full_usage = _anthropic_usage(usage)
+    full_usage = _anthropic_usage(usage, body)
     if not body.get("stream"):
         return {
             "id": ident,
@@ -375,12 +418,13 @@ def _messages(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> 
             "content": [{"type": "text", "text": fake.text}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": full_usage,
+            "usage": None if fake.omit_usage else full_usage,
         }
 
     def events() -> Iterator[tuple[Optional[str], Any]]:
         start_usage = {**full_usage, "output_tokens": 1}
         start_usage.pop("output_tokens_details", None)
+        start_usage.pop("server_tool_use", None)  # counted by the end: in message_delta
         yield (
             "message_start",
             {
@@ -416,8 +460,9 @@ def _messages(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> 
             )
         yield "content_block_stop", {"type": "content_block_stop", "index": 0}
         delta_usage = {"output_tokens": usage.output_tokens}
-        if "output_tokens_details" in full_usage:
-            delta_usage["output_tokens_details"] = full_usage["output_tokens_details"]
+        for name in ("output_tokens_details", "server_tool_use"):
+            if name in full_usage:
+                delta_usage[name] = full_usage[name]
         yield (
             "message_delta",
             {
@@ -431,10 +476,55 @@ def _messages(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> 
     return events
 
 
+def _completions(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
+    """The legacy text completions: a chat answer with `text` for `message` / `delta`."""
+    chat = _chat(fake, body, usage)
+
+    def legacy(answer: Any) -> Any:
+        if not isinstance(answer, dict):
+            return answer
+        answer = {**answer, "id": answer["id"].replace("chatcmpl-", "cmpl-", 1)}
+        answer["object"] = "text_completion"
+        answer.pop("service_tier", None)
+        answer["choices"] = [
+            {
+                "index": 0,
+                "text": (choice.get("message") or choice.get("delta") or {}).get("content", ""),
+                "logprobs": None,
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for choice in answer["choices"]
+        ]
+        return answer
+
+    if not callable(chat):
+        return legacy(chat)
+    return lambda: ((event, legacy(data)) for event, data in chat())
+
+
+def _embeddings(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
+    """Embeddings (no id, input tokens only): floats when asked, else base64 float32, as the
+    openai SDK asks by default."""
+    vector = [0.25, -0.5, 0.125]
+    embedding: Any = vector
+    if body.get("encoding_format") != "float":
+        embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    inputs = body.get("input")
+    count = len(inputs) if isinstance(inputs, list) and not isinstance(inputs[0], int) else 1
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": embedding} for i in range(count)],
+        "model": body.get("model", "text-embedding-3-small"),
+        "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
+    }
+
+
 _ANSWERS: dict[str, Callable[[FakeLLMProvider, dict[str, Any], FakeUsage], Any]] = {
     "/v1/chat/completions": _chat,
     "/v1/responses": _responses,
     "/v1/messages": _messages,
+    "/v1/completions": _completions,
+    "/v1/embeddings": _embeddings,
 }
 # The platforms' paths for the same APIs: (pattern, the path it stands for, model in the URL).
 _PLATFORM_PATHS = [
@@ -478,6 +568,7 @@ def respond(
         answered = other_api(fake, path, body, usage)
         if answered is not None:
             return answered
+    azure_chat = path.startswith("/openai/deployments/")
     requested_path, (path, body) = path, _route(path, body)
     answer = _ANSWERS.get(path)
     if answer is None:
@@ -490,10 +581,31 @@ def respond(
     if not callable(result):
         return 200, "application/json", json.dumps(result).encode()
     events = []
+    if azure_chat:
+        events.append(f"data: {json.dumps(_AZURE_FILTER_CHUNK)}\n\n")
     for event, data in result():
         text = data if isinstance(data, str) else json.dumps(data)
         events.append(f"event: {event}\ndata: {text}\n\n" if event else f"data: {text}\n\n")
     return 200, "text/event-stream", "".join(events).encode()
+
+
+# Azure OpenAI opens a chat stream with its prompt filter's verdict: no id, no model, no choices.
+_AZURE_FILTER_CHUNK = {
+    "id": "",
+    "object": "",
+    "created": 0,
+    "model": "",
+    "choices": [],
+    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}],
+}
+
+
+def retrieve(fake: FakeLLMProvider, path: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) of a GET: a background response, completed by now."""
+    response = fake.background.get(path.rsplit("/", 1)[-1])
+    if response is None:
+        return 404, "application/json", b'{"error": {"message": "not found"}}'
+    return 200, "application/json", json.dumps(response).encode()
 
 
 def _app(fake: FakeLLMProvider) -> Any:
@@ -510,8 +622,17 @@ def _app(fake: FakeLLMProvider) -> Any:
         headers = {"x-amzn-RequestId": str(uuid.uuid4())}
         return Response(content, status_code=status, media_type=media_type, headers=headers)
 
-    reports = Route("/{path:path}", reports_route(fake), methods=["GET"])  # usage & cost reports
-    return Starlette(routes=[Route("/{path:path}", handle, methods=["POST"]), reports])
+    async def read(request: Request) -> Response:
+        status, media_type, content = retrieve(fake, request.url.path)
+        return Response(content, status_code=status, media_type=media_type)
+
+    return Starlette(
+        routes=[
+            Route("/v1/responses/{response_id}", read, methods=["GET"]),
+            Route("/{path:path}", handle, methods=["POST"]),
+            Route("/{path:path}", reports_route(fake), methods=["GET"]),  # usage & cost reports
+        ]
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -7,7 +7,9 @@
 Each call becomes one `token_usage` / `llm_tokens` event whose idempotency key is
 `"{provider}:{response_id}"`, priced by genai-prices when it knows the model. Modules:
 `_usage` (provider counts -> ours, the event's metadata), `_pricing`, `_context`
-(`attribute()`), `_streams` (watching a stream in place), one module per provider.
+(`attribute()`), `_wrap` (the one wrapper around every call, sync or async), `_streams`
+(watching a stream in place), `_deferred` (the capture runs off the caller's thread), one
+module per provider.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, List, Optional, TypeVar
 
+from .. import _ids
 from .._errors import InvalidRequestError
 from .._shipper import LLM_BLOCK_LIMIT, with_block_limit
 from .._types import UsageRecordResult
+from .._wire import COST_KEY
 from . import _anthropic, _bedrock, _gemini, _openai
 from ._context import Attribution, attribute, current_attribution, merged
+from ._deferred import Deferred
 from ._pricing import Pricer
 from ._providers import from_host
 from ._reconcile import Moment, ReconciliationRow, reconcile
@@ -54,13 +59,22 @@ class LLM:
 
     def __init__(self, usage: Usage[Any]) -> None:
         self._usage = usage
-        self._record = with_block_limit(LLM_BLOCK_LIMIT, usage.record)  # the app waits on us
+        self._record_bounded = with_block_limit(LLM_BLOCK_LIMIT, usage.record)  # the app waits
         self._pricer = Pricer()
+        self._deferred = Deferred(self._capture)
+        # What an instrumented call does with its result: queue it (`_deferred`), nothing more.
+        self._record_call: Callable[
+            [Callable[[Any], Optional[TokenUsage]], Any, Attribution, Optional[str], bool], None
+        ] = self._deferred.put
         self._error_lock = threading.Lock()
         self._last_logged = -_LOG_EVERY
         self._not_logged = 0
+        self._repeats_logged = -_LOG_EVERY
         self.capture_errors = 0
         """LLM calls whose capture failed (the exception swallowed, the event lost)."""
+        self.repeated_response_ids = 0
+        """Calls whose response id an earlier call of this process already had (a provider or a
+        proxy repeating ids): each recorded under a key of its own, `provider:id:<unique>`."""
 
     def instrument(
         self, provider_client: ProviderClient, *, inject_stream_usage: bool = True
@@ -71,8 +85,12 @@ class LLM:
             client.llm.instrument(anthropic.AsyncAnthropic())
 
         Patches this instance only, never the provider's module: `openai.OpenAI` and
-        `AsyncOpenAI` (`chat.completions.create`, `responses.create`) and `anthropic.Anthropic`
-        and `AsyncAnthropic` (`messages.create`, `messages.stream(...)`), streamed or not.
+        `AsyncOpenAI` (`chat.completions.create` / `parse`, `responses.create` / `parse` /
+        `retrieve`, `completions.create`, `embeddings.create`) and `anthropic.Anthropic` and
+        `AsyncAnthropic` (`messages.create` / `parse` / `stream(...)`, and the same under
+        `beta.messages`), streamed or not, raw (`with_raw_response`) or not, and subclasses
+        and platform clients (Azure, Bedrock, Vertex) of those. The call itself only queues
+        its result: the usage is read, priced and recorded on `client.llm`'s capture thread.
         Also `google.genai.Client` (`models.generate_content` / `generate_content_stream`, and
         `aio`) and a boto3 `bedrock-runtime` client (`converse` / `converse_stream`).
         A chat-completions stream that does not ask for its usage is asked
@@ -88,8 +106,9 @@ class LLM:
                 "this provider client is already instrumented by another bearlumen.Client",
                 param="provider_client",
             )
-        provider = type(provider_client).__module__.split(".", 1)[0]
-        is_async = type(provider_client).__name__.startswith("Async")
+        sdk_class = _sdk_class(provider_client)  # the SDK's own, under any subclass of it
+        provider = sdk_class.__module__.split(".", 1)[0]
+        is_async = sdk_class.__name__.startswith("Async")
         platform = _platform(provider_client)
         module = {
             OPENAI: _openai,
@@ -117,6 +136,7 @@ class LLM:
                 param="provider_client",
             ) from None
         setattr(provider_client, _MARK, self)
+        self._deferred.start(first=self._pricer.preload)  # prices loaded off the caller's path
         copy = getattr(provider_client, "copy", None)
         if callable(copy):
 
@@ -174,6 +194,7 @@ class LLM:
         what `usage.record` returns; recording the same response again returns
         `recorded: False`, and the server stores it once.
         """
+        self._deferred.drain()  # calls captured before this one are recorded before it
         if provider not in (None, OPENAI, ANTHROPIC):
             raise InvalidRequestError(
                 f"provider: must be 'openai' or 'anthropic', not {provider!r}", param="provider"
@@ -248,26 +269,92 @@ class LLM:
             progress=progress,
         )
 
+    def _drain(self) -> None:
+        """Record every call captured so far (`client.flush()` and `close()` call it first)."""
+        self._deferred.drain()
+
+    def _capture(
+        self,
+        read: Callable[[Any], Optional[TokenUsage]],
+        result: Any,
+        attribution: Attribution,
+        platform: Optional[str],
+        distinct: bool,
+    ) -> None:
+        """Record what an instrumented call returned (`read(result)`: None while there is
+        nothing to record yet), on the capture thread. Never raises: a failure is counted and
+        logged."""
+        try:
+            usage = read(result)
+            if usage is not None:
+                self._emit(usage, attribution, platform, distinct)
+        except Exception as exc:
+            self._capture_failed(exc)
+
     def _emit(
-        self, usage: TokenUsage, attribution: Attribution, platform: Optional[str] = None
+        self,
+        usage: TokenUsage,
+        attribution: Attribution,
+        platform: Optional[str] = None,
+        distinct: bool = False,
     ) -> UsageRecordResult:
-        if not usage.response_id or type(usage.response_id) is not str:
-            raise InvalidRequestError("response: has no id", param="response")
+        """Record `usage`. `distinct`: it is the answer to a call of its own (an instrumented
+        create), so an id seen before is the provider's repetition, not the same response."""
+        response_id = usage.response_id
+        if not response_id or type(response_id) is not str:
+            if not distinct:
+                raise InvalidRequestError("response: has no id", param="response")
+            # No id (an embeddings answer; a proxy that sends none): a key of its own.
+            key = f"{usage.provider}:{_ids.event_keys.next()}"
+        else:
+            key = f"{usage.provider}:{response_id}"
+            if usage.no_usage is not None:  # keeps `provider:id` free for its counted record
+                key += ":no-usage"
         usage.platform = platform
         metadata = usage.metadata(self._pricer)
         caller_metadata = attribution.get("metadata")
         if caller_metadata:
+            if COST_KEY in caller_metadata and COST_KEY not in metadata:
+                # Unpriced: the caller's figure must not pass for our price.
+                caller_metadata = dict(caller_metadata)
+                caller_metadata["caller_" + COST_KEY] = caller_metadata.pop(COST_KEY)
             metadata = {**caller_metadata, **metadata}
-        return self._record(
+        result = self._record(key, usage, attribution, metadata)
+        if distinct and not result["recorded"] and not result.get("dropped"):
+            self._repeated(key)
+            result = self._record(f"{key}:{_ids.event_keys.next()}", usage, attribution, metadata)
+        return result
+
+    def _record(
+        self, key: str, usage: TokenUsage, attribution: Attribution, metadata: Dict[str, Any]
+    ) -> UsageRecordResult:
+        return self._record_bounded(
             EVENT_TYPE,
             METRIC_NAME,
             usage.input_tokens + usage.output_tokens,
-            f"{usage.provider}:{usage.response_id}",
+            key,
             end_user_id=attribution.get("end_user_id"),
             subscription_id=attribution.get("subscription_id"),
             agent_id=attribution.get("agent_id"),
             workflow_id=attribution.get("workflow_id"),
             metadata=metadata,
+        )
+
+    def _repeated(self, key: str) -> None:
+        """A response id repeated by the provider: counted, logged once per burst."""
+        now = time.monotonic()
+        with self._error_lock:
+            self.repeated_response_ids += 1
+            if now - self._repeats_logged < _LOG_EVERY:
+                return
+            self._repeats_logged = now
+            count = self.repeated_response_ids
+        logger.warning(
+            "bearlumen: the provider answered a response id it had already answered (%s): the"
+            " call is recorded under a key of its own (%d in all:"
+            " client.llm.repeated_response_ids)",
+            key,
+            count,
         )
 
     def _capture_failed(self, exc: BaseException) -> None:
@@ -296,6 +383,15 @@ class LLM:
 # names: openai.AzureOpenAI (BaseAzureClient), openai.BedrockOpenAI, anthropic.AnthropicBedrock
 # (BaseBedrockClient), anthropic.AnthropicVertex (BaseVertexClient), and their Async twins.
 _PLATFORM_WORDS = (("Azure", AZURE), ("Bedrock", BEDROCK), ("Vertex", VERTEX))
+
+
+def _sdk_class(provider_client: Any) -> type:
+    """The first class of the provider's SDK in the client's MRO: the client's own class, or
+    the one an application subclassed."""
+    for klass in type(provider_client).__mro__:
+        if klass.__module__.split(".", 1)[0] in (OPENAI, ANTHROPIC):
+            return klass
+    return type(provider_client)
 
 
 def _platform(provider_client: Any) -> Optional[str]:

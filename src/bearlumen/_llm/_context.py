@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Dict, Iterator, Optional
 
-from .._errors import InvalidRequestError
-from .._wire import MAX_NAME_LENGTH
+from .._validation import check_event, metadata_snapshot
 
 # One attribution: the keyword arguments of usage.record it fills in (None values left out).
 Attribution = Dict[str, Any]
@@ -23,19 +22,16 @@ current_attribution: ContextVar[Attribution] = ContextVar(
 )
 
 
-def check(**values: Any) -> None:
-    """Raise at the call that made it, not later inside a provider call's capture."""
-    for name, value in values.items():
-        if value is None:
-            continue
-        if name == "metadata":
-            if type(value) is not dict:
-                raise InvalidRequestError("metadata: must be a dict", param="metadata")
-        elif type(value) is not str or not 0 < len(value) <= MAX_NAME_LENGTH:
-            raise InvalidRequestError(
-                f"{name}: must be a non-empty string of at most {MAX_NAME_LENGTH} characters",
-                param=name,
-            )
+def check(
+    end_user_id: Any, subscription_id: Any, agent_id: Any, workflow_id: Any, metadata: Any
+) -> Optional[Dict[str, Any]]:
+    """Raise at the call that made it, not later inside a provider call's capture: the same
+    checks as `usage.record()`'s (names, and metadata as the server would take it). Returns
+    the metadata's checked copy: a dict changed after `attribute()` changes nothing."""
+    check_event(
+        "token_usage", "llm_tokens", 0, None, subscription_id, end_user_id, agent_id, workflow_id
+    )
+    return None if metadata is None else metadata_snapshot(metadata)
 
 
 def merged(outer: Attribution, **values: Any) -> Attribution:
@@ -59,13 +55,7 @@ def attribute(
     workflow_id: Optional[str] = None,
     metadata: Optional[Dict[str, Any]] = None,
 ) -> Iterator[Attribution]:
-    check(
-        end_user_id=end_user_id,
-        subscription_id=subscription_id,
-        agent_id=agent_id,
-        workflow_id=workflow_id,
-        metadata=metadata,
-    )
+    metadata = check(end_user_id, subscription_id, agent_id, workflow_id, metadata)
     token = current_attribution.set(
         merged(
             current_attribution.get(),

@@ -1,15 +1,16 @@
-"""OpenAI: `chat.completions.create` / `.parse` and `responses.create` / `.parse`, sync and async,
-streamed or not (the `stream(...)` helpers call `create`), and the same under `beta.chat` where
-the installed openai has it."""
+"""OpenAI: `chat.completions.create` / `.parse`, `responses.create` / `.parse` / `.retrieve`,
+the legacy `completions.create` and `embeddings.create`, sync and async, streamed or not (the
+`stream(...)` helpers call `create`), and the same under `beta.chat` where the installed openai
+has it. `with_raw_response` / `with_streaming_response` go through the same methods (`_wrap`).
+"""
 
 from __future__ import annotations
 
-import functools
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from ._context import current_attribution
-from ._streams import Observer, StreamCapture, awatch, watch
-from ._usage import OPENAI, TokenUsage, openai_usage
+from ._streams import StreamCapture
+from ._usage import NO_USAGE, OPENAI, TokenUsage, openai_usage, read_response
+from ._wrap import DECLINED, NOT_ASKED, Meter, wrap
 
 if TYPE_CHECKING:
     from . import LLM
@@ -18,24 +19,47 @@ if TYPE_CHECKING:
 def instrument(
     client: Any, llm: LLM, *, is_async: bool, inject_stream_usage: bool, platform: Optional[str]
 ) -> None:
-    wrap = _wrap_async if is_async else _wrap_sync
+    def meter(observe: Any, inject: Optional[bool], distinct: bool = True) -> Meter:
+        return Meter(
+            llm,
+            is_async=is_async,
+            platform=platform,
+            read=_read,
+            observe=observe,
+            stream_usage=_stream_usage if observe is _observe_chat_chunk else _response_stream,
+            inject=inject,
+            distinct=distinct,
+        )
+
+    chat = meter(_observe_chat_chunk, inject_stream_usage)
     completions = client.chat.completions
     # `parse()` posts by itself, not through `create`: wrapped the same way (it never streams).
     for resource in (completions, _beta_completions(client)):
-        for name in ("create", "parse"):
-            call = getattr(resource, name, None)
-            if call is not None:
-                observe = _observe_chat_chunk
-                setattr(resource, name, wrap(call, llm, observe, inject_stream_usage, platform))
+        _patch(resource, ("create", "parse"), chat)
+    legacy = getattr(client, "completions", None)  # text completions: chunks like chat's
+    if legacy is not None:
+        _patch(legacy, ("create",), chat)
+    embeddings = getattr(client, "embeddings", None)
+    if embeddings is not None:
+        _patch(embeddings, ("create",), meter(None, None))
     responses = getattr(client, "responses", None)  # openai < 1.66 has no Responses API
     if responses is not None:
         # The Responses API always streams its usage (in response.completed): nothing to inject.
-        for name in ("create", "parse"):
-            call = getattr(responses, name, None)
-            if call is not None:
-                setattr(responses, name, wrap(call, llm, _observe_response_event, False, platform))
+        _patch(responses, ("create", "parse"), meter(_observe_response_event, None))
+        # A background response is metered once it is retrieved complete (the same response
+        # each time: recorded once, under its own key).
+        _patch(responses, ("retrieve",), meter(_observe_response_event, None, distinct=False))
     if client.chat.completions is not completions:  # resources rebuilt on each access
         raise TypeError("this openai version builds its resources anew on each access")
+
+
+def _patch(resource: Any, names: tuple[str, ...], meter: Meter) -> None:
+    if resource is None:
+        return
+    for name in names:
+        call = getattr(resource, name, None)
+        if call is not None:
+            setattr(resource, name, wrap(call, meter))
 
 
 def _beta_completions(client: Any) -> Any:
@@ -53,98 +77,50 @@ def _beta_completions(client: Any) -> Any:
     return completions
 
 
-def _stream_options(kwargs: dict[str, Any], inject: bool) -> bool:
-    """Ask a chat-completions stream for its usage unless the caller chose; True if we did."""
-    if not inject or kwargs.get("stream") is not True:
-        return False
-    options = kwargs.get("stream_options")
-    if isinstance(options, dict):
-        if "include_usage" in options:
-            return False
-        kwargs["stream_options"] = {**options, "include_usage": True}
-    else:  # absent, or the SDK's "not given" sentinel
-        kwargs["stream_options"] = {"include_usage": True}
-    return True
+def _read(response: Any) -> Optional[TokenUsage]:
+    return read_response(response, OPENAI)
 
 
-def _wrap_sync(
-    create: Callable[..., Any],
-    llm: LLM,
-    observe: Observer,
-    inject: bool,
-    platform: Optional[str],
-) -> Callable[..., Any]:
-    @functools.wraps(create)
-    def instrumented_create(*args: Any, **kwargs: Any) -> Any:
-        injected = _stream_options(kwargs, inject)
-        result = create(*args, **kwargs)  # the provider's own errors pass through untouched
-        try:
-            if kwargs.get("stream") is True:
-                capture = StreamCapture(
-                    llm, current_attribution.get(), _stream_usage, injected, platform
-                )
-                watch(result, capture, observe)
-            else:
-                llm._emit(_usage_of(result), current_attribution.get(), platform)
-        except Exception as exc:
-            llm._capture_failed(exc)
-        return result
-
-    return instrumented_create
-
-
-def _wrap_async(
-    create: Callable[..., Any],
-    llm: LLM,
-    observe: Observer,
-    inject: bool,
-    platform: Optional[str],
-) -> Callable[..., Any]:
-    @functools.wraps(create)
-    async def instrumented_create(*args: Any, **kwargs: Any) -> Any:
-        injected = _stream_options(kwargs, inject)
-        result = await create(*args, **kwargs)
-        try:
-            if kwargs.get("stream") is True:
-                capture = StreamCapture(
-                    llm, current_attribution.get(), _stream_usage, injected, platform
-                )
-                awatch(result, capture, observe)
-            else:
-                llm._emit(_usage_of(result), current_attribution.get(), platform)
-        except Exception as exc:
-            llm._capture_failed(exc)
-        return result
-
-    return instrumented_create
-
-
-def _usage_of(response: Any) -> TokenUsage:
-    return openai_usage(response.id, response.model, response.usage)
-
-
-# -- chat completions stream: usage arrives in a last chunk with empty `choices` ------------
+# -- chat (and legacy) completions stream: usage arrives in a last chunk with empty `choices` --
 
 
 def _observe_chat_chunk(capture: StreamCapture, chunk: Any) -> bool:
     if capture.response_id is None:
-        capture.response_id = chunk.id
-        capture.model = chunk.model
+        # Azure's first chunk (its prompt filter results) has an empty id and model: the
+        # first non-empty ones name the response.
+        capture.response_id = chunk.id or None
+        capture.model = chunk.model or None
     usage = chunk.usage
     if usage is None:
         return False
     capture.usage = usage
+    capture.model = chunk.model or capture.model
+    capture.tier = getattr(chunk, "service_tier", None)
     # The usage-only chunk exists because we asked for it: the caller never sees it.
     return capture.hide_usage_chunk and not chunk.choices
 
 
 def _stream_usage(capture: StreamCapture) -> Optional[TokenUsage]:
-    """What a chat-completions or Responses stream showed, once it ended (both APIs)."""
-    if capture.response_id is None:
+    """What a chat-completions stream showed, once it ended."""
+    if capture.response_id is None and capture.model is None:
         return None  # nothing arrived: nothing known to record
     if capture.usage is None:
-        return TokenUsage(OPENAI, capture.response_id, capture.model, stream=True, partial=True)
-    return openai_usage(capture.response_id, capture.model, capture.usage, stream=True)
+        return _without_usage(capture)
+    return openai_usage(
+        capture.response_id, capture.model, capture.usage, stream=True, tier=capture.tier
+    )
+
+
+def _without_usage(capture: StreamCapture) -> TokenUsage:
+    """A stream that ended without its usage: partial when it was cut off, else unpriced with
+    the reason (the caller declined it, or it was not asked for)."""
+    usage = TokenUsage(
+        OPENAI, capture.response_id, capture.model, stream=True, partial=not capture.ended
+    )
+    if capture.ended:
+        request = capture.request
+        usage.no_usage = request if request in (DECLINED, NOT_ASKED) else NO_USAGE
+    return usage
 
 
 # -- Responses API stream: each lifecycle event carries the response, the last one its usage --
@@ -156,5 +132,16 @@ def _observe_response_event(capture: StreamCapture, event: Any) -> bool:
         capture.response_id = response.id
         capture.model = response.model
         if response.usage is not None:
-            capture.usage = response.usage
+            capture.usage = response  # the whole response: its tier and web searches too
     return False
+
+
+def _response_stream(capture: StreamCapture) -> Optional[TokenUsage]:
+    if capture.response_id is None:
+        return None
+    if capture.usage is None:
+        return _without_usage(capture)
+    usage = read_response(capture.usage, OPENAI)
+    if usage is not None:
+        usage.stream = True
+    return usage

@@ -9,6 +9,14 @@ model) we ask calc_price for the price of each token kind once, check that the a
 reproduces calc_price on a mixed sample, and then price each call with a few multiplications.
 Models whose prices are not affine (a tier crossed, a failed check) go through calc_price.
 
+What was served is priced as served: the call's price context (OpenAI's `service_tier`,
+Anthropic's batch processing and `speed`, ...: genai-prices' `price_variants`) is part of the
+compiled key and passed to `calc_price(price_context=...)`, and web searches are priced per
+search (`web_searches`). genai-prices answers a variant it does not have with the standard
+price, silently; so a context is priced only when the model has an active variant for each of
+its values. Otherwise, and for web searches a model has no price for, the call is unpriced with
+the reason, and its standard price is given as `estimated_cost_usd`, never as the price.
+
 Anthropic's 1-hour cache writes have their own price (genai-prices' `cache_write_1h_mtok`: 2x
 the base input price, against 1.25x for 5-minute writes). Where genai-prices has no such price
 (a version too old to know them, or a model listed without one, such as some Claude models on
@@ -22,7 +30,13 @@ import logging
 import threading
 import time
 import warnings
-from typing import Any, Optional
+from datetime import datetime, timezone
+from typing import Any, Optional, Tuple
+
+# genai-prices' request context (`price_context`), as sorted-by-use (key, value) pairs.
+Context = Tuple[Tuple[str, str], ...]
+# Why a call is unpriced, and its standard price as an estimate (None when there is none).
+Unpriced = Tuple[str, Optional[float]]
 
 logger = logging.getLogger("bearlumen")
 
@@ -51,6 +65,7 @@ class Price:
     cache_write_1h: float
     per_call: float = 0.0
     below_input_tokens: float = float("inf")
+    web_search: float = 0.0  # per search
 
     def cost(
         self,
@@ -59,9 +74,11 @@ class Price:
         cache_read: int,
         cache_write: int,
         cache_write_1h: int = 0,
+        web_searches: int = 0,
     ) -> float:
         return (
             self.per_call
+            + web_searches * self.web_search
             + (input_tokens - cache_read - cache_write) * self.input
             + cache_read * self.cache_read
             + (cache_write - cache_write_1h) * self.cache_write
@@ -75,8 +92,9 @@ class Pricer:
 
     def __init__(self) -> None:
         self._overrides: dict[tuple[str, str], Price] = {}
-        # (provider, model) -> (compiled price or None for "use calc_price", compiled at)
-        self._compiled: dict[tuple[str, str], tuple[Optional[Price], float]] = {}
+        # (provider, model, context) -> (compiled price or None for "use calc_price", compiled
+        # at, why genai-prices cannot price what was served or None)
+        self._compiled: dict[tuple[str, str, Context], _Entry] = {}
         self._unknown: dict[tuple[str, str], float] = {}
         self._said_unknown: set[tuple[str, str]] = set()  # unknown models already logged
         self._library: Any = None  # the genai_prices module, False when it is not installed
@@ -121,44 +139,86 @@ class Pricer:
         cache_write: int,
         cache_write_1h: int = 0,
     ) -> tuple[Optional[float], Optional[str]]:
-        """(cost in USD or None when unknown, the price's source). `provider` is who bills the
-        call: "openai", "anthropic", or the platform ("azure", "bedrock", "vertex")."""
+        """(cost in USD or None when unknown, the price's source) of a standard call.
+        `provider` is who bills the call: "openai", "anthropic", or the platform ("azure",
+        "bedrock", "vertex")."""
+        cost, source, _ = self.quote(
+            provider, model, input_tokens, output_tokens, cache_read, cache_write, cache_write_1h
+        )
+        return cost, source
+
+    def quote(
+        self,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read: int,
+        cache_write: int,
+        cache_write_1h: int = 0,
+        web_searches: int = 0,
+        context: Context = (),
+    ) -> tuple[Optional[float], Optional[str], Optional[Unpriced]]:
+        """(cost or None, source, None or (why unpriced, standard price as an estimate)) of a
+        call as it was served: `context` is genai-prices' price context, `web_searches` the
+        server-side searches it ran."""
         override = self._overrides.get((provider, model))
         if override is not None:
             cost = override.cost(
                 input_tokens, output_tokens, cache_read, cache_write, cache_write_1h
             )
-            return cost, "override"
+            if context or web_searches:  # set_price() gives a model's standard token rates
+                served = ", ".join(f"{k}={v}" for k, v in context) or "web searches"
+                return None, "override", (f"set_price() has no price for {served}", cost)
+            return cost, "override", None
         library = self._library if self._library is not None else self._load()
         if library is False:
-            return None, None
+            return None, None, None
         provider = _LIBRARY_PROVIDER.get(provider, provider)
-        key = (provider, model)
+        key = (provider, model, context)
         entry = self._compiled.get(key)
         now = time.monotonic()
         if entry is None or now - entry[1] > _RECOMPILE_AFTER:
-            if key in self._unknown and now - self._unknown[key] < _RECOMPILE_AFTER:
-                return None, self.source
-            entry = self._compile(library, provider, model, now)
+            unknown_at = self._unknown.get((provider, model))
+            if unknown_at is not None and now - unknown_at < _RECOMPILE_AFTER:
+                return None, self.source, None
+            entry = self._compile(library, provider, model, context, now)
             if entry is None:
-                return None, self.source
-        compiled = entry[0]
+                return None, self.source, None
+        compiled, _, unserved = entry
+        if unserved is not None:  # priced at the standard rate, as an estimate only
+            standard, _, _ = self.quote(
+                provider, model, input_tokens, output_tokens, cache_read, cache_write,
+                cache_write_1h,
+            )  # fmt: skip
+            return None, self.source, (unserved, standard)
+        if web_searches and (compiled is None or not compiled.web_search):
+            standard, _, _ = self.quote(
+                provider, model, input_tokens, output_tokens, cache_read, cache_write,
+                cache_write_1h, 0, context,
+            )  # fmt: skip
+            reason = f"{self.source} has no web search price for {model!r} at {provider!r}"
+            return None, self.source, (reason, standard)
         if compiled is not None and input_tokens < compiled.below_input_tokens:
             cost = compiled.cost(
-                input_tokens, output_tokens, cache_read, cache_write, cache_write_1h
+                input_tokens, output_tokens, cache_read, cache_write, cache_write_1h, web_searches
             )
         else:
             cost = _calc(
-                library,
-                provider,
-                model,
-                input_tokens,
-                output_tokens,
-                cache_read,
-                cache_write,
-                cache_write_1h,
+                library, provider, model, input_tokens, output_tokens, cache_read, cache_write,
+                cache_write_1h, web_searches, context,
+            )  # fmt: skip
+        return round(cost, 12), self.source, None
+
+    def preload(self) -> None:
+        """Import genai-prices and read its price data now (tens of milliseconds, once per
+        process): done on the capture thread when a client is instrumented, so the first
+        call does not pay it."""
+        library = self._library if self._library is not None else self._load()
+        if library is not False:
+            library.calc_price(
+                library.Usage(input_tokens=1), model_ref="gpt-4o", provider_id="openai"
             )
-        return round(cost, 12), self.source
 
     def _load(self) -> Any:
         library, self.source = _library()
@@ -166,19 +226,19 @@ class Pricer:
         return library
 
     def _compile(
-        self, library: Any, provider: str, model: str, now: float
-    ) -> Optional[tuple[Optional[Price], float]]:
-        key = (provider, model)
+        self, library: Any, provider: str, model: str, context: Context, now: float
+    ) -> Optional[_Entry]:
+        key = (provider, model, context)
 
         def price_of(**usage: int) -> float:
-            return _calc(library, provider, model, **usage)
+            return _calc(library, provider, model, context=context, **usage)
 
         try:
-            per_call = price_of()
+            per_call = _calc(library, provider, model)
         except LookupError:
-            self._unknown[key] = now
-            if key not in self._said_unknown:  # once per model, not once per call
-                self._said_unknown.add(key)
+            self._unknown[(provider, model)] = now
+            if (provider, model) not in self._said_unknown:  # once per model, not per call
+                self._said_unknown.add((provider, model))
                 logger.warning(
                     "bearlumen: genai-prices (%s) has no price for model %r at provider %r: its"
                     " LLM events carry their tokens but no provider_cost_usd (priced=False);"
@@ -188,8 +248,14 @@ class Pricer:
                     provider,
                 )
             return None
+        unserved = _unserved(library, provider, model, context) if context else None
+        if unserved is not None:
+            entry: _Entry = (None, now, f"{self.source} has no price for {unserved} on {model!r}")
+            self._compiled[key] = entry
+            return entry
         compiled: Optional[Price] = None
         try:
+            per_call = price_of()
             compiled = Price(
                 input=(price_of(input_tokens=_PROBE) - per_call) / _PROBE,
                 output=(price_of(output_tokens=_PROBE) - per_call) / _PROBE,
@@ -201,7 +267,12 @@ class Pricer:
                 )
                 / _PROBE,
                 per_call=per_call,
-                below_input_tokens=_first_tier(library, provider, model),
+                below_input_tokens=_first_tier(library, provider, model, context),
+                web_search=(
+                    (price_of(web_searches=_PROBE) - per_call) / _PROBE
+                    if _knows_key(library, "web_searches")
+                    else 0.0
+                ),
             )
             sample = {
                 "input_tokens": 900,
@@ -209,14 +280,42 @@ class Pricer:
                 "cache_read": 300,
                 "cache_write": 200,
                 "cache_write_1h": 80,
+                "web_searches": 2 if compiled.web_search else 0,
             }
             if abs(compiled.cost(**sample) - price_of(**sample)) > 1e-12:
                 compiled = None  # not affine: price every call with calc_price
         except Exception:  # a price the probes cannot read: calc_price stays exact
             compiled = None
-        entry = (compiled, now)
+        entry = (compiled, now, None)
         self._compiled[key] = entry
         return entry
+
+
+_Entry = Tuple[Optional[Price], float, Optional[str]]
+
+
+def _unserved(library: Any, provider: str, model: str, context: Context) -> Optional[str]:
+    """The first `key=value` of `context` that genai-prices has no active price variant for
+    (it would answer the standard price without a word), or None when it prices them all."""
+    try:
+        calculation = library.calc_price(
+            library.Usage(input_tokens=0), model_ref=model, provider_id=provider
+        )
+        info, models = calculation.model, calculation.provider.models
+    except Exception:  # a genai-prices without price variants
+        return ", ".join(f"{k}={v}" for k, v in context)
+    now = datetime.now(timezone.utc)
+    wanted = dict(context)
+    own = any(info is candidate for candidate in models)  # a variant applies on its own provider
+    for name, value in context:
+        if not own or not any(
+            variant.when.get(name) == value
+            and all(wanted.get(k) == v for k, v in variant.when.items())
+            and (variant.constraint is None or variant.constraint.active(now))
+            for variant in getattr(info, "price_variants", None) or ()
+        ):
+            return f"{name}={value}"
+    return None
 
 
 _import_lock = threading.Lock()
@@ -251,6 +350,8 @@ def _calc(
     cache_read: int = 0,
     cache_write: int = 0,
     cache_write_1h: int = 0,
+    web_searches: int = 0,
+    context: Context = (),
 ) -> float:
     counts = {
         "input_tokens": input_tokens,
@@ -261,21 +362,36 @@ def _calc(
     knows_one_hour = cache_write_1h > 0 and _knows_one_hour_writes(library)
     if knows_one_hour:
         counts["cache_write_1h_tokens"] = cache_write_1h
+    if web_searches:
+        counts["web_searches"] = web_searches
     usage = library.Usage(**counts)
-    cost = float(library.calc_price(usage, model_ref=model, provider_id=provider).total_price)
-    five_minute_cost = (
-        _calc(library, provider, model, input_tokens, output_tokens, cache_read, cache_write)
-        if knows_one_hour
-        else cost
+    options: dict[str, Any] = {"price_context": dict(context)} if context else {}
+    cost = float(
+        library.calc_price(usage, model_ref=model, provider_id=provider, **options).total_price
     )
+    five_minute_cost = cost
+    if knows_one_hour:
+        five_minute_cost = _calc(
+            library, provider, model, input_tokens, output_tokens, cache_read, cache_write, 0,
+            web_searches, context,
+        )  # fmt: skip
     if cache_write_1h and cost == five_minute_cost:
         # No price of its own for 1-hour writes (an older genai-prices, or a model it lists
         # without one): Anthropic's rule, twice the input price, at the unit prices of a call of
         # this size (a tier applies to the whole call).
-        per_call = _calc(library, provider, model)
-        input_price = _calc(library, provider, model, input_tokens=input_tokens) - per_call
+        per_call = _calc(library, provider, model, context=context)
+        input_price = (
+            _calc(library, provider, model, input_tokens=input_tokens, context=context) - per_call
+        )
         write_price = (
-            _calc(library, provider, model, input_tokens=input_tokens, cache_write=input_tokens)
+            _calc(
+                library,
+                provider,
+                model,
+                input_tokens=input_tokens,
+                cache_write=input_tokens,
+                context=context,
+            )
             - per_call
         )
         cost += cache_write_1h * (_ONE_HOUR_WRITE * input_price - write_price) / input_tokens
@@ -283,6 +399,7 @@ def _calc(
 
 
 _one_hour_writes: dict[int, bool] = {}
+_known_keys: dict[tuple[int, str], bool] = {}
 
 
 def _knows_one_hour_writes(library: Any) -> bool:
@@ -290,23 +407,37 @@ def _knows_one_hour_writes(library: Any) -> bool:
     the last for Python 3.9, rejects it; an unknown key only warns in newer versions)."""
     known = _one_hour_writes.get(id(library))
     if known is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                library.Usage(cache_write_tokens=1, cache_write_1h_tokens=1)
-            known = True
-        except Exception:
-            known = False
+        known = _knows_key(library, "cache_write_1h_tokens", cache_write_tokens=1)
         _one_hour_writes[id(library)] = known
     return known
 
 
-def _first_tier(library: Any, provider: str, model: str) -> float:
+def _knows_key(library: Any, key: str, **with_counts: int) -> bool:
+    """Whether this genai-prices takes the usage key `key` (an unknown key raises in older
+    versions and only warns in newer ones)."""
+    known = _known_keys.get((id(library), key))
+    if known is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                library.Usage(**with_counts, **{key: 1})
+            known = True
+        except Exception:
+            known = False
+        _known_keys[(id(library), key)] = known
+    return known
+
+
+def _first_tier(library: Any, provider: str, model: str, context: Context = ()) -> float:
     """The input-token count from which a tier price applies (inf when the model has none)."""
     from genai_prices.types import TieredPrices
 
+    options: dict[str, Any] = {"price_context": dict(context)} if context else {}
     model_price = library.calc_price(
-        library.Usage(input_tokens=0, output_tokens=0), model_ref=model, provider_id=provider
+        library.Usage(input_tokens=0, output_tokens=0),
+        model_ref=model,
+        provider_id=provider,
+        **options,
     ).model_price
     values = (
         vars(model_price).values()

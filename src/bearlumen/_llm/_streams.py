@@ -26,14 +26,18 @@ class StreamCapture:
 
     __slots__ = (
         "attribution",
+        "distinct",
         "done",
+        "ended",
         "hide_usage_chunk",
         "llm",
         "model",
         "platform",
         "reader",
+        "request",
         "response_id",
         "start_usage",
+        "tier",
         "usage",
     )  # fmt: skip
 
@@ -53,19 +57,18 @@ class StreamCapture:
         self.model: Any = None
         self.usage: Any = None  # the final usage, once it arrived
         self.start_usage: Any = None  # usage known from the start (Anthropic's message_start)
+        self.tier: Any = None  # the served service_tier, where a chunk says it
         self.hide_usage_chunk = hide_usage_chunk
         self.done = False
+        self.ended = False  # read to its end, not closed or dropped before
+        self.request: Optional[str] = None  # how the usage was asked for (_wrap.ASKED...)
+        self.distinct = True  # a new response (create), not a read of one (retrieve)
 
     def finish(self) -> None:
         if self.done:
             return
         self.done = True
-        try:
-            usage = self.reader(self)
-            if usage is not None:
-                self.llm._emit(usage, self.attribution, self.platform)
-        except Exception as exc:
-            self.llm._capture_failed(exc)
+        self.llm._record_call(self.reader, self, self.attribution, self.platform, self.distinct)
 
 
 # Looks at one item of the stream; True means "hide it from the caller".
@@ -82,6 +85,7 @@ def _watched(inner: Iterator[Any], capture: StreamCapture, observe: Observer) ->
                 hide = False
             if not hide:
                 yield item
+        capture.ended = True
     finally:
         capture.finish()
 
@@ -98,14 +102,25 @@ async def _awatched(
                 hide = False
             if not hide:
                 yield item
+        capture.ended = True
     finally:
         capture.finish()
 
 
 def watch(stream: Any, capture: StreamCapture, observe: Observer) -> None:
-    """Make a sync stream (openai.Stream, anthropic.Stream) report its usage."""
+    """Make a stream (openai.Stream / AsyncStream, anthropic.Stream / AsyncStream) report its
+    usage: the iterator its __iter__ / __aiter__ reads from is watched, its close finishes."""
     inner = stream._iterator  # the generator its __iter__ and __next__ read from
     original_close = stream.close
+    if hasattr(inner, "__anext__"):
+
+        async def aclose() -> None:
+            capture.finish()
+            await original_close()
+
+        stream._iterator = _awatched(inner, capture, observe)
+        stream.close = aclose
+        return
 
     def close() -> None:
         capture.finish()
@@ -115,14 +130,4 @@ def watch(stream: Any, capture: StreamCapture, observe: Observer) -> None:
     stream.close = close
 
 
-def awatch(stream: Any, capture: StreamCapture, observe: Observer) -> None:
-    """Make an async stream (openai.AsyncStream, anthropic.AsyncStream) report its usage."""
-    inner = stream._iterator
-    original_close = stream.close
-
-    async def close() -> None:
-        capture.finish()
-        await original_close()
-
-    stream._iterator = _awatched(inner, capture, observe)
-    stream.close = close
+awatch = watch  # one function for both kinds of stream

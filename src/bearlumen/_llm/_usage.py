@@ -9,6 +9,11 @@ cache write; `cache_write_1h` the part of it written for an hour (Anthropic's
 
 `platform` is where a provider's API was called when it was not the provider's own endpoint
 (`"azure"`, `"bedrock"`, `"vertex"`): the same API, billed by another vendor at its own prices.
+
+What was served changes the price too, and is read here: the served `service_tier` (OpenAI's
+flex, priority...; Anthropic's batch and priority), Anthropic's `speed` and `inference_geo`, and
+server-side web searches. `price_context()` turns them into genai-prices' request context; the
+pricer prices them when genai-prices has that variant, and says the event is unpriced otherwise.
 """
 
 from __future__ import annotations
@@ -31,15 +36,20 @@ class TokenUsage:
         "cache_read",
         "cache_write",
         "cache_write_1h",
+        "geo",
         "input_tokens",
         "model",
+        "no_usage",
         "output_tokens",
         "partial",
         "platform",
         "provider",
         "reasoning",
         "response_id",
+        "speed",
         "stream",
+        "tier",
+        "web_searches",
     )  # fmt: skip
 
     def __init__(
@@ -68,13 +78,38 @@ class TokenUsage:
         self.stream = stream
         self.partial = partial
         self.cache_write_1h = cache_write_1h
+        self.tier: Optional[str] = None  # the served service_tier, as the provider names it
+        self.speed: Optional[str] = None  # Anthropic's "fast" mode
+        self.geo: Optional[str] = None  # Anthropic's inference_geo (data residency)
+        self.web_searches = 0  # server-side web searches, billed per search
+        # Why the call carries no usage (None when it does): nothing to price, never "$0".
+        self.no_usage: Optional[str] = None
+
+    def price_context(self) -> tuple[tuple[str, str], ...]:
+        """What was served beyond the standard rate, as genai-prices' price context (its
+        `price_variants` keys): empty for a standard call. A value genai-prices has no variant
+        for (OpenAI's "scale" tier, Anthropic's priority tier or a regional `inference_geo`)
+        is passed on as well: the pricer then records the call unpriced, with the reason."""
+        context: tuple[tuple[str, str], ...] = ()
+        tier = self.tier
+        if tier is not None and tier not in _STANDARD_TIERS:
+            # Anthropic's batch tier is genai-prices' batch processing, for every provider.
+            context = (("processing", "batch"),) if tier == "batch" else (("service_tier", tier),)
+        if self.speed is not None and self.speed != "standard":
+            context += (("speed", self.speed),)
+        if self.geo is not None and self.geo not in _GLOBAL_GEOS:
+            context += (("inference_geo", self.geo),)
+        return context
 
     def metadata(self, pricer: Pricer) -> dict[str, Any]:
         """The event's metadata: the documented keys, cost present only when it is known."""
         # A stream cut off before any count arrived knows no tokens: unpriced, not "$0".
-        knows_tokens = not self.partial or self.input_tokens or self.output_tokens
-        cost, source = (
-            pricer.price(
+        knows_tokens = self.no_usage is None and (
+            not self.partial or self.input_tokens or self.output_tokens
+        )
+        context = self.price_context() if self.tier or self.speed or self.geo else ()
+        cost, source, unpriced = (
+            pricer.quote(
                 self.platform or self.provider,  # who bills the call sets its price
                 self.model,
                 self.input_tokens,
@@ -82,9 +117,11 @@ class TokenUsage:
                 self.cache_read,
                 self.cache_write,
                 self.cache_write_1h,
+                self.web_searches,
+                context,
             )
             if self.model and knows_tokens
-            else (None, pricer.source)
+            else (None, pricer.source, None)
         )
         metadata: dict[str, Any] = {
             "provider": self.provider,
@@ -100,10 +137,32 @@ class TokenUsage:
             "price_source": source,
             "stream": self.stream,
             "partial": self.partial,
+            "service_tier": self.tier,
         }
         if cost is not None:
             metadata["provider_cost_usd"] = cost
+        else:
+            reason = self.no_usage or (unpriced[0] if unpriced else None)
+            if reason is not None:
+                metadata["unpriced_reason"] = reason
+            if unpriced is not None and unpriced[1] is not None:
+                # The standard price of what was served, for what genai-prices cannot price
+                # exactly (a tier, a region): stated as an estimate, never as the price.
+                metadata["estimated_cost_usd"] = unpriced[1]
+        if self.web_searches:
+            metadata["web_search_requests"] = self.web_searches
+        if self.speed is not None:
+            metadata["speed"] = self.speed
+        if self.geo is not None:
+            metadata["inference_geo"] = self.geo
         return metadata
+
+
+# Tiers billed at the standard rate: OpenAI's "default" (what "auto" resolves to when it says
+# so) and Anthropic's "standard". Regions that are not a residency premium: Anthropic's.
+_STANDARD_TIERS = frozenset({"default", "auto", "standard"})
+_GLOBAL_GEOS = frozenset({"global", "not_available"})
+NO_USAGE = "the response carried no usage"
 
 
 def field(obj: Any, name: str) -> Any:
@@ -121,10 +180,22 @@ def _count(obj: Any, name: str) -> int:
 
 
 def openai_usage(
-    response_id: Any, model: Any, usage: Any, *, stream: bool = False, partial: bool = False
+    response_id: Any,
+    model: Any,
+    usage: Any,
+    *,
+    stream: bool = False,
+    partial: bool = False,
+    tier: Any = None,
 ) -> TokenUsage:
     """From an OpenAI usage object: chat completions' (`prompt_tokens`, `completion_tokens`) or
-    the Responses API's (`input_tokens`, `output_tokens`); both count cached tokens as input."""
+    the Responses API's (`input_tokens`, `output_tokens`); both count cached tokens as input.
+    `tier` is the response's `service_tier`: what was served, which sets the price."""
+    if usage is None:
+        unknown = TokenUsage(OPENAI, response_id, model, stream=stream, partial=partial)
+        unknown.no_usage = NO_USAGE
+        unknown.tier = tier if type(tier) is str else None
+        return unknown
     prompt = field(usage, "prompt_tokens")
     if prompt is not None:
         input_details = field(usage, "prompt_tokens_details")
@@ -135,7 +206,7 @@ def openai_usage(
         input_details = field(usage, "input_tokens_details")
         output_details = field(usage, "output_tokens_details")
         output = _count(usage, "output_tokens")
-    return TokenUsage(
+    counted = TokenUsage(
         OPENAI,
         response_id,
         model,
@@ -147,6 +218,9 @@ def openai_usage(
         stream,
         partial,
     )
+    if type(tier) is str:
+        counted.tier = tier
+    return counted
 
 
 def anthropic_usage(
@@ -155,7 +229,13 @@ def anthropic_usage(
     """From an Anthropic usage object, whose `input_tokens` leaves out cache reads and writes.
 
     `cache_creation_input_tokens` counts every cache write; `cache_creation` (absent from older
-    API versions and SDKs) splits it into 5-minute and 1-hour writes."""
+    API versions and SDKs) splits it into 5-minute and 1-hour writes. What was served is in
+    the usage too: `service_tier` (standard, priority, batch), `speed`, `inference_geo` and
+    `server_tool_use.web_search_requests` (web fetches are not billed beyond their tokens)."""
+    if usage is None:
+        unknown = TokenUsage(ANTHROPIC, response_id, model, stream=stream, partial=partial)
+        unknown.no_usage = NO_USAGE
+        return unknown
     cache_read = _count(usage, "cache_read_input_tokens")
     cache_write = _count(usage, "cache_creation_input_tokens")
     # Never more 1-hour writes than writes: a surprise in the split cannot bill a call twice.
@@ -164,7 +244,7 @@ def anthropic_usage(
         if cache_write
         else 0  # most calls write nothing: the split is not read
     )
-    return TokenUsage(
+    counted = TokenUsage(
         ANTHROPIC,
         response_id,
         model,
@@ -177,20 +257,61 @@ def anthropic_usage(
         partial,
         cache_write_1h,
     )
+    tier, speed, geo = (
+        field(usage, "service_tier"),
+        field(usage, "speed"),
+        field(usage, "inference_geo"),
+    )
+    counted.tier = tier if type(tier) is str else None
+    counted.speed = speed if type(speed) is str else None
+    counted.geo = geo if type(geo) is str else None
+    tools = field(usage, "server_tool_use")
+    if tools is not None:
+        counted.web_searches = _count(tools, "web_search_requests")
+    return counted
 
 
 def from_response(response: Any, provider: Optional[str]) -> TokenUsage:
     """The usage of one complete (non-streamed) response, object or dict.
 
-    Raises ValueError naming what is missing when it is not a response we can read.
+    Raises ValueError naming what is missing when it is not a response we can read, or when
+    it is not complete yet (a Responses API answer to `background=True`, still queued).
     """
+    usage = read_response(response, provider)
+    if usage is None:
+        raise ValueError(
+            f"the response is {field(response, 'status')}, not complete: record it once it is"
+        )
+    return usage
+
+
+# A Responses API answer still being worked on (`background=True`): its usage comes later.
+_PENDING = frozenset({"queued", "in_progress"})
+
+
+def read_response(response: Any, provider: Optional[str]) -> Optional[TokenUsage]:
+    """The usage of one complete response (chat completion, Responses API response, legacy
+    completion, embeddings list, Anthropic message, or an OpenAI Batch API output line); None
+    while a background response is still pending."""
     if provider is None:
         provider = infer_provider(response)
-    usage = field(response, "usage")
-    if usage is None:
-        raise ValueError("the response has no usage")
-    reader = openai_usage if provider == OPENAI else anthropic_usage
-    return reader(field(response, "id"), field(response, "model"), usage)
+    if provider != OPENAI:
+        return anthropic_usage(
+            field(response, "id"), field(response, "model"), field(response, "usage")
+        )
+    tier = field(response, "service_tier")
+    batch_body = field(field(response, "response"), "body")
+    if batch_body is not None and field(response, "custom_id") is not None:
+        response, tier = batch_body, "batch"  # a line of a Batch API output file
+    if field(response, "status") in _PENDING:
+        return None
+    usage = openai_usage(
+        field(response, "id"), field(response, "model"), field(response, "usage"), tier=tier
+    )
+    output = field(response, "output")
+    if output:  # the Responses API: each web search the model ran is an output item, billed
+        usage.web_searches = sum(1 for item in output if field(item, "type") == "web_search_call")
+    return usage
 
 
 def infer_provider(response: Any) -> str:
@@ -201,7 +322,9 @@ def infer_provider(response: Any) -> str:
         return ANTHROPIC
     if type(response) is dict:
         kind = response.get("object")
-        if kind in ("chat.completion", "response"):
+        if kind in ("chat.completion", "response", "text_completion", "list") or (
+            "custom_id" in response and "response" in response
+        ):
             return OPENAI
         if response.get("type") == "message":
             return ANTHROPIC
