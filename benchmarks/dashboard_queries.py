@@ -103,7 +103,7 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="bearlumen-dashboard-bench-")
     try:
         store = Store(os.path.join(folder, "bench.sqlite3"))
-        tenant = store.tenant_for_key("sk_bench_dashboard")
+        tenant = store.database.tenant_for_key("sk_bench_dashboard")
         began = time.perf_counter()
         made = rows(args.events, args.days)
         built = time.perf_counter() - began

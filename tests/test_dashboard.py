@@ -97,7 +97,7 @@ def tenant(server: LocalServer) -> tuple[Dashboard, int, str]:
     post(server.base_url, key, EVENTS)
     dashboard = Dashboard(server.store)
     dashboard.catch_up()  # as each page view does first
-    return dashboard, server.store.tenant_for_key(key), key
+    return dashboard, server.store.database.tenant_for_key(key), key
 
 
 def test_totals_add_up_the_events_of_the_period(tenant: tuple[Dashboard, int, str]) -> None:
@@ -157,7 +157,7 @@ def test_the_rollup_catches_up_a_few_chunks_a_read_and_with_each_new_event(
     monkeypatch.setattr(queries, "CHUNKS_PER_READ", 2)
     post(server.base_url, key, [event(f"more-{n}", "2026-11-24T10:00:00.000000Z",
                                       llm(1, 1, 0.125)) for n in range(6)])  # fmt: skip
-    who = server.store.tenant_for_key(key)
+    who = server.store.database.tenant_for_key(key)
     dashboard.catch_up()  # two chunks of two: four of the six new events
     partial, _ = dashboard.totals(who, BOTH)
     assert (partial.events, dashboard.behind()) == (5 + 4, True)
@@ -174,7 +174,7 @@ def test_a_tenant_sees_only_its_own_figures_and_events(
     other_key = "sk_test_" + secrets.token_hex(8)
     post(server.base_url, other_key, [event("a", "2026-11-24T09:00:00.000000Z", llm(5, 5, 7.0),
                                             agentId="theirs")])  # fmt: skip
-    other = server.store.tenant_for_key(other_key)
+    other = server.store.database.tenant_for_key(other_key)
     dashboard.catch_up()
     assert dashboard.totals(other, BOTH)[0].cost_nanos == 7_000_000_000
     assert "theirs" not in {value for value, _ in dashboard.breakdown(who, BOTH, "agent")}
