@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 from ._client import Client
 from ._fake_provider import USAGE_HEADER
@@ -63,7 +63,7 @@ class Output:
                 import rich.console
 
                 # A log or CI has no terminal width (rich then takes 80, and cuts the model
-                # names): give the tables the room they need there.
+                # names): give the lines and tables the room they need there (`table`).
                 console = rich.console.Console()
                 if not console.is_terminal:
                     console = rich.console.Console(width=max(console.width, 100))
@@ -77,33 +77,41 @@ class Output:
         else:
             print(text, flush=True)
 
-    def table(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def table(
+        self,
+        title: str,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        text: Collection[str] = (),
+    ) -> None:
+        """Numbers right-aligned; the first column and those named in `text`, left."""
         cells = [[_cell(value) for value in row] for row in rows]
+        left = [i == 0 or header in text for i, header in enumerate(headers)]
         if self.rich is not None:
+            from rich.measure import Measurement
             from rich.table import Table
 
             table = Table(title=title, title_justify="left")
-            for i, header in enumerate(headers):
-                table.add_column(header, justify="left" if i == 0 else "right")
+            for header, is_left in zip(headers, left):
+                table.add_column(header, justify="left" if is_left else "right")
             for row in cells:
                 table.add_row(*row)
+            if not self.rich.is_terminal:  # a log has room: a cut model name helps nobody
+                wide = self.rich.options.update_width(10_000)
+                self.rich.width = max(
+                    self.rich.width, Measurement.get(self.rich, wide, table).maximum
+                )
             self.rich.print(table)
             return
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
         print(f"\n{title}")
-        print(
-            "  ".join(
-                h.ljust(w) if i == 0 else h.rjust(w)
-                for i, (h, w) in enumerate(zip(headers, widths))
-            )
-        )
-        print("  ".join("-" * w for w in widths))
-        for row in cells:
+        for line in [headers, ["-" * w for w in widths], *cells]:
             print(
                 "  ".join(
-                    c.ljust(w) if i == 0 else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(row, widths))
-                )
+                    c.ljust(w) if is_left else c.rjust(w)
+                    for c, w, is_left in zip(line, widths, left)
+                ).rstrip(),
+                flush=True,
             )
 
     @contextmanager
