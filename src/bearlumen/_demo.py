@@ -185,6 +185,9 @@ def _child_server(command: list[str], name: str) -> Iterator[str]:
             child.wait(10)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 # -- the demo ------------------------------------------------------------------------------
