@@ -4,7 +4,9 @@ plugin's `bearlumen_server` fixture."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -54,7 +56,14 @@ def test_serve_answers_the_client_and_refuses_other_keys(served: str) -> None:
             stranger.usage.summary()
 
 
-def test_demo_rides_through_faults_and_exits_zero_when_all_arrived() -> None:
+def reconciliation(stdout: str, provider: str) -> list[list[str]]:
+    """The cells of the rows of the demo's plain reconciliation table of `provider`."""
+    lines = stdout.split(f"\nMetered vs {provider}'s own reports", 1)[1].splitlines()[3:]
+    rows = itertools.takewhile(lambda line: re.match(r"\d{4}-\d\d-\d\d  ", line), lines)
+    return [re.split(r"\s{2,}", row.strip()) for row in rows]
+
+
+def test_demo_rides_through_faults_and_ends_with_every_call_reconciled() -> None:
     done = bearlumen_cli(
         "demo", "--events", "3000", "--threads", "4", "--plain",
         "--faults", "rate_429=0.2,retry_after=0.05,rate_503=0.1,rate_drop=0.05,seed=3",
@@ -64,6 +73,52 @@ def test_demo_rides_through_faults_and_exits_zero_when_all_arrived() -> None:
     for title in ("Cost by agent", "Cost by workflow", "Usage summary", "The shipper"):
         assert title in done.stdout
     assert "metering LLM calls: 3000/3000 (100%)" in done.stdout  # the plain progress lines
+    # The end: each provider's own usage and cost reports (the fake's, of the calls it answered)
+    # beside the metered events, every figure equal, in the demo's words and number formats.
+    calls = 0
+    for provider, models in (
+        ("openai", ["gpt-4o", "gpt-4o-mini", "o4-mini"]),
+        ("anthropic", ["claude-haiku-4-5", "claude-sonnet-4-6"]),
+    ):
+        rows = reconciliation(done.stdout, provider)
+        assert [row[1] for row in rows] == models
+        for _day, model, requests, inputs, outputs, cost, coverage, drift, *_notes in rows:
+            theirs, ours = requests.split(" / ")
+            assert theirs == (ours if provider == "openai" else "-")  # Anthropic's: no count
+            calls += int(ours)
+            for pair in (inputs, outputs, cost):
+                theirs, ours = pair.split(" / ")
+                assert theirs == ours and ours != "0", (model, pair)
+            assert re.fullmatch(r"[\d,]+\.\d{4}", cost.split(" / ")[0]), cost  # like 17.8038
+            assert (coverage, drift) == ("100.0%", "0.0000"), (model, coverage, drift)
+    assert calls == 3000
+    assert done.stdout.count("Every day x model with spend is metered to 99.0%.") == 2
+
+
+def test_a_call_the_demo_does_not_meter_shows_as_a_shortfall(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import openai
+
+    from bearlumen import _demo
+
+    metered = _demo._sdk_clients
+
+    def openai_unmetered(client: bearlumen.Client, fake_url: str) -> tuple[object, object]:
+        _, claude = metered(client, fake_url)
+        return openai.OpenAI(api_key="sk-fake", base_url=f"{fake_url}/v1", max_retries=0), claude
+
+    monkeypatch.setattr(_demo, "_sdk_clients", openai_unmetered)
+    assert main(["demo", "--events", "40", "--threads", "2", "--plain"]) == 1
+    out = capsys.readouterr().out
+    rows = reconciliation(out, "openai")
+    assert rows and all(row[2].endswith(" / 0") and row[6] == "0.0%" for row in rows), rows
+    for row in rows:
+        drift = row[5].split(" / ")[0]  # all of the provider's cost is drift
+        assert f"{row[0]} {row[1]}: metered 0.0% of what openai reports (below 99.0%)," in out
+        assert row[7] == drift and f"${drift} not metered" in out
+    assert [row[6] for row in reconciliation(out, "anthropic")] == ["100.0%", "100.0%"]
+    assert out.count("Every day x model with spend is metered to 99.0%.") == 1
 
 
 def test_demo_against_a_running_server(served: str) -> None:

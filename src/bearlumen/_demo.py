@@ -6,8 +6,10 @@ agents and workflows make LLM calls through the real `openai` and `anthropic` SD
 with `client.llm.instrument(...)`, from a thread pool: chat completions, the Responses API and
 Anthropic messages, streamed and not, with cached and reasoning tokens. It then flushes and
 prints what the server computed: cost by agent, by workflow and by model (tokens by kind), the
-usage summary, and the shipper's own figures. Tables use rich when it is installed (the `demo`
-extra) and plain text otherwise.
+usage summary, and the shipper's own figures. It ends as `bearlumen reconcile` does: each
+provider's own usage and cost reports (the fake's, of the calls it answered) beside the metered
+events, per UTC day and model, which should agree to the token and the cent (100% coverage).
+Tables use rich when it is installed (the `demo` extra) and plain text otherwise.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 from ._client import Client
 from ._fake_provider import USAGE_HEADER
+from ._fake_provider_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY
 from ._llm._pricing import Pricer
+from ._llm._reconcile import DEFAULT_MIN_COVERAGE, ReconciliationRow
+from ._reconcile_cli import reconciliation_table
 
 # agent -> (workflow, model, API, typical input tokens, typical output tokens,
 #           share of input read from the prompt cache, share of output spent reasoning)
@@ -63,7 +68,7 @@ class Output:
                 import rich.console
 
                 # A log or CI has no terminal width (rich then takes 80, and cuts the model
-                # names): give the tables the room they need there.
+                # names): give the lines and tables the room they need there (`table`).
                 console = rich.console.Console()
                 if not console.is_terminal:
                     console = rich.console.Console(width=max(console.width, 100))
@@ -77,33 +82,41 @@ class Output:
         else:
             print(text, flush=True)
 
-    def table(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def table(
+        self,
+        title: str,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        text: Collection[str] = (),
+    ) -> None:
+        """Numbers right-aligned; the first column and those named in `text`, left."""
         cells = [[_cell(value) for value in row] for row in rows]
+        left = [i == 0 or header in text for i, header in enumerate(headers)]
         if self.rich is not None:
+            from rich.measure import Measurement
             from rich.table import Table
 
             table = Table(title=title, title_justify="left")
-            for i, header in enumerate(headers):
-                table.add_column(header, justify="left" if i == 0 else "right")
+            for header, is_left in zip(headers, left):
+                table.add_column(header, justify="left" if is_left else "right")
             for row in cells:
                 table.add_row(*row)
+            if not self.rich.is_terminal:  # a log has room: a cut model name helps nobody
+                wide = self.rich.options.update_width(10_000)
+                self.rich.width = max(
+                    self.rich.width, Measurement.get(self.rich, wide, table).maximum
+                )
             self.rich.print(table)
             return
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
         print(f"\n{title}")
-        print(
-            "  ".join(
-                h.ljust(w) if i == 0 else h.rjust(w)
-                for i, (h, w) in enumerate(zip(headers, widths))
-            )
-        )
-        print("  ".join("-" * w for w in widths))
-        for row in cells:
+        for line in [headers, ["-" * w for w in widths], *cells]:
             print(
                 "  ".join(
-                    c.ljust(w) if i == 0 else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(row, widths))
-                )
+                    c.ljust(w) if is_left else c.rjust(w)
+                    for c, w, is_left in zip(line, widths, left)
+                ).rstrip(),
+                flush=True,
             )
 
     @contextmanager
@@ -177,6 +190,9 @@ def _child_server(command: list[str], name: str) -> Iterator[str]:
             child.wait(10)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 # -- the demo ------------------------------------------------------------------------------
@@ -344,8 +360,10 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
                     f.result()
             report(args.events)
         called_in = time.perf_counter() - begin
-    flushed = client.flush(timeout=args.flush_timeout)
-    elapsed = time.perf_counter() - begin
+        flushed = client.flush(timeout=args.flush_timeout)
+        elapsed = time.perf_counter() - begin
+        # The provider's own usage and cost reports, while the fake that answered is still up
+        reconciled = _reconcile(client, fake_url, started_at)
 
     start, end = started_at - timedelta(days=1), datetime.now(timezone.utc) + timedelta(days=1)
     by_agent = client.cost_attribution.by_agent(start, end)
@@ -385,6 +403,10 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
             ("end-to-end events/s (until flush returned)", int(args.events / elapsed)),
         ],
     )
+    covered = all(
+        [reconciliation_table(out, provider, rows, DEFAULT_MIN_COVERAGE)
+         for provider, rows in reconciled]
+    )  # fmt: skip
     delivered = flushed["recorded"] + flushed["duplicate"]
     cost_matches = abs(summary["totalCost"] - expected_cost) < 1e-6 * max(1.0, expected_cost)
     if (
@@ -392,6 +414,7 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
         and delivered == args.events
         and summary["totalEvents"] == args.events
         and cost_matches
+        and covered
     ):
         out.line(
             f"All {args.events:,} events delivered exactly once;"
@@ -404,6 +427,28 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
         f" cost ${summary['totalCost']:,.4f} of ${expected_cost:,.4f} expected."
     )
     return 1
+
+
+def _reconcile(
+    client: Client, fake_url: str, started_at: datetime
+) -> list[tuple[str, list[ReconciliationRow]]]:
+    """`client.llm.reconcile(...)` of each provider, against the fake's reports of the calls it
+    answered (its URLs as each SDK takes them, its admin keys), from the day the demo started."""
+    return [
+        (
+            provider,
+            client.llm.reconcile(
+                provider=provider,
+                start=started_at,
+                admin_key=admin_key,
+                provider_base_url=base_url,
+            ),
+        )
+        for provider, admin_key, base_url in (
+            ("openai", OPENAI_ADMIN_KEY, f"{fake_url}/v1"),
+            ("anthropic", ANTHROPIC_ADMIN_KEY, fake_url),
+        )
+    ]
 
 
 def _by_model(client: Client, start: datetime, end: datetime) -> list[tuple[Any, ...]]:

@@ -68,8 +68,8 @@ def run_reconcile(args: argparse.Namespace, bearlumen_client: Callable[..., Any]
             provider_base_url=args.provider_base_url,
             progress=progress,
         )
-    short = [row for row in rows if row.below(args.min_coverage)]
     if args.json:
+        short = [row for row in rows if row.below(args.min_coverage)]
         print(
             json.dumps(
                 {
@@ -81,31 +81,39 @@ def run_reconcile(args: argparse.Namespace, bearlumen_client: Callable[..., Any]
                 indent=2,
             )
         )
-    else:
-        _table(out, args.provider, rows)
-        if not rows:
-            out.line(f"Neither {args.provider} nor the metered events show usage in this range.")
-        for row in short:
-            out.line(
-                f"{row.day} {row.model}: metered {_percent(row.coverage)} of what"
-                f" {args.provider} reports (below {_percent(args.min_coverage)}),"
-                f" {_dollars(row.drift_usd)} not metered"
-                + (f"; {row.unpriced_events} events unpriced" if row.unpriced_events else "")
-            )
-        if rows and not short:
-            out.line(f"Every day x model with spend is metered to {_percent(args.min_coverage)}.")
-    return 1 if short else 0
+        return 1 if short else 0
+    return 0 if reconciliation_table(out, args.provider, rows, args.min_coverage) else 1
+
+
+def reconciliation_table(
+    out: Any, provider: str, rows: List[ReconciliationRow], min_coverage: float
+) -> bool:
+    """The rows as a table (an `Output` of `_demo`: `bearlumen reconcile`'s and the demo's), then
+    a line per day x model below `min_coverage`, or one saying all are covered. Returns whether
+    every row with spend is covered."""
+    short = [row for row in rows if row.below(min_coverage)]
+    _table(out, provider, rows)
+    if not rows:
+        out.line(f"Neither {provider} nor the metered events show usage in this range.")
+    for row in short:
+        out.line(
+            f"{row.day} {row.model}: metered {_percent(row.coverage)} of what"
+            f" {provider} reports (below {_percent(min_coverage)}),"
+            f" {_dollars(row.drift_usd)} not metered"
+            + (f"; {row.unpriced_events} events unpriced" if row.unpriced_events else "")
+        )
+    if rows and not short:
+        out.line(f"Every day x model with spend is metered to {_percent(min_coverage)}.")
+    return not short
 
 
 def _table(out: Any, provider: str, rows: List[ReconciliationRow]) -> None:
     def pair(theirs: Any, ours: Any) -> str:
         return f"{_figure(theirs)} / {_figure(ours)}"
 
-    if out.rich is not None and not out.rich.is_terminal:
-        out.rich.width = max(out.rich.width, 140)  # a log has room; cut model names help nobody
     out.table(
         f"Metered vs {provider}'s own reports, per UTC day and model ({provider} / metered)",
-        ["day", "model", "requests", "input tokens", "output tokens", "cost (USD)", "coverage",
+        ["day", "model", "calls", "input tokens", "output tokens", "cost (USD)", "coverage",
          "drift (USD)", "notes"],
         [
             (
@@ -114,13 +122,14 @@ def _table(out: Any, provider: str, rows: List[ReconciliationRow]) -> None:
                 pair(row.provider_requests, row.metered_requests),
                 pair(row.provider_input_tokens, row.metered_input_tokens),
                 pair(row.provider_output_tokens, row.metered_output_tokens),
-                f"{_dollars(row.provider_cost_usd)} / {_dollars(row.metered_cost_usd)}",
+                pair(row.provider_cost_usd, row.metered_cost_usd),
                 _percent(row.coverage),
-                _dollars(row.drift_usd),
+                _figure(row.drift_usd),
                 _notes(row),
             )
             for row in rows
         ],
+        text=("model", "notes"),
     )  # fmt: skip
 
 
@@ -138,7 +147,12 @@ def _notes(row: ReconciliationRow) -> str:
 
 
 def _figure(value: Any) -> str:
-    return "-" if value is None else f"{value:,}"
+    """A count as `1,234`, a cost (in a `USD` column) as `17.8038`: the demo's formats."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{round(value, 4) + 0.0:,.4f}"  # + 0.0: a drift of -1e-12 shows as 0.0000
+    return f"{value:,}"
 
 
 def _dollars(value: Optional[float]) -> str:
