@@ -2,9 +2,9 @@
 
 Its text must be the JSON the dicts gave (`to_json({"events": wire_events(...)})`): for the
 usual batch byte for byte, and for anything it leaves to the dicts (NaN from an old spool, a
-timestamp before 2004, an object with no JSON form) the dicts' own encoding, as before. The
-bodies are compared decoded strictly (1, 1.0 and true differ; so do 0.0 and -0.0), and for
-events made by the real `usage.record()`.
+timestamp before 2004, an object with no JSON form) the dicts' own encoding. The bodies are
+compared decoded strictly (1, 1.0 and true differ; so do 0.0 and -0.0), and for events made by
+the real `usage.record()`.
 """
 
 from __future__ import annotations

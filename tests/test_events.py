@@ -52,8 +52,8 @@ def test_the_epoch_formatter_writes_the_canonical_form() -> None:
 
 
 def test_the_epoch_formatter_is_right_under_many_threads(eager_thread_switches: None) -> None:
-    # Many different seconds from many threads at once: a cache written in two steps pairs one
-    # second's number with another's text (issue 11: timestamps 20 s off).
+    # Many different seconds from many threads at once: a cache written in two steps would pair
+    # one second's number with another's text (a timestamp 20 s off).
     start = threading.Barrier(16)
     wrong: list[tuple[float, str]] = []
 

@@ -1,4 +1,4 @@
-"""`client.llm` bills what was served, and misses no call that costs money (issue 21).
+"""`client.llm` bills what was served, and misses no call that costs money.
 
 The real openai and anthropic SDKs against the fake provider, every expected cost computed by
 genai-prices' own functions (`calc_price` with the price context, `extract_usage`), the events

@@ -232,7 +232,7 @@ def test_close_while_a_batch_is_halved_counts_each_event_once(
     # 8 events, refused whole (413) and halved; one half's answer is held (the first: the second
     # half is not sent yet; the second: the first half was recorded). Meanwhile every event is
     # in exactly one place. close() gives up on what is out, counted failed once; the answer
-    # that comes later is not counted, and the halving stops (it used to go on over the closed
+    # that comes later is not counted, and the halving stops (going on would send over closed
     # connections: a "client has been closed" traceback, and the batch failed whole again).
     fake = fake_api(too_large_when_more_than(4), hold_request=1 if held_half == "first" else 2)
     recorded_first = 0 if held_half == "first" else 4

@@ -39,3 +39,22 @@ def test_spool_locked_error_is_deprecated_in_the_tree_and_not_exported() -> None
     assert "SpoolLockedError" in (bearlumen._errors.__doc__ or "")
     with pytest.raises(AttributeError, match="no_such_name"):
         bearlumen.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_every_exported_class_and_resource_method_has_a_docstring_of_its_own(
+    client: bearlumen.Client,
+) -> None:
+    # Without one, help() and IDEs show dict's or Exception's docstring for a public name.
+    missing = [
+        name
+        for name in bearlumen.__all__
+        if isinstance(getattr(bearlumen, name), type)
+        and not vars(getattr(bearlumen, name)).get("__doc__")
+    ]
+    for resource_name in ("end_users", "subscriptions", "usage", "cost_attribution"):
+        resource = getattr(client, resource_name)
+        for name in dir(resource):
+            method = getattr(resource, name)
+            if not name.startswith("_") and callable(method) and not method.__doc__:
+                missing.append(f"{resource_name}.{name}")
+    assert missing == []

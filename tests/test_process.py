@@ -182,8 +182,8 @@ if "finalizer" in os.environ["LATE"]:
 def test_events_recorded_while_the_process_exits_are_dropped_and_counted_never_a_hang(
     server: LocalServer, api_key: str, late: str
 ) -> None:
-    # Recorded after the exit hook closed the client, and during interpreter shutdown: the
-    # worker started then never ran, and Thread.start() waited for it for ever (issue 21).
+    # Recorded after the exit hook closed the client, and during interpreter shutdown: a
+    # worker started then never runs, and Thread.start() would wait for it for ever.
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(LATE_EVENTS_SCRIPT)],
         env={**os.environ, "KEY": api_key, "URL": server.base_url, "LATE": late},

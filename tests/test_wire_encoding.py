@@ -1,9 +1,10 @@
 """The worker's batch encoder writes exactly the wire format of docs/wire-api.md.
 
-`encode_batch` builds its dicts in one loop with the timestamp formatted inline (a cheaper
-worker, issue 14); these tests hold it to a reference written the plain way: the fields zipped
-with their wire names, absent ones left out, the timestamp formatted with `:06d`. Both outputs
-are decoded and compared, for every combination of optional fields and the kinds of metadata,
+`encode_batch` writes a batch from the queued events' columns (`batch_body`) or from dicts built
+in one loop (`wire_events`), the timestamp formatted inline: that is where the worker's cost per
+event lies. These tests hold it to a reference written the plain way: the fields zipped with
+their wire names, absent ones left out, the timestamp formatted with `:06d`. Both outputs are
+decoded and compared, for every combination of optional fields and the kinds of metadata,
 quantity and timestamp a queued event can hold.
 """
 

@@ -16,8 +16,8 @@ from pydantic_core import PydanticSerializationError, to_json
 from ._events import QueuedEvent, batch_body, encode_event, wire_events
 
 # Has a batch written a null (a None in metadata)? From then on every batch goes straight to the
-# two-word check (see encode_batch), as before. Senders set it without a lock: either value is
-# correct, it only picks the cheaper check.
+# two-word check (see encode_batch): a body with a null cannot tell a None from a NaN. Senders set
+# it without a lock: either value is correct, it only picks the cheaper check.
 _nulls_seen = False
 
 
@@ -33,8 +33,8 @@ def encode_batch(
     NaN and Infinity are not JSON, and the body is searched for them. Written as `null`
     instead, one word is searched for, not two: half the cost (benchmarks/worker_cost.py).
     A batch never writes null for an absent field, so a body without one holds neither; a
-    body with one (metadata holding a None) is written again as before, and searched for both;
-    so are all later batches, which would likely hold a None too.
+    body with one (metadata holding a None) is written again with NaN and Infinity as they are,
+    and searched for both; so are all later batches, which would likely hold a None too.
     """
     global _nulls_seen
     body = batch_body(chunk)

@@ -9,10 +9,10 @@
     ├── RateLimitError               429 after the retries; `retry_after` in seconds
     ├── ServerError                  5xx (and 408 / 409 `conflict_retry`) after the retries
     ├── NetworkError                 no answer: refused, reset, timed out; the cause is chained
-    └── SpoolLockedError             deprecated, never raised: 0.1.0 raised it for a `spool_dir`
-                                     in use; processes share one since (`bearlumen.SpoolLockedError`
-                                     still resolves, with a DeprecationWarning, and is not in
-                                     `__all__`)
+    └── SpoolLockedError             deprecated, never raised: processes share a `spool_dir`;
+                                     it exists for code written for 0.1.0 that catches it
+                                     (`bearlumen.SpoolLockedError` resolves, with a
+                                     DeprecationWarning, and is not in `__all__`)
 
 Every exception carries `message`, `status_code` (None when no answer came back), `request_id`
 and the raw `body` where one came back. `error_from_response` is the one function that turns an
@@ -106,9 +106,9 @@ class NetworkError(BearLumenError):
 
 
 class SpoolLockedError(BearLumenError):
-    """Deprecated and never raised. 0.1.0 raised it when a second process opened a `spool_dir`;
-    processes share a `spool_dir` since, each in its own part. Kept so that code written for
-    0.1.0 that catches it still runs; it will be removed."""
+    """Deprecated and never raised: processes share a `spool_dir`, each in its own part, so
+    none is refused one. It exists so that code written for 0.1.0, which raised it when a
+    second process opened a `spool_dir`, runs unchanged; it will be removed."""
 
 
 # Statuses worth another try; 409 only with `conflict_retry` (see `is_retryable`).

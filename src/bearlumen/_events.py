@@ -124,7 +124,7 @@ def wire_event(event: QueuedEvent) -> dict[str, Any]:
 
 
 def wire_events(events: Sequence[QueuedEvent]) -> List[dict[str, Any]]:
-    """`wire_event` of each event, in one loop: what the worker builds for every batch.
+    """`wire_event` of each event, in one loop: what the worker sends when `batch_body` declines.
 
     The same dicts, made without a call per event (but the timestamp's, `format_epoch`, which
     looks its date part up once per second); benchmarks/worker_cost.py --dicts.
@@ -290,7 +290,7 @@ def _metadata_texts(column: Sequence[Any]) -> tuple[_Piece, _Piece, _Piece] | No
 
 def batch_body(events: Sequence[QueuedEvent]) -> bytes | None:
     """`to_json({"events": wire_events(events)})`, the same JSON, about twice as fast; or None
-    when an event is not the usual kind (then the caller encodes the dicts, as before).
+    when an event is not the usual kind (then the caller encodes the wire dicts: the general path).
 
     The usual kind: names and keys exact str; quantities JSON numbers; timestamps all floats
     from time.time() (2004 to 2286, at most 89 s apart) or all text; metadata a dict or None;

@@ -468,7 +468,7 @@ class AsyncHttpCore(BaseHttpCore):
                 # Started here, so this loop holds it; `asyncio.run` closes a loop's async
                 # generators before the loop itself, and that closes the pool while its
                 # sockets can still be closed properly. (A loop closed without
-                # `shutdown_asyncgens` drops it unrun: the pool then goes with the GC, as before.)
+                # `shutdown_asyncgens` drops it unrun: the pool is then closed only by the GC.)
                 self._pool_closer = _close_at_loop_end(self._http_client)
                 await self._pool_closer.__anext__()
         return self._http_client

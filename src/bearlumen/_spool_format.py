@@ -12,7 +12,8 @@ memory mapping). JSON never holds a raw newline, so a damaged record costs only 
 one starts after the next newline. END tells zeros or a cut where records were written from the
 never-written rest. The header is written before the file's blocks are reserved, so a segment is
 never all zeros unless it was overwritten. Segments of 0.1.0 (`segment-<number>.jsonl`, version
-1) are JSON lines from the first byte, without a header or checksums; they are still read.
+1) are JSON lines from the first byte, without a header or checksums; they are read too, so
+events a 0.1.0 process left in a spool are delivered.
 docs/reliability.md ("The spool's format") says the same for people.
 """
 

@@ -13,6 +13,8 @@ Metadata = Dict[str, Any]
 
 
 class EndUser(TypedDict):
+    """An end user: a customer of your AI product whose usage you meter."""
+
     id: str
     externalId: str
     email: Optional[str]
@@ -24,10 +26,14 @@ class EndUser(TypedDict):
 
 
 class EndUserResponse(TypedDict):
+    """What `end_users.create`, `update`, `deactivate` and `reactivate` return."""
+
     endUser: EndUser
 
 
 class EndUserList(TypedDict):
+    """A page of end users (`end_users.list`); `total` counts every match."""
+
     endUsers: List[EndUser]
     total: int
     limit: int
@@ -35,6 +41,8 @@ class EndUserList(TypedDict):
 
 
 class Subscription(TypedDict):
+    """A subscription: which plan an organization is on, and since when."""
+
     id: str
     organizationId: str
     planId: str
@@ -50,6 +58,8 @@ class Subscription(TypedDict):
 
 
 class SubscriptionList(TypedDict):
+    """A page of subscriptions (`subscriptions.list`); `total` counts every match."""
+
     subscriptions: List[Subscription]
     total: int
     limit: int
@@ -114,11 +124,15 @@ class _BatchItemRequired(TypedDict):
 
 
 class UsageBatchItemResult(_BatchItemRequired, total=False):
+    """One event's result in `usage.record_batch`, by its `index` in the batch."""
+
     id: str
     error: Dict[str, Any]
 
 
 class UsageBatchResult(TypedDict):
+    """What `usage.record_batch` returns: counts, and one result per event in order."""
+
     recorded_count: int
     skipped_count: int
     rejected_count: int
@@ -126,6 +140,8 @@ class UsageBatchResult(TypedDict):
 
 
 class UsageEventList(TypedDict):
+    """A page of usage events (`usage.query`), oldest first; `total` counts every match."""
+
     events: List[UsageEvent]
     total: int
     limit: int
@@ -133,6 +149,8 @@ class UsageEventList(TypedDict):
 
 
 class MetricAggregation(TypedDict):
+    """One metric's totals in `usage.aggregation`."""
+
     metricName: str
     totalQuantity: float
     eventCount: int
@@ -140,12 +158,16 @@ class MetricAggregation(TypedDict):
 
 
 class UsageAggregation(TypedDict):
+    """Aggregated usage by metric (`usage.aggregation`)."""
+
     aggregations: List[MetricAggregation]
     startDate: Optional[str]
     endDate: Optional[str]
 
 
 class UsageSummary(TypedDict):
+    """High-level usage summary (`usage.summary`)."""
+
     totalEvents: int
     totalQuantity: float
     totalCost: float
@@ -157,6 +179,8 @@ class UsageSummary(TypedDict):
 
 
 class CostBreakdownItem(TypedDict):
+    """One agent's or workflow's costs; `attributionValue` is None for events without one."""
+
     attributionValue: Optional[str]
     totalCost: float
     totalQuantity: float
@@ -164,6 +188,8 @@ class CostBreakdownItem(TypedDict):
 
 
 class CostBreakdownResponse(TypedDict):
+    """Cost breakdown grouped by agent or workflow, most expensive first."""
+
     items: List[CostBreakdownItem]
     totalCost: float
     startDate: str
@@ -172,6 +198,8 @@ class CostBreakdownResponse(TypedDict):
 
 
 class AttributionValues(TypedDict):
+    """The unique agent or workflow identifiers seen in a period, sorted."""
+
     values: List[str]
 
 

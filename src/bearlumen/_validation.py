@@ -214,7 +214,8 @@ def metadata_snapshot(metadata: Any, param: str = "metadata") -> dict[str, Any]:
 
 
 def _remember_keys(snapshot: dict[Any, Any]) -> bool:
-    """True when every key is short ASCII text, now remembered; False: take the exact path."""
+    """True when every key is short ASCII text (remembered, so the next snapshot with these keys
+    skips this loop); False: take the exact path."""
     for key in snapshot:
         if type(key) is not str or len(key) > _SHORT_KEY or not key.isascii():
             return False

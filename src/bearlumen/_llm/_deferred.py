@@ -1,10 +1,11 @@
 """Captures off the caller's thread: an instrumented call only queues what it returned.
 
 Reading a response's usage, pricing it and recording the event cost 10-30 µs, more than the
-wrapper is allowed on the caller's thread (issue 21: p50 <= 5 µs beyond the provider SDK's own
-work). So the wrapper appends `(read, result, attribution, platform, distinct)` to a deque (a
-fraction of a microsecond) and one daemon thread per `client.llm` does the rest. The first call
-pays no import either: `instrument()` starts the thread, which loads genai-prices' price data.
+wrapper is allowed on the caller's thread (p50 <= 5 µs beyond the provider SDK's own work;
+benchmarks/llm_overhead.py). So the wrapper appends `(read, result, attribution, platform,
+distinct)` to a deque (a fraction of a microsecond) and one daemon thread per `client.llm` does
+the rest. The first call pays no import either: `instrument()` starts the thread, which loads
+genai-prices' price data.
 
 Nothing is lost on the way:
 - `client.flush()` / `close()` (and the async ones) first run what is queued, on their own

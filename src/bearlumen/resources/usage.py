@@ -98,7 +98,7 @@ class Usage(Resource[HttpT]):
                 subscription_id, end_user_id, agent_id, workflow_id,
             )  # fmt: skip
         if metadata is not None:
-            metadata = metadata_snapshot(metadata)  # what is billed is what was passed now
+            metadata = metadata_snapshot(metadata)  # billed as passed to this call
         stamp: Union[float, str] = time.time() if timestamp is None else event_timestamp(timestamp)
         shipper = self._shipper
         if shipper is None:

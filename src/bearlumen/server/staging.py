@@ -60,7 +60,7 @@ class Staging:
         self._db = db
         self._lock = lock
         # A file's WAL is copied back into the database (checkpointed) by the mover, through a
-        # connection of its own and without the store's lock: the copy and its fsync no longer
+        # connection of its own and without the store's lock: the copy and its fsync do not
         # hold up the request that happened to cross the WAL's size limit. The store's own
         # connection still checkpoints past CHECKPOINT_BACKSTOP_BYTES, should the mover lag.
         self._checkpointer = (

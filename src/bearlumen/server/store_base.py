@@ -164,7 +164,7 @@ class Database:
         self.in_memory = path == ":memory:"
         # 16 KiB pages for a new file (one that exists keeps its own): a 1000-event batch is
         # staged, moved and checkpointed in a quarter as many pages, so as many fewer WAL frames
-        # and page writes; stage + move + checkpoint took 7.0 ms per 1000 events against 8.4.
+        # and page writes; stage + move + checkpoint take 7.0 ms per 1000 events (4 KiB pages: 8.4).
         self.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         if not self.in_memory:
             self.conn.execute("PRAGMA journal_mode=WAL")
