@@ -6,6 +6,7 @@ tested in test_errors.py; tenant isolation in test_server.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import traceback
@@ -20,7 +21,7 @@ from bearlumen import AsyncClient, BearLumenError, Client
 from bearlumen.server import FaultInjector, create_app
 from bearlumen.server.openapi import openapi_document
 from bearlumen.server.store import Store
-from bearlumen.testing import LocalServer
+from bearlumen.testing import OPENAI_ADMIN_KEY, FakeLLMProvider, LocalServer
 
 SECRET = "sk_live_" + "k3Y" * 8
 
@@ -144,6 +145,34 @@ def test_a_construction_error_shows_no_key_in_its_frames() -> None:
     with pytest.raises(BearLumenError) as caught:
         AsyncClient(api_key=SECRET, base_url="http://127.0.0.1:9", on_overflow="block")
     assert SECRET not in with_locals(caught.value)
+
+
+ADMIN_SECRET = "sk-admin-" + "4dM" * 8
+
+
+@pytest.mark.parametrize("failing", ["provider", "bearlumen"])
+def test_a_failed_reconcile_shows_no_key_in_its_frames(
+    failing_urls: dict[str, str], failing: str
+) -> None:
+    # The provider's reports (nothing listening) or Bear Lumen's events (500) fail: the admin
+    # key passed to client.llm.reconcile() is in no frame either.
+    with contextlib.ExitStack() as stack:
+        if failing == "provider":
+            provider_url = failing_urls["network"]
+        else:  # the provider answers (to its own admin key); Bear Lumen's 500 fails the call
+            provider_url = stack.enter_context(FakeLLMProvider()).openai_base_url
+        client = stack.enter_context(
+            Client(api_key=SECRET, base_url=failing_urls["500"], buffered=False)
+        )
+        with pytest.raises(BearLumenError) as caught:
+            client.llm.reconcile(
+                provider="openai", start="2026-12-01", provider_base_url=provider_url,
+                admin_key=ADMIN_SECRET if failing == "provider" else OPENAI_ADMIN_KEY,
+            )  # fmt: skip
+    assert ("500" if failing == "bearlumen" else "ConnectError") in str(caught.value)
+    shown = with_locals(caught.value)
+    assert SECRET not in shown and ADMIN_SECRET not in shown and OPENAI_ADMIN_KEY not in shown
+    assert "key = ApiKey('[redacted]')" in shown  # the frames' locals were rendered
 
 
 def every_operation() -> list[tuple[str, str]]:

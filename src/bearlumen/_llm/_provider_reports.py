@@ -25,7 +25,7 @@ limit that outlasted the retries.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .._errors import (
@@ -70,14 +70,14 @@ class ReportsClient(HttpCore):
     def __init__(
         self,
         provider: str,
-        admin_key: str,
+        admin_key: Union[str, ApiKey],
         base_url: str,
         *,
         sleep: Optional[Callable[[float], Any]] = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         self.provider = provider
-        key = ApiKey(admin_key)
+        key = admin_key if isinstance(admin_key, ApiKey) else ApiKey(admin_key)
         del admin_key  # from here on only the redacted ApiKey, in locals too
         super().__init__(
             api_key=key,
