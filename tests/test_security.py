@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import io
 import logging
+import threading
 import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -18,6 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bearlumen import AsyncClient, BearLumenError, Client
+from bearlumen._cli import main as cli_main
 from bearlumen.server import FaultInjector, create_app
 from bearlumen.server.openapi import openapi_document
 from bearlumen.server.store import Store
@@ -173,6 +176,50 @@ def test_a_failed_reconcile_shows_no_key_in_its_frames(
     shown = with_locals(caught.value)
     assert SECRET not in shown and ADMIN_SECRET not in shown and OPENAI_ADMIN_KEY not in shown
     assert "key = ApiKey('[redacted]')" in shown  # the frames' locals were rendered
+
+
+@pytest.fixture
+def proxy_url() -> Iterator[str]:
+    """A server that answers every GET 200 with JSON of another shape (a proxy, a captive
+    portal, another API's version)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"data": "not what the API answers"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy.shutdown()
+    proxy.server_close()
+
+
+@pytest.mark.parametrize("command", ["report", "reconcile"])
+def test_a_crashed_command_shows_no_key_in_its_frames(
+    proxy_url: str, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `bearlumen report --api-key` / `bearlumen reconcile --admin-key` end in a traceback (here:
+    # an answer of another shape, which they do not check; Ctrl-C does the same): Python's,
+    # rich's or an error tracker's, with locals, shows the parsed arguments in every frame.
+    flags = ["--start", "2026-12-01", "--end", "2026-12-02", "--base-url", proxy_url]
+    if command == "reconcile":
+        flags += ["--provider", "openai", "--provider-base-url", proxy_url]
+    admin = ["--admin-key", ADMIN_SECRET] if command == "reconcile" else []
+    monkeypatch.setattr("sys.argv", ["bearlumen", command, "--api-key", SECRET, *flags, *admin])
+    del admin  # the test's own frame is in the traceback too
+    with pytest.raises(Exception) as caught:  # whatever escapes the command
+        cli_main()
+    shown = with_locals(caught.value)
+    assert SECRET not in shown and ADMIN_SECRET not in shown
+    assert "api_key=ApiKey('[redacted]')" in shown  # the frames' locals were rendered
 
 
 def every_operation() -> list[tuple[str, str]]:

@@ -77,7 +77,7 @@ class ReportsClient(HttpCore):
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         self.provider = provider
-        key = admin_key if isinstance(admin_key, ApiKey) else ApiKey(admin_key)
+        key = ApiKey(admin_key)
         del admin_key  # from here on only the redacted ApiKey, in locals too
         super().__init__(
             api_key=key,

@@ -143,9 +143,8 @@ def reconcile(
             "reconcile reads events synchronously: call it on a bearlumen.Client", param="client"
         )
     first, stop = day_range(start, end)
-    given = admin_key or os.environ.get(ADMIN_KEY_ENV[provider]) or ""
-    key = given if isinstance(given, ApiKey) else ApiKey(given)
-    del admin_key, given  # from here on only the redacted ApiKey, in locals too
+    key = ApiKey(admin_key or os.environ.get(ADMIN_KEY_ENV[provider]) or "")
+    del admin_key  # from here on only the redacted ApiKey, in locals too
     if not key:
         raise AuthenticationError(
             f"no admin key for {provider}'s usage reports: pass admin_key=... (--admin-key) or"
