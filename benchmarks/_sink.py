@@ -1,4 +1,5 @@
-"""A minimal HTTP/1.1 sink on loopback for comparing SDKs: answers every POST with 200.
+"""A minimal HTTP/1.1 sink on loopback for comparing SDKs: answers every POST with 200 and a
+result per event.
 
 It counts requests, body bytes and events, and does no parsing beyond the headers and a count of
 the event name in each body (inflated first when gzip), so it is never the bottleneck and treats
@@ -16,10 +17,22 @@ import json
 import sys
 import zlib
 
-REPLY = b'{"status":1,"recorded_count":0,"skipped_count":0,"rejected_count":0,"results":[]}'
 # Every SDK in peers.py sends the event name once per event, as a JSON string.
 EVENT_MARKER = b'"token_usage"'
 counts = {"requests": 0, "bytes": 0, "events": 0}
+replies: dict[int, bytes] = {}
+
+
+def reply(events: int) -> bytes:
+    """What the API answers to a batch it recorded whole, in its own compact form: a result per
+    event (bearlumen counts an event its answer does not confirm as failed, not delivered)."""
+    if events not in replies:
+        results = b",".join(
+            b'{"index":%d,"status":"recorded","id":"evt_%012d"}' % (i, i) for i in range(events)
+        )
+        replies[events] = b'{"recorded_count":%d,"skipped_count":0,"rejected_count":0,' % events
+        replies[events] += b'"results":[' + results + b"]}"
+    return replies[events]
 
 
 async def handle(
@@ -45,8 +58,9 @@ async def handle(
                 counts["bytes"] += len(body)
                 if gzipped:
                     body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-                counts["events"] += body.count(EVENT_MARKER)
-                payload = REPLY
+                events = body.count(EVENT_MARKER)
+                counts["events"] += events
+                payload = reply(events)
                 if latency:
                     await asyncio.sleep(latency)
             writer.write(

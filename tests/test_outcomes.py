@@ -166,6 +166,30 @@ def test_an_answer_that_does_not_confirm_an_event_fails_it_once(
         assert f"did not confirm {len(unconfirmed)} usage event(s)" in told[0]
 
 
+def test_a_thousand_unreadable_results_are_told_in_one_short_line(
+    fake_api: Callable[..., FakeApi], api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every index a float (another API version, a proxy re-encoding the JSON): the log line and
+    # on_error's error say how many and show one, not a thousand.
+    def answer(n: int) -> tuple[int, bytes]:
+        floats = [{"index": float(i), "status": "recorded"} for i in range(n)]
+        return 200, json.dumps({"results": floats}).encode()
+
+    failures: list[BaseException] = []
+    client = Client(
+        api_key=api_key, base_url=fake_api(answer).base_url, flush_interval=3600,
+        on_error=lambda events, exc: failures.append(exc),
+    )  # fmt: skip
+    for i in range(1000):
+        client.usage.record("t", "m", 1, f"key-{i}")
+    with caplog.at_level(logging.WARNING, logger="bearlumen"):
+        assert client.flush()["failed"] == 1000
+        client.close()
+    (told,) = [r.getMessage() for r in caplog.records if "did not confirm" in r.getMessage()]
+    assert "1000 result(s) for no event of the batch (the first: {'index': 0.0" in told
+    assert len(told) < 400 and all(len(str(exc)) < 300 for exc in failures)
+
+
 def test_a_rejected_result_is_rejected_with_the_servers_error(
     fake_api: Callable[..., FakeApi], api_key: str
 ) -> None:

@@ -6,9 +6,12 @@ tested in test_errors.py; tenant isolation in test_server.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+import threading
 import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,10 +20,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from bearlumen import AsyncClient, BearLumenError, Client
+from bearlumen._cli import main as cli_main
 from bearlumen.server import FaultInjector, create_app
 from bearlumen.server.openapi import openapi_document
 from bearlumen.server.store import Store
-from bearlumen.testing import LocalServer
+from bearlumen.testing import OPENAI_ADMIN_KEY, FakeLLMProvider, LocalServer
 
 SECRET = "sk_live_" + "k3Y" * 8
 
@@ -144,6 +148,78 @@ def test_a_construction_error_shows_no_key_in_its_frames() -> None:
     with pytest.raises(BearLumenError) as caught:
         AsyncClient(api_key=SECRET, base_url="http://127.0.0.1:9", on_overflow="block")
     assert SECRET not in with_locals(caught.value)
+
+
+ADMIN_SECRET = "sk-admin-" + "4dM" * 8
+
+
+@pytest.mark.parametrize("failing", ["provider", "bearlumen"])
+def test_a_failed_reconcile_shows_no_key_in_its_frames(
+    failing_urls: dict[str, str], failing: str
+) -> None:
+    # The provider's reports (nothing listening) or Bear Lumen's events (500) fail: the admin
+    # key passed to client.llm.reconcile() is in no frame either.
+    with contextlib.ExitStack() as stack:
+        if failing == "provider":
+            provider_url = failing_urls["network"]
+        else:  # the provider answers (to its own admin key); Bear Lumen's 500 fails the call
+            provider_url = stack.enter_context(FakeLLMProvider()).openai_base_url
+        client = stack.enter_context(
+            Client(api_key=SECRET, base_url=failing_urls["500"], buffered=False)
+        )
+        with pytest.raises(BearLumenError) as caught:
+            client.llm.reconcile(
+                provider="openai", start="2026-12-01", provider_base_url=provider_url,
+                admin_key=ADMIN_SECRET if failing == "provider" else OPENAI_ADMIN_KEY,
+            )  # fmt: skip
+    assert ("500" if failing == "bearlumen" else "ConnectError") in str(caught.value)
+    shown = with_locals(caught.value)
+    assert SECRET not in shown and ADMIN_SECRET not in shown and OPENAI_ADMIN_KEY not in shown
+    assert "key = ApiKey('[redacted]')" in shown  # the frames' locals were rendered
+
+
+@pytest.fixture
+def proxy_url() -> Iterator[str]:
+    """A server that answers every GET 200 with JSON of another shape (a proxy, a captive
+    portal, another API's version)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"data": "not what the API answers"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy.shutdown()
+    proxy.server_close()
+
+
+@pytest.mark.parametrize("command", ["report", "reconcile"])
+def test_a_crashed_command_shows_no_key_in_its_frames(
+    proxy_url: str, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `bearlumen report --api-key` / `bearlumen reconcile --admin-key` end in a traceback (here:
+    # an answer of another shape, which they do not check; Ctrl-C does the same): Python's,
+    # rich's or an error tracker's, with locals, shows the parsed arguments in every frame.
+    flags = ["--start", "2026-12-01", "--end", "2026-12-02", "--base-url", proxy_url]
+    if command == "reconcile":
+        flags += ["--provider", "openai", "--provider-base-url", proxy_url]
+    admin = ["--admin-key", ADMIN_SECRET] if command == "reconcile" else []
+    monkeypatch.setattr("sys.argv", ["bearlumen", command, "--api-key", SECRET, *flags, *admin])
+    del admin  # the test's own frame is in the traceback too
+    with pytest.raises(Exception) as caught:  # whatever escapes the command
+        cli_main()
+    shown = with_locals(caught.value)
+    assert SECRET not in shown and ADMIN_SECRET not in shown
+    assert "api_key=ApiKey('[redacted]')" in shown  # the frames' locals were rendered
 
 
 def every_operation() -> list[tuple[str, str]]:

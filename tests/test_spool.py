@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -350,6 +351,29 @@ def test_a_truncated_segment_is_counted_and_what_precedes_the_cut_replayed(
     assert 750 < recorded < 1000
     (log,) = damage_logs(caplog, damaged)
     assert f"{end - end // 2} byte(s) missing at its end" in log and "1 damaged record(s)" in log
+
+
+def test_a_segment_that_is_no_regular_file_never_blocks_the_client(
+    server: LocalServer, api_key: str, spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A FIFO (open() waits for a writer) and a link to /dev/zero (read() never ends) under a
+    # segment's name: said, left in place, and every other segment replayed.
+    fifo, endless = segment_files(spool)[1:3]
+    fifo.unlink()
+    os.mkfifo(fifo)
+    endless.unlink()
+    endless.symlink_to("/dev/zero")
+    replayed: list[tuple[int, float]] = []
+    replaying = threading.Thread(
+        target=lambda: replayed.append(replay(server, api_key, spool)), daemon=True
+    )
+    replaying.start()
+    replaying.join(20)  # a guard only: it ends in a second or two
+    assert not replaying.is_alive(), "Client(spool_dir=...) blocked on a segment"
+    ((recorded, _),) = replayed
+    assert 250 < recorded < 750
+    for path in (fifo, endless):
+        assert "not a regular file" in damage_logs(caplog, path)[0]
 
 
 def test_an_unreadable_or_foreign_file_never_stops_the_client(

@@ -130,11 +130,11 @@ def read_results(answer: Any, count: int) -> BatchResults:
         return BatchResults((), (), (), range(count), problem)
     by_index: dict[int, Any] = {}
     repeated: set[int] = set()
-    problems: list[str] = []
+    strays: list[Any] = []  # results for no event of the batch: told by their count and one
     for result in results:
         index = result.get("index") if isinstance(result, dict) else None
         if type(index) is not int or not 0 <= index < count:
-            problems.append(f"a result for no event of the batch ({_brief(result)})")
+            strays.append(result)
         elif index in by_index:
             repeated.add(index)
         else:
@@ -155,6 +155,11 @@ def read_results(answer: Any, count: int) -> BatchResults:
             rejected.append((index, error if isinstance(error, dict) else {}))
         else:
             unconfirmed.append(index)
+    problems = []
+    if strays:
+        problems.append(
+            f"{len(strays)} result(s) for no event of the batch (the first: {_brief(strays[0])})"
+        )
     if repeated:
         problems.append(f"{len(repeated)} event(s) answered twice")
     missing = sum(1 for index in unconfirmed if index not in by_index)

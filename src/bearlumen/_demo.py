@@ -31,6 +31,7 @@ from typing import Any, Collection, Iterator, Sequence
 from ._client import Client
 from ._fake_provider import USAGE_HEADER
 from ._fake_provider_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY
+from ._http import ApiKey
 from ._llm._pricing import Pricer
 from ._llm._reconcile import DEFAULT_MIN_COVERAGE, ReconciliationRow
 from ._reconcile_cli import reconciliation_table
@@ -567,7 +568,7 @@ def add_demo_commands(commands: Any) -> None:
     report.add_argument(
         "--base-url", help="server (default: BEARLUMEN_BASE_URL, then the hosted API)"
     )
-    report.add_argument("--api-key", help="API key (default: BEARLUMEN_API_KEY)")
+    report.add_argument("--api-key", type=ApiKey, help="API key (default: BEARLUMEN_API_KEY)")
     report.add_argument("--json", action="store_true", help="print JSON instead of tables")
     report.add_argument(
         "--plain", action="store_true", help="plain text even when rich is installed"

@@ -77,8 +77,8 @@ class ApiKey:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
-        self._value = value.strip()
+    def __init__(self, value: str | ApiKey) -> None:
+        self._value: str = value._value if isinstance(value, ApiKey) else value.strip()
 
     @classmethod
     def given(cls, value: Optional[str]) -> ApiKey:

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any, Callable, List, Optional
 
+from ._http import ApiKey
 from ._llm._reconcile import DEFAULT_MIN_COVERAGE, ReconciliationRow
 
 
@@ -30,6 +31,7 @@ def add_reconcile_command(commands: Any, bearlumen_client: Callable[..., Any]) -
     )
     reconcile.add_argument(
         "--admin-key",
+        type=ApiKey,
         help="the provider's organization admin key (default: OPENAI_ADMIN_KEY or"
         " ANTHROPIC_ADMIN_KEY)",
     )
@@ -41,7 +43,9 @@ def add_reconcile_command(commands: Any, bearlumen_client: Callable[..., Any]) -
     reconcile.add_argument(
         "--base-url", help="Bear Lumen server (default: BEARLUMEN_BASE_URL, then the hosted API)"
     )
-    reconcile.add_argument("--api-key", help="Bear Lumen API key (default: BEARLUMEN_API_KEY)")
+    reconcile.add_argument(
+        "--api-key", type=ApiKey, help="Bear Lumen API key (default: BEARLUMEN_API_KEY)"
+    )
     reconcile.add_argument(
         "--min-coverage",
         type=float,

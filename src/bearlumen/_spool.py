@@ -43,6 +43,7 @@ import logging
 import mmap
 import os
 import secrets
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -430,8 +431,13 @@ def _reserve(fd: int, size: int) -> None:
 
 
 def _read_file(path: str) -> bytes:
-    """A segment's bytes (tests inject an unreadable file here: they run as root)."""
-    with open(path, "rb") as handle:
+    """A segment's bytes (tests inject an unreadable file here: they run as root). Anything but
+    a regular file (a FIFO, whose open() would wait for a writer; a link to a device, whose
+    read() might never end) is an OSError too: opened without waiting, and never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         return handle.read()
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, List, Opt
 
 from .. import _ids
 from .._errors import InvalidRequestError
+from .._http import ApiKey
 from .._shipper import LLM_BLOCK_LIMIT, with_block_limit
 from .._types import UsageRecordResult
 from .._wire import COST_KEY
@@ -259,12 +260,14 @@ class LLM:
             rows = client.llm.reconcile(provider='openai', start='2026-12-01')
             short = [row for row in rows if row.below(0.99)]
         """
+        key = None if admin_key is None else ApiKey(admin_key)
+        del admin_key  # from here on only the redacted ApiKey, in locals too
         return reconcile(
             self._usage,
             provider=provider,
             start=start,
             end=end,
-            admin_key=admin_key,
+            admin_key=key,
             provider_base_url=provider_base_url,
             progress=progress,
         )

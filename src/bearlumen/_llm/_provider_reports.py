@@ -25,7 +25,7 @@ limit that outlasted the retries.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
 from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from .._errors import (
@@ -70,7 +70,7 @@ class ReportsClient(HttpCore):
     def __init__(
         self,
         provider: str,
-        admin_key: str,
+        admin_key: Union[str, ApiKey],
         base_url: str,
         *,
         sleep: Optional[Callable[[float], Any]] = None,

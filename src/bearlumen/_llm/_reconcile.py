@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .._errors import AuthenticationError, InvalidRequestError
-from .._http import HttpCore
+from .._http import ApiKey, HttpCore
 from ._provider_reports import (
     ADMIN_KEY_ENV,
     BASE_URL_ENV,
@@ -128,7 +128,7 @@ def reconcile(
     provider: str,
     start: Moment,
     end: Optional[Moment] = None,
-    admin_key: Optional[str] = None,
+    admin_key: Union[str, ApiKey, None] = None,
     provider_base_url: Optional[str] = None,
     progress: Optional[Progress] = None,
     sleep: Optional[Callable[[float], Any]] = None,
@@ -143,8 +143,9 @@ def reconcile(
             "reconcile reads events synchronously: call it on a bearlumen.Client", param="client"
         )
     first, stop = day_range(start, end)
-    admin_key = admin_key or os.environ.get(ADMIN_KEY_ENV[provider])
-    if not admin_key:
+    key = ApiKey(admin_key or os.environ.get(ADMIN_KEY_ENV[provider]) or "")
+    del admin_key  # from here on only the redacted ApiKey, in locals too
+    if not key:
         raise AuthenticationError(
             f"no admin key for {provider}'s usage reports: pass admin_key=... (--admin-key) or"
             f" set {ADMIN_KEY_ENV[provider]}",
@@ -153,7 +154,7 @@ def reconcile(
     base_url = (
         provider_base_url or os.environ.get(BASE_URL_ENV[provider]) or PUBLIC_BASE_URL[provider]
     )
-    reports = ReportsClient(provider, admin_key, base_url, sleep=sleep)
+    reports = ReportsClient(provider, key, base_url, sleep=sleep)
     try:
         reported = reports.report(first, stop, progress)
     finally:
