@@ -234,7 +234,6 @@ class Shipper:
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
         self._adopt_at_start = False  # set in a forked child with a spool
         self._flush_asked = False  # a flush marker waits: ship part-filled batches now
-        self._ack_lock = threading.Lock()  # the spool is told of answers by one thread at a time
         # The shipper's parts hold it weakly (through the byte holder and the queue itself):
         # a reference back would keep a dropped idle client alive until the garbage collector.
         self._outcomes = Outcomes(
@@ -250,7 +249,6 @@ class Shipper:
             delivery_timeout=self.delivery_timeout,
             sleep=self._sleep,
             spool=self._spool,
-            ack_lock=self._ack_lock,
             queued=functools.partial(_events_in, self.pending_events),
             max_queue_bytes=self.max_queue_bytes,
             hold_bytes=_byte_holder(weakref.ref(self)),
@@ -513,8 +511,7 @@ class Shipper:
             everything = not woken or flush_asked or self.state is not ShipperState.RUNNING
             try:
                 if self._spool is not None:
-                    with self._ack_lock:
-                        self._spool.sync()
+                    self._spool.sync()
                 self._drain(everything)
             except Exception:  # never let the worker die: log, and go on with the next batch
                 logger.exception("bearlumen: unexpected error in the usage shipper")

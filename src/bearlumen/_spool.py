@@ -105,6 +105,9 @@ class Spool:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._write_lock = threading.Lock()
+        # sync() (the worker) and acknowledge() (each sender's thread) count and trim segments:
+        # one thread at a time, apart from the write lock that record() takes.
+        self._trim_lock = threading.Lock()
         self._current: _Segment | None = None  # None: the disk is full, events stay in memory
         self._full: list[_Segment] = []  # sealed, still mapped: the worker closes them
         self._unsynced = False
@@ -267,6 +270,10 @@ class Spool:
 
     def sync(self) -> None:
         """Flush the mappings to disk and close full segments; called by the worker."""
+        with self._trim_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         if self._current is None and time.monotonic() >= self._retry_disk_at:
             self._retry_disk()
         with self._write_lock:
@@ -283,10 +290,11 @@ class Spool:
 
     def acknowledge(self, events: list[QueuedEvent]) -> None:
         """The server answered for these events: segments wholly answered can go."""
-        for event in events:
-            if len(event) > SEGMENT:  # kept in memory only when it has no segment
-                event[SEGMENT].acknowledged += 1
-        self._trim()
+        with self._trim_lock:
+            for event in events:
+                if len(event) > SEGMENT:  # kept in memory only when it has no segment
+                    event[SEGMENT].acknowledged += 1
+            self._trim()
 
     def _trim(self) -> None:
         for owner in list(self._owners):
