@@ -434,7 +434,9 @@ def _reserve(fd: int, size: int) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise
-    os.ftruncate(fd, size)  # a system or filesystem that cannot reserve: size it, as before
+    # A system or filesystem that cannot reserve blocks: the file is only sized, and a full
+    # disk there can still end in SIGBUS (the one case the reservation cannot rule out).
+    os.ftruncate(fd, size)
 
 
 def _read_file(path: str) -> bytes:
