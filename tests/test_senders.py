@@ -104,7 +104,7 @@ def test_drops_are_logged_at_once_then_at_most_every_few_seconds_with_their_coun
     clock = FakeClock()
     monkeypatch.setattr(bearlumen._outcomes, "monotonic", clock)
     outcomes = Outcomes(
-        on_error=None, forget_key=lambda event: None, spooled=False,
+        on_error=None, spooled=False,
         max_queue_size=10, max_queue_bytes=1000,
     )  # fmt: skip
     caplog.set_level(logging.WARNING, logger="bearlumen")

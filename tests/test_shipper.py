@@ -617,7 +617,7 @@ def test_a_batch_over_the_servers_body_limit_is_halved_until_it_fits(
 def test_caller_keys_are_remembered_across_a_generation_and_then_let_go(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bearlumen._shipper.RECENT_KEYS_REMEMBERED", 4)  # generations of 2
+    monkeypatch.setattr("bearlumen._outcomes.RECENT_KEYS_REMEMBERED", 4)  # generations of 2
     for key in ("k1", "k2", "k3"):
         assert client.usage.record("t", "m", 1, key)["recorded"] is True
     assert client.usage.record("t", "m", 1, "k1")["recorded"] is False  # the older generation

@@ -5,8 +5,12 @@ server or the encoder refused it), dropped (queue full, or client closed) or fai
 passed, shutdown, an answer that can never succeed, or an answer that does not confirm it).
 Producers, the worker and the senders all count here, each under `lock`. Drops, rejections and
 unconfirmed events are logged once per burst by the worker (or by a sender waiting to retry),
-never on the caller's thread; rejections and failures are handed to `on_error`. A rejected or
-failed event lets its key go (`forget_key`), so recording it again delivers it.
+never on the caller's thread; rejections and failures are handed to `on_error`.
+
+Duplicates are an outcome too, so the caller keys live here: a caller's idempotency key is
+claimed (`claim_key`) while its event is queued or in flight and stays claimed once recorded; a
+rejected, failed or dropped event lets its key go (`forget_key`), so recording it again
+delivers it.
 
 Between the queue and its outcome an event is in flight: the worker takes a batch off the queue
 and counts it `in_flight` under `lock` (`Flight`), and every outcome of an event in flight is
@@ -27,8 +31,9 @@ import time
 from typing import Any, Callable, List
 
 from ._clock import monotonic
+from ._constants import RECENT_KEYS_REMEMBERED
 from ._errors import BearLumenError
-from ._events import QueuedEvent, to_record_input
+from ._events import IDEMPOTENCY_KEY, QueuedEvent, to_record_input
 from ._types import UsageRecordInput
 
 logger = logging.getLogger("bearlumen")
@@ -58,13 +63,12 @@ class Flight:
 
 
 class Outcomes:
-    """The counters of one shipper, and the reports of what was not delivered."""
+    """The counters of one shipper, its caller keys, and the reports of what was not delivered."""
 
     def __init__(
         self,
         *,
         on_error: ErrorCallback | None,
-        forget_key: Callable[[QueuedEvent], None],
         spooled: bool,
         max_queue_size: int,
         max_queue_bytes: int,
@@ -76,7 +80,8 @@ class Outcomes:
         self._unconfirmed_unreported = 0
         self._first_unconfirmed: str | None = None
         self._on_error = on_error
-        self._forget_key = forget_key
+        self._recent_keys: dict[str, Any] = {}  # the newer generation of caller keys
+        self._older_keys: dict[str, Any] = {}
         self._spooled = spooled  # what fails stays in the spool: the log says so
         self._max_queue_size = max_queue_size  # named in the drop log
         self._max_queue_bytes = max_queue_bytes
@@ -89,9 +94,35 @@ class Outcomes:
         self.exiting = False  # the process is ending: the exit hook closed the client
         self._drops_logged_at: float | None = None  # when drops were last logged
 
-    def count_duplicate(self) -> None:
-        with self.lock:
-            self.counts["duplicate"] += 1
+    # -- caller keys (on the hot path: record() claims one per call with a caller's key) --------
+
+    def claim_key(self, key: str, event: QueuedEvent) -> bool:
+        """Claim a caller's idempotency key for `event`; False (and counted) for a duplicate.
+
+        A key is taken while its event is queued or in flight, and stays taken once the server
+        recorded it; when the event is rejected, failed or dropped the key is let go, so the
+        same event may be recorded again. setdefault is atomic: of two threads racing with one
+        key, exactly one wins.
+
+        The keys are remembered in two generations of dicts, the older dropped whole when the
+        newer is full: evicting one oldest key at a time makes `next(iter(keys))` walk the
+        dict's deleted slots, 49 µs a call once 100,000 keys were seen (benchmarks/RESULTS.md).
+        """
+        keys = self._recent_keys
+        if key in self._older_keys or keys.setdefault(key, event) is not event:
+            with self.lock:
+                self.counts["duplicate"] += 1
+            return False
+        if len(keys) >= RECENT_KEYS_REMEMBERED // 2:
+            self._older_keys, self._recent_keys = keys, {}
+        return True
+
+    def forget_key(self, event: QueuedEvent) -> None:
+        """The event was not delivered after all: a retry with its key must not be a "duplicate"."""
+        key = event[IDEMPOTENCY_KEY]
+        for keys in (self._recent_keys, self._older_keys):
+            if keys.get(key) is event:
+                keys.pop(key, None)
 
     def count_drop(self, *, after_close: bool = False) -> None:
         with self.lock:
@@ -225,7 +256,7 @@ class Outcomes:
             if self._first_rejection is None:
                 self._first_rejection = exc.message
         for event in events:
-            self._forget_key(event)
+            self.forget_key(event)
         self._call_on_error(events, exc)
 
     def fail_unconfirmed(
@@ -258,7 +289,7 @@ class Outcomes:
         """Failed events (already counted): their keys go, the log says so once an outage,
         on_error gets them."""
         for event in events:
-            self._forget_key(event)
+            self.forget_key(event)
         if log and not self._failing:
             self._failing = True
             logger.error(

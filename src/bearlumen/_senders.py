@@ -55,7 +55,6 @@ class Senders:
         delivery_timeout: float,
         sleep: Callable[[float], Any] | None,
         spool: Spool | None,
-        ack_lock: threading.Lock,
         queued: Callable[[], int],
         max_queue_bytes: int,
         hold_bytes: Callable[[int], int],
@@ -67,7 +66,6 @@ class Senders:
         # Waits between retries end early when close() gives up; tests inject their own sleep.
         self._sleep = sleep
         self._spool = spool
-        self._ack_lock = ack_lock  # the spool is told of answers by one thread at a time
         self._queued = queued  # events still in the shipper's queue, for the outage's log line
         # A batch in flight holds its events and its request body, counted against
         # max_queue_bytes by `hold_bytes` from the shipper until it lands.
@@ -284,8 +282,7 @@ class Senders:
             answered = confirmed
             if results.rejected:  # rejected ones too: a retry cannot help them
                 answered = [*confirmed, *(events[n] for n, _ in results.rejected)]
-            with self._ack_lock:
-                self._spool.acknowledge(answered)
+            self._spool.acknowledge(answered)
         if results.unconfirmed:
             unconfirmed = [events[n] for n in results.unconfirmed]
             self._outcomes.fail_unconfirmed(unconfirmed, results.problem or "unknown", flight)

@@ -12,9 +12,9 @@ of an attempt count. What became of each event is counted, logged once per burst
 marker to the senders, which complete it once the batches ahead of it are delivered or failed
 for good, so flush cannot return early, and needs no count that producers would have to update.
 
-Duplicates: a caller's idempotency key is claimed (`claim_key`) while its event is queued or in
-flight and stays claimed once recorded; a rejected, failed or dropped event lets its key go, so
-recording it again delivers it. Outages are logged at their first failed attempt (or once an
+Duplicates: a caller's idempotency key is claimed while its event is queued or in flight and let
+go when it is rejected, failed or dropped; the keys belong to `Outcomes` (`claim_key`), which
+decides what became of each event. Outages are logged at their first failed attempt (or once an
 attempt has gone unanswered for a few seconds: the senders' watch) and at their end, once each.
 close() gives up what is still queued or in flight when its wait ends: counted failed, handed to
 on_error, never counted again (`Outcomes.abandon_flights`). How the queue is delivered however
@@ -48,12 +48,10 @@ from ._constants import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_BATCH_SIZE,
     MAX_IN_FLIGHT,
-    RECENT_KEYS_REMEMBERED,
 )
 from ._errors import BearLumenError, InvalidRequestError
 from ._events import (
     EVENT_BYTES,
-    IDEMPOTENCY_KEY,
     METADATA,
     QueuedEvent,
     SizedMetadata,
@@ -221,8 +219,6 @@ class Shipper:
         # by a thread switch in CPython >= 3.10; on 3.9 a rare lost update is healed whenever
         # the worker wakes to nothing queued or in flight.
         self.queued_bytes = 0
-        self.recent_keys: dict[str, Any] = {}  # the newer generation of caller keys
-        self._older_keys: dict[str, Any] = {}
         self.state = ShipperState.IDLE
         self._wake = threading.Event()
         self._lifecycle_lock = threading.Lock()
@@ -238,12 +234,10 @@ class Shipper:
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
         self._adopt_at_start = False  # set in a forked child with a spool
         self._flush_asked = False  # a flush marker waits: ship part-filled batches now
-        self._ack_lock = threading.Lock()  # the spool is told of answers by one thread at a time
-        # The shipper's parts hold it weakly (through the key forgetter and the queue itself):
+        # The shipper's parts hold it weakly (through the byte holder and the queue itself):
         # a reference back would keep a dropped idle client alive until the garbage collector.
         self._outcomes = Outcomes(
             on_error=self.on_error,
-            forget_key=_key_forgetter(weakref.ref(self)),
             spooled=self._spool is not None,
             max_queue_size=self.max_queue_size,
             max_queue_bytes=self.max_queue_bytes,
@@ -255,33 +249,15 @@ class Shipper:
             delivery_timeout=self.delivery_timeout,
             sleep=self._sleep,
             spool=self._spool,
-            ack_lock=self._ack_lock,
             queued=functools.partial(_events_in, self.pending_events),
             max_queue_bytes=self.max_queue_bytes,
             hold_bytes=_byte_holder(weakref.ref(self)),
         )
+        # record() claims a caller's key here, on the hot path: the outcomes' own method, bound
+        # once, so that the call costs no more than a method of the shipper's.
+        self.claim_key: Callable[[str, QueuedEvent], bool] = self._outcomes.claim_key
 
     # -- producers (callers' threads) ------------------------------------------------------
-
-    def claim_key(self, key: str, event: QueuedEvent) -> bool:
-        """Claim a caller's idempotency key for `event`; False (and counted) for a duplicate.
-
-        A key is taken while its event is queued or in flight, and stays taken once the server
-        recorded it; when the event is rejected, failed or dropped the key is let go, so the
-        same event may be recorded again. setdefault is atomic: of two threads racing with one
-        key, exactly one wins.
-
-        The keys are remembered in two generations of dicts, the older dropped whole when the
-        newer is full: evicting one oldest key at a time makes `next(iter(keys))` walk the
-        dict's deleted slots, 49 µs a call once 100,000 keys were seen (benchmarks/RESULTS.md).
-        """
-        keys = self.recent_keys
-        if key in self._older_keys or keys.setdefault(key, event) is not event:
-            self._outcomes.count_duplicate()
-            return False
-        if len(keys) >= RECENT_KEYS_REMEMBERED // 2:
-            self._older_keys, self.recent_keys = keys, {}
-        return True
 
     def enqueue(self, event: QueuedEvent) -> bool:
         """Queue one event; False when it was dropped (queue full, or client closed)."""
@@ -292,11 +268,11 @@ class Shipper:
             len(pending) >= self.max_queue_size
             or (self.queued_bytes + size > self.max_queue_bytes and self.queued_bytes > 0)
         ) and not self._wait_for_space(size):
-            self._forget_key(event)
+            self._outcomes.forget_key(event)
             return False
         if not self._accepting and not self._start_worker():
             self._outcomes.count_drop(after_close=True)
-            self._forget_key(event)
+            self._outcomes.forget_key(event)
             self._outcomes.log_drop_after_close()
             return False
         if self._spool is not None:
@@ -311,15 +287,8 @@ class Shipper:
         try:
             return self._spool.append(event)  # type: ignore[union-attr]
         except BaseException:
-            self._forget_key(event)
+            self._outcomes.forget_key(event)
             raise
-
-    def _forget_key(self, event: QueuedEvent) -> None:
-        """The event was not delivered after all: a retry with its key must not be a "duplicate"."""
-        key = event[IDEMPOTENCY_KEY]
-        for keys in (self.recent_keys, self._older_keys):
-            if keys.get(key) is event:
-                keys.pop(key, None)
 
     def _is_full(self, size: int) -> bool:
         """No room for an event of `size` bytes (an empty queue takes any one event)."""
@@ -542,8 +511,7 @@ class Shipper:
             everything = not woken or flush_asked or self.state is not ShipperState.RUNNING
             try:
                 if self._spool is not None:
-                    with self._ack_lock:
-                        self._spool.sync()
+                    self._spool.sync()
                 self._drain(everything)
             except Exception:  # never let the worker die: log, and go on with the next batch
                 logger.exception("bearlumen: unexpected error in the usage shipper")
@@ -665,22 +633,10 @@ def _events_in(pending: Deque[Union[QueuedEvent, _FlushRequest]]) -> int:
     return sum(1 for item in list(pending) if type(item) is not _FlushRequest)
 
 
-def _key_forgetter(shipper_ref: weakref.ref[Shipper]) -> Callable[[QueuedEvent], None]:
-    """`Shipper._forget_key` for the outcomes, which let go of the keys of events rejected or
-    given up on; through a weak reference, as the outcomes live inside the shipper."""
-
-    def forget_key(event: QueuedEvent) -> None:
-        shipper = shipper_ref()
-        if shipper is not None:
-            shipper._forget_key(event)
-
-    return forget_key
-
-
 def _byte_holder(shipper_ref: weakref.ref[Shipper]) -> Callable[[int], int]:
     """How the senders count a batch in flight against max_queue_bytes: `hold_bytes(n)` adds n
     (the body of a batch about to go out) or takes it away (a batch that landed), wakes the
-    producers waiting for room, and returns what is held now. Weakly, as `_key_forgetter`."""
+    producers waiting for room, and returns what is held now. Weakly: see `Shipper._reset`."""
 
     def hold_bytes(delta: int) -> int:
         shipper = shipper_ref()

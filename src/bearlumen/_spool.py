@@ -106,6 +106,9 @@ class Spool:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._write_lock = threading.Lock()
+        # sync() (the worker) and acknowledge() (each sender's thread) count and trim segments:
+        # one thread at a time, apart from the write lock that record() takes.
+        self._trim_lock = threading.Lock()
         self._current: _Segment | None = None  # None: the disk is full, events stay in memory
         self._full: list[_Segment] = []  # sealed, still mapped: the worker closes them
         self._unsynced = False
@@ -268,6 +271,10 @@ class Spool:
 
     def sync(self) -> None:
         """Flush the mappings to disk and close full segments; called by the worker."""
+        with self._trim_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         if self._current is None and time.monotonic() >= self._retry_disk_at:
             self._retry_disk()
         with self._write_lock:
@@ -284,10 +291,11 @@ class Spool:
 
     def acknowledge(self, events: list[QueuedEvent]) -> None:
         """The server answered for these events: segments wholly answered can go."""
-        for event in events:
-            if len(event) > SEGMENT:  # kept in memory only when it has no segment
-                event[SEGMENT].acknowledged += 1
-        self._trim()
+        with self._trim_lock:
+            for event in events:
+                if len(event) > SEGMENT:  # kept in memory only when it has no segment
+                    event[SEGMENT].acknowledged += 1
+            self._trim()
 
     def _trim(self) -> None:
         for owner in list(self._owners):
@@ -427,7 +435,9 @@ def _reserve(fd: int, size: int) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise
-    os.ftruncate(fd, size)  # a system or filesystem that cannot reserve: size it, as before
+    # A system or filesystem that cannot reserve blocks: the file is only sized, and a full
+    # disk there can still end in SIGBUS (the one case the reservation cannot rule out).
+    os.ftruncate(fd, size)
 
 
 def _read_file(path: str) -> bytes:
