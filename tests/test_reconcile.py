@@ -28,7 +28,11 @@ from bearlumen.testing import FakeLLMProvider, LocalServer
 from .conftest import RecordingSleep
 
 MESSAGES = [{"role": "user", "content": "Summarise the open tickets."}]
-TODAY = datetime.now(timezone.utc).date().isoformat()
+
+
+def today() -> str:
+    """The UTC day now, read when a test needs it (a run may cross midnight UTC)."""
+    return datetime.now(timezone.utc).date().isoformat()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def reconciled(
     client.flush(timeout=10)
     base_url = fake.openai_base_url if provider == "openai" else fake.anthropic_base_url
     admin_key = OPENAI_ADMIN_KEY if provider == "openai" else ANTHROPIC_ADMIN_KEY
-    options.setdefault("start", TODAY)
+    options.setdefault("start", today())
     options.setdefault("admin_key", admin_key)
     return client.llm.reconcile(provider=provider, provider_base_url=base_url, **options)
 
@@ -89,7 +93,7 @@ def cli(server: LocalServer, api_key: str, fake: FakeLLMProvider, *args: str) ->
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         status = main(
-            ["reconcile", "--provider", "openai", "--start", TODAY, "--json",
+            ["reconcile", "--provider", "openai", "--start", today(), "--json",
              "--provider-base-url", fake.openai_base_url, "--base-url", server.base_url,
              "--api-key", api_key, *args]
         )  # fmt: skip
@@ -125,7 +129,7 @@ def test_every_call_instrumented_covers_every_row_fully(
         assert row.coverage == row.token_coverage == row.cost_coverage == 1.0
         assert row.drift_usd == 0.0 and row.unpriced_events == 0
         assert row.provider_cost_usd and row.provider_cost_usd > 0
-        assert row.day == TODAY and row.partial_day
+        assert row.day == today() and row.partial_day
         assert not row.below(0.99)
 
 
@@ -260,7 +264,7 @@ def test_a_429_from_a_report_is_retried_after_its_retry_after(
     reports.rate_limit_next(retry_after=7)
 
     rows = _reconcile.reconcile(
-        client.usage, provider="openai", start=TODAY, admin_key=OPENAI_ADMIN_KEY,
+        client.usage, provider="openai", start=today(), admin_key=OPENAI_ADMIN_KEY,
         provider_base_url=fake.openai_base_url, sleep=recording_sleep,
     )  # fmt: skip
     assert [r.coverage for r in rows] == [1.0]
@@ -269,7 +273,7 @@ def test_a_429_from_a_report_is_retried_after_its_retry_after(
     reports.rate_limit_next(retry_after=1, times=10)  # more than the retries
     with pytest.raises(bearlumen.RateLimitError, match="Still rate limited after the retries"):
         _reconcile.reconcile(
-            client.usage, provider="openai", start=TODAY, admin_key=OPENAI_ADMIN_KEY,
+            client.usage, provider="openai", start=today(), admin_key=OPENAI_ADMIN_KEY,
             provider_base_url=fake.openai_base_url, sleep=recording_sleep,
         )  # fmt: skip
 
@@ -315,7 +319,7 @@ def test_keys_and_urls_come_from_the_environment_by_default(
     ):  # fmt: skip
         monkeypatch.setenv(name, value)
 
-    assert main(["reconcile", "--provider", "openai", "--start", TODAY, "--plain"]) == 0
+    assert main(["reconcile", "--provider", "openai", "--start", today(), "--plain"]) == 0
     out = capsys.readouterr().out
     assert "gpt-4o" in out and "100.0%" in out and "partial day" in out
     assert "Every day x model with spend is metered to 99.0%." in out
@@ -329,7 +333,7 @@ def test_a_range_the_provider_does_not_serve_is_explained(
         reconciled(client, fake, start=tomorrow)
     assert raised.value.param == "start"
     with pytest.raises(bearlumen.InvalidRequestError, match="end: must be after start"):
-        reconciled(client, fake, start=TODAY, end=TODAY)
+        reconciled(client, fake, start=today(), end=today())
     # What the provider itself refuses is said as its refusal of the range.
     from bearlumen._llm._provider_reports import ReportsClient
 
@@ -351,7 +355,7 @@ def test_a_past_day_is_whole_and_today_is_partial(
 
     rows = reconciled(client, fake, start=yesterday)
     assert [(r.day, r.partial_day, r.coverage) for r in rows] == [
-        (yesterday, False, 0.0), (TODAY, True, 1.0)
+        (yesterday, False, 0.0), (today(), True, 1.0)
     ]  # fmt: skip
 
 
