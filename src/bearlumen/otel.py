@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 from opentelemetry import baggage
 from opentelemetry.sdk.trace import SpanProcessor
 
-from ._llm._context import Attribution, current_attribution, merged, metered_call
+from ._llm._context import (
+    Attribution,
+    current_attribution,
+    merged,
+    metered_call,
+    span_bridges,
+)
 from ._llm._providers import from_host, from_name
 from ._llm._usage import (
     ANTHROPIC,
@@ -120,6 +126,8 @@ class UsageSpanProcessor(SpanProcessor):
         self._llm = client.llm
         self._open_spans: dict[int, Attribution] = {}
         self._lock = threading.Lock()
+        if not span_bridges:
+            span_bridges.append(True)  # instrument()'s calls now say they are metered
 
     def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
         try:
