@@ -116,3 +116,38 @@ def test_a_self_hosted_server_is_the_openai_api_and_unpriced_for_a_model_openai_
     assert (metadata["provider"], metadata["platform"]) == ("openai", None)
     assert metadata["priced"] is False
     assert "provider_cost_usd" not in metadata
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openrouters_own_usage_cost_is_the_price_and_says_so(
+    client: bearlumen.Client, fake: FakeLLMProvider, stream: bool
+) -> None:
+    """OpenRouter states what it billed (`usage.cost`, in USD): that is the price, not the list
+    price of the model, and `price_source` says where it came from."""
+    headers = {"X-Fake-Usage": "cost_usd=0.00123"}
+    with vendor_client(client, fake, "https://openrouter.ai/api/v1") as sdk:
+        answer = sdk.chat.completions.create(
+            model="openai/gpt-4o", messages=MESSAGES, stream=stream, extra_headers=headers
+        )
+        for _ in answer if stream else ():
+            pass
+    metadata = the_event(client)["metadata"]
+    assert (metadata["platform"], metadata["stream"]) == ("openrouter", stream)
+    assert metadata["provider_cost_usd"] == 0.00123
+    assert metadata["price_source"] == "openrouter usage.cost"
+    assert metadata["input_tokens"] == 1000
+
+
+def test_a_usage_cost_from_another_vendor_is_not_taken_for_the_price(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    """Only OpenRouter's `cost` is known to be what the vendor billed."""
+    with vendor_client(client, fake, "https://api.groq.com/openai/v1") as sdk:
+        sdk.chat.completions.create(
+            model="llama-3.3-70b-versatile",
+            messages=MESSAGES,
+            extra_headers={"X-Fake-Usage": "cost_usd=9.5"},
+        )
+    metadata = the_event(client)["metadata"]
+    assert metadata["price_source"].startswith("genai-prices")
+    assert metadata["provider_cost_usd"] != 9.5

@@ -127,3 +127,23 @@ def test_a_streamed_run_without_usage_is_recorded_partial_and_unpriced(
     assert event["idempotencyKey"].startswith("openai:langchain-run-")
     assert event["metadata"]["partial"] is True
     assert event["metadata"]["priced"] is False
+
+
+def test_instrumenting_chat_openais_root_client_meters_each_call_once(
+    client: bearlumen.Client, fake: FakeLLMProvider
+) -> None:
+    """ChatOpenAI calls `with_raw_response.create` on its `root_client`, which `instrument()`
+    meters, streamed or not. With the handler too, an invoked call is still one event (both give
+    it the provider's id); a streamed run carries no provider id, so use one or the other."""
+    chat = chat_openai(fake, stream_usage=True)
+    client.llm.instrument(chat.root_client)
+    invoked = chat.invoke("hi", config={"callbacks": [UsageCallbackHandler(client)]})
+    chunks = list(chat.stream("hi"))
+    assert "".join(str(chunk.content) for chunk in chunks) == fake.text
+    assert client.llm.capture_errors == 0
+    events = stored(client)
+    first, second = sorted(events, key=lambda event: event["metadata"]["stream"])
+    assert first["idempotencyKey"] == f"openai:{invoked.response_metadata['id']}"
+    assert second["idempotencyKey"].startswith("openai:chatcmpl-")
+    for event, stream in ((first, False), (second, True)):
+        assert event["metadata"] == {**event["metadata"], **COUNTS, "stream": stream}

@@ -478,3 +478,29 @@ def test_one_call_seen_by_instrument_the_otel_bridge_and_record_is_stored_once(
         assert other.flush(timeout=30)["complete"]
     event = the_event(client)
     assert event["idempotencyKey"] == f"openai:{completion.id}"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_span_of_a_call_instrument_meters_is_left_to_instrument(
+    client: bearlumen.Client, openai_v2: None, fake_llm_provider: Any, stream: bool
+) -> None:
+    """The official instrumentation wraps the SDK inside `instrument()`'s wrapper, so its span
+    ends first; it does not report cache reads. The bridge leaves that call to `instrument()`,
+    whose event has them."""
+    openai = pytest.importorskip("openai")
+    fake_llm_provider.configure(input_tokens=1200, output_tokens=300, cache_read_tokens=200)
+    sdk = client.llm.instrument(
+        openai.OpenAI(api_key="sk-fake", base_url=fake_llm_provider.openai_base_url)
+    )
+    try:
+        with sdk:
+            answer = sdk.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=stream
+            )
+            for _ in answer if stream else ():
+                pass
+    finally:
+        fake_llm_provider.configure(cache_read_tokens=0)  # the fake is shared by the module
+    event = the_event(client)
+    assert event["metadata"]["cache_read_tokens"] == 200
+    assert event["metadata"]["input_tokens"] == 1200

@@ -24,8 +24,10 @@ prompt-filter chunk, whose `id` and `model` are empty.
 What was served is echoed from the request: OpenAI's `service_tier` (`auto` served as
 `default`), Anthropic's `service_tier` (`standard` unless the request says `batch`), `speed` and
 `inference_geo`, in the usage as Anthropic reports them. `web_search_requests` (a usage
-setting) is reported as Anthropic's `server_tool_use`. `omit_usage=True` answers `usage: null`;
-`repeat_ids=True` gives every answer the same id, as some proxies do.
+setting) is reported as Anthropic's `server_tool_use`; `cost_usd` (a usage setting, or
+`cost_usd=0.0042` in the header) as OpenRouter's `usage.cost` in chat-completions answers.
+`omit_usage=True` answers `usage: null`; `repeat_ids=True` gives every answer the same id, as
+some proxies do.
 
 A request asking for structured output (chat completions' `response_format`, the Responses
 API's `text.format`, as `parse()` sends them) is answered with JSON text: an instance of the
@@ -68,12 +70,14 @@ class FakeUsage:
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0  # of cache_write_tokens: Anthropic's 1-hour cache writes
     web_search_requests: int = 0  # Anthropic's server_tool_use
+    cost_usd: Optional[float] = None  # OpenRouter's own price of the call, in its `usage.cost`
 
     def replace(self, header: Optional[str]) -> FakeUsage:
         if not header:
             return self
-        values = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-        return dataclasses.replace(self, **{k.strip(): int(v) for k, v in values.items()})
+        pairs = (part.split("=", 1) for part in header.split(",") if "=" in part)
+        values: dict[str, Any] = {k.strip(): float(v) if "." in v else int(v) for k, v in pairs}
+        return dataclasses.replace(self, **values)
 
 
 class FakeLLMProvider:
@@ -94,6 +98,7 @@ class FakeLLMProvider:
         reasoning_tokens: int = 0,
         cache_write_1h_tokens: int = 0,
         web_search_requests: int = 0,
+        cost_usd: Optional[float] = None,
         text: str = "Hello from the fake provider.",
         chunks: int = 5,
         reject_stream_options: bool = False,
@@ -108,6 +113,7 @@ class FakeLLMProvider:
             reasoning_tokens,
             cache_write_1h_tokens,
             web_search_requests,
+            cost_usd,
         )
         self.text = text
         self.chunks = chunks
@@ -187,13 +193,16 @@ def _openai_chat_usage(u: FakeUsage) -> dict[str, Any]:
     prompt_details: dict[str, Any] = {"cached_tokens": u.cache_read_tokens, "audio_tokens": 0}
     if u.cache_write_tokens:
         prompt_details["cache_write_tokens"] = u.cache_write_tokens
-    return {
+    usage = {
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
         "total_tokens": u.input_tokens + u.output_tokens,
         "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens, "audio_tokens": 0},
     }
+    if u.cost_usd is not None:
+        usage["cost"] = u.cost_usd  # OpenRouter's: what it billed for the call, in USD
+    return usage
 
 
 def _openai_responses_usage(u: FakeUsage) -> dict[str, Any]:

@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 from opentelemetry import baggage
 from opentelemetry.sdk.trace import SpanProcessor
 
-from ._llm._context import Attribution, current_attribution, merged
+from ._llm._context import (
+    Attribution,
+    current_attribution,
+    merged,
+    metered_call,
+    span_bridges,
+)
 from ._llm._providers import from_host, from_name
 from ._llm._usage import (
     ANTHROPIC,
@@ -101,6 +107,7 @@ _ATTRIBUTION = ("end_user_id", "subscription_id", "agent_id", "workflow_id")
 _BAGGAGE = tuple((f"bearlumen.{name}", name) for name in _ATTRIBUTION)
 # Attribution remembered from on_start to on_end; a span never ended must not leak it forever.
 _MAX_OPEN_SPANS = 10_000
+_LEFT_TO_INSTRUMENT: Attribution = {"left to": "instrument()"}  # by identity: not recorded
 
 
 class UsageSpanProcessor(SpanProcessor):
@@ -119,15 +126,23 @@ class UsageSpanProcessor(SpanProcessor):
         self._llm = client.llm
         self._open_spans: dict[int, Attribution] = {}
         self._lock = threading.Lock()
+        if not span_bridges:
+            span_bridges.append(True)  # instrument()'s calls now say they are metered
 
     def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
         try:
-            attribution = current_attribution.get()
-            carried = baggage.get_all(parent_context)  # the current context's when None
-            if carried:
-                attribution = _with_baggage(attribution, carried)
-            if not attribution:
-                return
+            if metered_call.get():
+                # A span of a call instrument() meters (an instrumentation wrapping the SDK
+                # inside instrument()'s wrapper): instrument() records it, with the provider's
+                # own counts, which the span may lack (openai-v2 has no cache reads).
+                attribution = _LEFT_TO_INSTRUMENT
+            else:
+                attribution = current_attribution.get()
+                carried = baggage.get_all(parent_context)  # the current context's when None
+                if carried:
+                    attribution = _with_baggage(attribution, carried)
+                if not attribution:
+                    return
             span_id = span.context.span_id
             with self._lock:
                 if len(self._open_spans) >= _MAX_OPEN_SPANS:
@@ -143,6 +158,8 @@ class UsageSpanProcessor(SpanProcessor):
             if self._open_spans:
                 with self._lock:
                     attribution = self._open_spans.pop(context.span_id, attribution)
+                if attribution is _LEFT_TO_INSTRUMENT:
+                    return
             attributes = span.attributes
             if not attributes:
                 return

@@ -14,6 +14,7 @@ module per provider.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -53,6 +54,7 @@ logger = logging.getLogger("bearlumen")
 ProviderClient = TypeVar("ProviderClient")
 _MARK = "_bearlumen_llm"  # set on an instrumented provider client
 _LOG_EVERY = 60.0  # seconds between two reports of failed captures
+_SEEN_ELSEWHERE = 4096  # keys recorded by another path, remembered for instrument()'s capture
 
 
 class LLM:
@@ -74,6 +76,9 @@ class LLM:
         self.capture_errors = 0
         """LLM calls whose capture failed (the exception swallowed, the event lost)."""
         self.repeated_response_ids = 0
+        # Keys first recorded by the LangChain handler, the OTel bridge or record(): when
+        # instrument()'s capture of the same call comes after, it is that call, not a repeat.
+        self._seen_elsewhere: dict[str, None] = {}
         """Calls whose response id an earlier call of this process already had (a provider or a
         proxy repeating ids): each recorded under a key of its own, `provider:id:<unique>`."""
 
@@ -322,11 +327,30 @@ class LLM:
                 caller_metadata = dict(caller_metadata)
                 caller_metadata["caller_" + COST_KEY] = caller_metadata.pop(COST_KEY)
             metadata = {**caller_metadata, **metadata}
+        if not distinct:
+            # Remembered before it is recorded: instrument()'s capture of the call may run on
+            # its own thread at the same moment.
+            self._remember_elsewhere(key)
+            result = self._record(key, usage, attribution, metadata)
+            if not result["recorded"]:
+                self._seen_elsewhere.pop(key, None)  # recorded before: not by this path
+            return result
         result = self._record(key, usage, attribution, metadata)
-        if distinct and not result["recorded"] and not result.get("dropped"):
+        if not result["recorded"] and not result.get("dropped"):
+            if self._seen_elsewhere.pop(key, 0) is None:
+                return result  # the same call, recorded first by another path
             self._repeated(key)
             result = self._record(f"{key}:{_ids.event_keys.next()}", usage, attribution, metadata)
         return result
+
+    def _remember_elsewhere(self, key: str) -> None:
+        seen = self._seen_elsewhere
+        seen[key] = None
+        if len(seen) > _SEEN_ELSEWHERE:
+            # The oldest (its instrument() capture long done); another thread changing it
+            # meanwhile leaves the trim to the next key.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del seen[next(iter(seen))]
 
     def _record(
         self, key: str, usage: TokenUsage, attribution: Attribution, metadata: Dict[str, Any]

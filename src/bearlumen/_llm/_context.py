@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from .._validation import check_event, metadata_snapshot
 
@@ -20,6 +20,40 @@ _NONE: Attribution = {}
 current_attribution: ContextVar[Attribution] = ContextVar(
     "bearlumen_llm_attribution", default=_NONE
 )
+
+# True while a call `instrument()` meters runs: the OpenTelemetry bridge leaves the spans that
+# start inside it to `instrument()`, whose counts are the provider's own (cache reads too).
+# Set only once a bridge exists (`span_bridges`, appended to by UsageSpanProcessor): without
+# one, a call pays a truth test, not the variable's set and reset.
+metered_call: ContextVar[bool] = ContextVar("bearlumen_metered_call", default=False)
+span_bridges: list[object] = []
+
+
+def marked(call: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """`call`, run with `metered_call` True while an OpenTelemetry bridge exists."""
+    if is_async:
+
+        async def marked_async(*args: Any, **kwargs: Any) -> Any:
+            if not span_bridges:
+                return await call(*args, **kwargs)
+            token = metered_call.set(True)
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                metered_call.reset(token)
+
+        return marked_async
+
+    def marked_sync(*args: Any, **kwargs: Any) -> Any:
+        if not span_bridges:
+            return call(*args, **kwargs)
+        token = metered_call.set(True)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            metered_call.reset(token)
+
+    return marked_sync
 
 
 def check(

@@ -109,7 +109,14 @@ async def _awatched(
 
 def watch(stream: Any, capture: StreamCapture, observe: Observer) -> None:
     """Make a stream (openai.Stream / AsyncStream, anthropic.Stream / AsyncStream) report its
-    usage: the iterator its __iter__ / __aiter__ reads from is watched, its close finishes."""
+    usage: the iterator its __iter__ / __aiter__ reads from is watched, its close finishes.
+    A tracer's wrapper around the SDK's stream (OpenTelemetry's openai-v2 keeps it in
+    `.stream` and passes attribute reads through, not writes) is looked into."""
+    for _ in range(3):
+        held = getattr(stream, "__dict__", {})
+        if "_iterator" in held or "stream" not in held:
+            break
+        stream = held["stream"]
     inner = stream._iterator  # the generator its __iter__ and __next__ read from
     original_close = stream.close
     if hasattr(inner, "__anext__"):

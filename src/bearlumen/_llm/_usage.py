@@ -18,9 +18,11 @@ pricer prices them when genai-prices has that variant, and says the event is unp
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-from ._pricing import Pricer
+from ._pricing import Pricer, Unpriced
+
+Quote = Tuple[Optional[float], Optional[str], Optional[Unpriced]]
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -45,6 +47,7 @@ class TokenUsage:
         "platform",
         "provider",
         "reasoning",
+        "reported_cost",
         "response_id",
         "speed",
         "stream",
@@ -84,6 +87,9 @@ class TokenUsage:
         self.web_searches = 0  # server-side web searches, billed per search
         # Why the call carries no usage (None when it does): nothing to price, never "$0".
         self.no_usage: Optional[str] = None
+        # What the vendor itself billed, in USD, where its answer says (OpenRouter's
+        # `usage.cost`): the price when the call was billed by that vendor.
+        self.reported_cost: Optional[float] = None
 
     def price_context(self) -> tuple[tuple[str, str], ...]:
         """What was served beyond the standard rate, as genai-prices' price context (its
@@ -108,8 +114,13 @@ class TokenUsage:
             not self.partial or self.input_tokens or self.output_tokens
         )
         context = self.price_context() if self.tier or self.speed or self.geo else ()
-        cost, source, unpriced = (
-            pricer.quote(
+        reported = self.reported_cost
+        vendor = _REPORTED_COST_SOURCES.get(self.platform or "") if reported is not None else None
+        if vendor is not None and knows_tokens:
+            # The vendor's own figure for what it billed: its price, whatever the model's list.
+            quote: Quote = (reported, vendor, None)
+        elif self.model and knows_tokens:
+            quote = pricer.quote(
                 self.platform or self.provider,  # who bills the call sets its price
                 self.model,
                 self.input_tokens,
@@ -120,9 +131,9 @@ class TokenUsage:
                 self.web_searches,
                 context,
             )
-            if self.model and knows_tokens
-            else (None, pricer.source, None)
-        )
+        else:
+            quote = (None, pricer.source, None)
+        cost, source, unpriced = quote
         metadata: dict[str, Any] = {
             "provider": self.provider,
             "platform": self.platform,
@@ -162,6 +173,8 @@ class TokenUsage:
 # so) and Anthropic's "standard". Regions that are not a residency premium: Anthropic's.
 _STANDARD_TIERS = frozenset({"default", "auto", "standard"})
 _GLOBAL_GEOS = frozenset({"global", "not_available"})
+# Vendors whose answer states what they billed, and the `price_source` that then says so.
+_REPORTED_COST_SOURCES = {"openrouter": "openrouter usage.cost"}
 NO_USAGE = "the response carried no usage"
 
 
@@ -220,6 +233,9 @@ def openai_usage(
     )
     if type(tier) is str:
         counted.tier = tier
+    cost = field(usage, "cost")  # OpenRouter's price of the call (other vendors send none)
+    if type(cost) in (float, int) and cost >= 0:
+        counted.reported_cost = float(cost)
     return counted
 
 

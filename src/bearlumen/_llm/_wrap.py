@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ._context import Attribution, current_attribution
+from ._context import Attribution, current_attribution, marked
 from ._streams import Observer, StreamCapture, UsageReader, watch
 from ._usage import TokenUsage
 
@@ -174,6 +174,7 @@ def wrap(call: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
 
     The common call (a response, no raw-response header) takes a fast path that only queues
     the result for the capture thread: every step here is paid on the caller's thread."""
+    wrapped, call = call, marked(call, meter.is_async)  # for the OTel bridge (`metered_call`)
     prepare, returned, llm = meter.prepare, meter.returned, meter.llm
     read, platform, distinct = meter.read, meter.platform, meter.distinct
     get_attribution = current_attribution.get
@@ -192,7 +193,7 @@ def wrap(call: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
                 llm._capture_failed(exc)
             return result
 
-        return functools.wraps(call)(instrumented_async)
+        return functools.wraps(wrapped)(instrumented_async)
 
     def instrumented(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("stream") is True or "extra_headers" in kwargs:
@@ -207,7 +208,7 @@ def wrap(call: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
             llm._capture_failed(exc)
         return result
 
-    return functools.wraps(call)(instrumented)
+    return functools.wraps(wrapped)(instrumented)
 
 
 def wrap_stream_helper(helper: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
