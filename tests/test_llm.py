@@ -24,6 +24,8 @@ from bearlumen._llm import _pricing
 from bearlumen._llm._wrap import NOT_ASKED
 from bearlumen.testing import FakeLLMProvider
 
+from .conftest import collect_what_a_test_dropped_on_purpose
+
 USAGE = {
     "input_tokens": 1200,
     "output_tokens": 300,
@@ -320,6 +322,7 @@ def test_openai_stream_abandoned_halfway_and_closed_records_a_partial_event(
     assert event["metadata"]["input_tokens"] == 0
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the dropped stream's socket: the case
 def test_anthropic_stream_abandoned_halfway_records_what_message_start_told(
     client: bearlumen.Client, claude: anthropic.Anthropic
 ) -> None:
@@ -335,6 +338,7 @@ def test_anthropic_stream_abandoned_halfway_records_what_message_start_told(
     assert metadata["input_tokens"] == 1200
     assert metadata["cache_read_tokens"] == 200
     assert metadata["priced"] is True  # what is known is priced
+    collect_what_a_test_dropped_on_purpose()
 
 
 # -- attribution -------------------------------------------------------------------------------
@@ -678,6 +682,7 @@ def test_an_async_stream_dropped_halfway_is_recorded_when_collected(
     assert event["idempotencyKey"] == f"anthropic:{message_id}"
     assert event["metadata"]["partial"] is True
     assert event["metadata"]["input_tokens"] == 1200
+    collect_what_a_test_dropped_on_purpose()
 
 
 def test_the_instrument_example_runs_as_a_user_runs_it(server: Any, api_key: str) -> None:
