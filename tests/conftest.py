@@ -57,11 +57,18 @@ def pytest_warning_recorded(
 
 
 @pytest.fixture(autouse=True)
-def close_the_provider_clients_a_test_made(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The openai and anthropic clients a test makes are closed when it ends, as an app closes
-    them: one a test forgot would leave its pooled socket to the garbage collector, to be
-    reported as a leak in whichever test the collector happens to run."""
+def close_the_provider_clients_a_test_made(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """In the tests of `client.llm` (tests/test_llm*.py), the openai and anthropic clients a
+    test makes are closed when it ends, as an app closes them: one a test forgot would leave
+    its pooled socket to the garbage collector, to be reported as a leak in whichever test the
+    collector happens to run. Not elsewhere: LangChain and LiteLLM keep the clients they make
+    for later calls, in other tests too."""
     made: list[Any] = []
+    if not request.module.__name__.rpartition(".")[2].startswith("test_llm"):
+        yield
+        return
     for sdk in ("openai", "anthropic"):
         base = sys.modules.get(f"{sdk}._base_client")
         if base is None:  # not imported: no client of it can be made in this test

@@ -391,7 +391,8 @@ def test_on_end_never_raises_and_counts_what_it_could_not_record(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr(client.usage, "record", broken)
+    # client.llm records through its own bounded reference to usage.record, taken at start.
+    monkeypatch.setattr(client.llm, "_record_bounded", broken)
     emit(
         tracer_provider,
         "t",
