@@ -75,16 +75,21 @@ def gemini_usage(response: Any, *, stream: bool = False, partial: bool = False) 
     )
 
 
+def _record(llm: LLM, response: Any, platform: Optional[str]) -> None:
+    """One event for one answer; a surprise in it is counted, never raised into the app."""
+    try:
+        llm._emit(gemini_usage(response), current_attribution.get(), platform)
+    except Exception as exc:
+        llm._capture_failed(exc)
+
+
 def _wrap_sync(
     generate: Callable[..., Any], llm: LLM, platform: Optional[str]
 ) -> Callable[..., Any]:
     @functools.wraps(generate)
     def instrumented_generate(*args: Any, **kwargs: Any) -> Any:
         response = generate(*args, **kwargs)  # the provider's own errors pass through untouched
-        try:
-            llm._emit(gemini_usage(response), current_attribution.get(), platform)
-        except Exception as exc:
-            llm._capture_failed(exc)
+        _record(llm, response, platform)
         return response
 
     return instrumented_generate
@@ -96,10 +101,7 @@ def _wrap_async(
     @functools.wraps(generate)
     async def instrumented_generate(*args: Any, **kwargs: Any) -> Any:
         response = await generate(*args, **kwargs)
-        try:
-            llm._emit(gemini_usage(response), current_attribution.get(), platform)
-        except Exception as exc:
-            llm._capture_failed(exc)
+        _record(llm, response, platform)
         return response
 
     return instrumented_generate
