@@ -15,7 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
+import traceback
 import tracemalloc
 import warnings
 from typing import Any, Iterator
@@ -41,6 +43,30 @@ freezegun.configure(
 # a last collection at the end catches the rest, and the session fails naming them all.
 _leaks: list[str] = []
 
+# Where each socket of this process was made, so that a leak report names the code that opened
+# it (tracemalloc would too, at several times the run's length). Keyed by id(): a socket is
+# alive when it is reported, so its id is its own.
+_socket_made_at: dict[int, str] = {}
+_open_socket = socket.socket.__init__
+_LIBRARIES = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])
+
+
+def _remember_where_made(self: socket.socket, *args: Any, **kwargs: Any) -> None:
+    _open_socket(self, *args, **kwargs)
+    frames = traceback.extract_stack(limit=40)[:-1]
+    ours = [f for f in frames[:-3] if not f.filename.startswith(_LIBRARIES)]
+    _socket_made_at[id(self)] = "".join(traceback.format_list(ours + frames[-3:]))
+
+
+socket.socket.__init__ = _remember_where_made  # type: ignore[method-assign]
+
+
+def _where_made(leaked: object) -> str:
+    if isinstance(leaked, socket.socket) and id(leaked) in _socket_made_at:
+        return "\n    made at:\n" + _socket_made_at[id(leaked)]
+    made = tracemalloc.get_object_traceback(leaked) if leaked is not None else None
+    return "\n    " + "\n    ".join(made.format()) if made else ""
+
 
 def _is_leak(message: warnings.WarningMessage) -> bool:
     return issubclass(message.category, ResourceWarning) or (
@@ -53,7 +79,8 @@ def pytest_warning_recorded(
     warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
 ) -> None:
     if _is_leak(warning_message):
-        _leaks.append(f"{nodeid or when}: {warning_message.message}")
+        where = _where_made(warning_message.source)
+        _leaks.append(f"{nodeid or when}: {warning_message.message}{where}")
 
 
 @pytest.fixture(autouse=True)
@@ -99,10 +126,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         gc.collect()
     for message in late:
         if _is_leak(message):
-            # With PYTHONTRACEMALLOC=20 the report says where the leaked object was made.
-            made = tracemalloc.get_object_traceback(message.source) if message.source else None
-            where = "\n    ".join(made.format()) if made else ""
-            _leaks.append(f"at the end of the run: {message.message}\n    {where}")
+            # A socket's report says where it was made; with PYTHONTRACEMALLOC=20, any object's.
+            _leaks.append(f"at the end of the run: {message.message}{_where_made(message.source)}")
     if _leaks:
         print(
             f"\n{len(_leaks)} ResourceWarning(s): a socket or file was left open", file=sys.stderr
