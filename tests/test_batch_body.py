@@ -22,14 +22,8 @@ from hypothesis import strategies as st
 from pydantic_core import to_json
 
 from bearlumen import Client, InvalidRequestError
-from bearlumen._batch_codec import encode_batch
-from bearlumen._events import (
-    SizedMetadata,
-    batch_body,
-    encode_event,
-    from_wire,
-    wire_events,
-)
+from bearlumen._batch_codec import batch_body, encode_batch, encode_event, from_wire, wire_events
+from bearlumen._events import SizedMetadata
 from bearlumen._timestamps import epoch_texts, format_epoch
 from bearlumen._validation import metadata_snapshot
 

@@ -25,16 +25,14 @@ from hypothesis import strategies as st
 import bearlumen._batch_codec
 import bearlumen._shipper
 from bearlumen import Client
-from bearlumen._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
-from bearlumen._events import (
-    FIELDS,
-    WIRE_FIELDS,
-    QueuedEvent,
-    SizedMetadata,
+from bearlumen._batch_codec import (
+    ALL_RECORDED,
+    batch_answer_reader,
     batch_body,
+    encode_batch,
     encode_event,
-    queued_bytes,
 )
+from bearlumen._events import FIELDS, WIRE_FIELDS, QueuedEvent, SizedMetadata, queued_bytes
 from bearlumen._shipper import Shipper, _FlushRequest
 from bearlumen._timestamps import format_epoch
 from bearlumen._validation import metadata_snapshot
