@@ -22,14 +22,8 @@ from hypothesis import strategies as st
 from pydantic_core import to_json
 
 from bearlumen import Client, InvalidRequestError
-from bearlumen._batch_codec import encode_batch
-from bearlumen._events import (
-    SizedMetadata,
-    batch_body,
-    encode_event,
-    from_wire,
-    wire_events,
-)
+from bearlumen._batch_codec import batch_body, encode_batch, encode_event, from_wire, wire_events
+from bearlumen._events import IDEMPOTENCY_KEY, METADATA, SizedMetadata
 from bearlumen._timestamps import epoch_texts, format_epoch
 from bearlumen._validation import metadata_snapshot
 
@@ -111,7 +105,7 @@ def test_any_metadata_record_accepts_is_written_as_the_dicts_were(metadata: Any)
 
 def test_a_large_metadata_snapshot_is_written_whole() -> None:
     event = queued(metadata={"blob": "x" * 5_000})
-    assert type(event[-1]) is SizedMetadata
+    assert type(event[METADATA]) is SizedMetadata
     assert_same_as_the_dicts([event, queued("k2")])
 
 
@@ -185,7 +179,7 @@ def test_nan_is_set_apart_and_the_rest_still_sent() -> None:
     plain = [queued(f"k{n}", metadata=README) for n in range(4)]
     nan = queued("nan", quantity=float("nan"))
     body, good, bad = encode_batch([plain[0], nan, *plain[1:]])
-    assert good == plain and [event[3] for event, _ in bad] == ["nan"]
+    assert good == plain and [event[IDEMPOTENCY_KEY] for event, _ in bad] == ["nan"]
     assert body == batch_body(plain) == dicts_body(plain)
 
 

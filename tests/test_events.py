@@ -14,6 +14,7 @@ from typing import Iterator
 import pytest
 
 from bearlumen import Client
+from bearlumen._batch_codec import wire_event
 from bearlumen._events import (
     EVENT_BYTES,
     FIELDS,
@@ -22,7 +23,6 @@ from bearlumen._events import (
     SEGMENT,
     TIMESTAMP,
     to_record_input,
-    wire_event,
 )
 from bearlumen._timestamps import format_epoch, format_utc
 from bearlumen.testing import LocalServer

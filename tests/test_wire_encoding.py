@@ -25,14 +25,21 @@ from hypothesis import strategies as st
 import bearlumen._batch_codec
 import bearlumen._shipper
 from bearlumen import Client
-from bearlumen._batch_codec import ALL_RECORDED, batch_answer_reader, encode_batch
+from bearlumen._batch_codec import (
+    ALL_RECORDED,
+    batch_answer_reader,
+    batch_body,
+    encode_batch,
+    encode_event,
+)
 from bearlumen._events import (
     FIELDS,
+    IDEMPOTENCY_KEY,
+    METADATA,
+    TIMESTAMP,
     WIRE_FIELDS,
     QueuedEvent,
     SizedMetadata,
-    batch_body,
-    encode_event,
     queued_bytes,
 )
 from bearlumen._shipper import Shipper, _FlushRequest
@@ -118,7 +125,7 @@ def every_combination() -> list[QueuedEvent]:
 
 def test_every_combination_of_fields_encodes_as_the_reference_does(nulls_seen: None) -> None:
     events = every_combination()
-    assert any(type(e[-1]) is SizedMetadata for e in events)  # the large kind is really large
+    assert any(type(e[METADATA]) is SizedMetadata for e in events)  # the large kind is really large
     for start in range(0, len(events), 1000):
         chunk = events[start : start + 1000]
         body, good, bad = encode_batch(chunk)
@@ -131,9 +138,10 @@ def test_every_combination_the_columns_write_encodes_as_the_reference_does() -> 
     # on and within 89 s, or all text): held to the json.dumps reference, an encoder
     # independent of ours.
     events = every_combination()
-    seconds = {int(e[4]) for e in events if type(e[4]) is float and e[4] >= 2**30}
-    chunks = [[e for e in events if type(e[4]) is float and int(e[4]) == s] for s in seconds]
-    chunks.append([e for e in events if type(e[4]) is str])
+    floats = [e for e in events if type(e[TIMESTAMP]) is float and e[TIMESTAMP] >= 2**30]
+    seconds = {int(e[TIMESTAMP]) for e in floats}
+    chunks = [[e for e in floats if int(e[TIMESTAMP]) == s] for s in seconds]
+    chunks.append([e for e in events if type(e[TIMESTAMP]) is str])
     assert sum(map(len, chunks)) > len(events) // 2
     for chunk in chunks:
         body = batch_body(chunk)
@@ -162,10 +170,11 @@ def test_a_batch_with_an_event_that_cannot_be_json_encodes_the_rest_as_the_refer
 ) -> None:
     events = every_combination()[:300]
     poisoned = [*events[:100], event("bad", 1, 1.5, (True,) * 5, {}), *events[100:]]
-    poisoned[100] = (*poisoned[100][:9], {"when": object()})
-    poisoned.insert(200, (*events[0][:9], {"score": float("nan")}))
+    poisoned[100] = (*poisoned[100][:METADATA], {"when": object()})
+    poisoned.insert(200, (*events[0][:METADATA], {"score": float("nan")}))
     body, good, bad = encode_batch(poisoned)
-    assert good == events and [e[3] for e, _ in bad] == ["bad", events[0][3]]
+    assert good == events
+    assert [e[IDEMPOTENCY_KEY] for e, _ in bad] == ["bad", events[0][IDEMPOTENCY_KEY]]
     assert json.loads(body) == reference_batch(events)
     assert [json.loads(encode_event(e)) for e in events] == reference_batch(events)["events"]
 
@@ -173,9 +182,9 @@ def test_a_batch_with_an_event_that_cannot_be_json_encodes_the_rest_as_the_refer
 def test_nan_and_infinity_are_never_sent_whichever_check_runs(nulls_seen: None) -> None:
     plain = [event(f"k{n}", 1, 1_700_000_000.5, (True,) * 5, {"cost": 0.5}) for n in range(5)]
     nan = event("nan", float("nan"), 1.5, (False,) * 5, None)
-    inf = (*event("inf", 1, 1.5, (False,) * 5, None)[:9], {"score": -float("inf")})
+    inf = (*event("inf", 1, 1.5, (False,) * 5, None)[:METADATA], {"score": -float("inf")})
     body, good, bad = encode_batch([plain[0], nan, *plain[1:3], inf, *plain[3:]])
-    assert good == plain and [e[3] for e, _ in bad] == ["nan", "inf"]
+    assert good == plain and [e[IDEMPOTENCY_KEY] for e, _ in bad] == ["nan", "inf"]
     assert json.loads(body) == reference_batch(plain)
     assert b"NaN" not in body and b"Infinity" not in body and b"null" not in body
 
@@ -296,7 +305,7 @@ def test_a_batch_taken_ends_at_a_flush_marker_and_leaves_what_follows_in_order()
     assert shipper is not None
     events = [event(f"k{n}", 1, 1.5, (False,) * 5, None) for n in range(6)]
     events[1] = event("large", 1, 1.5, (False,) * 4 + (True,), {"blob": "x" * 5_000})
-    assert type(events[1][-1]) is SizedMetadata
+    assert type(events[1][METADATA]) is SizedMetadata
     marker = _FlushRequest()
     shipper.pending_events.extend([*events[:3], marker, *events[3:]])
     shipper.queued_bytes = sum(map(queued_bytes, events))

@@ -49,8 +49,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ._batch_codec import encode_event
 from ._errors import InvalidRequestError
-from ._events import SEGMENT, QueuedEvent, encode_event
+from ._events import SEGMENT, QueuedEvent
 from ._spool_format import (
     END_AT,
     HEADER_BYTES,

@@ -23,7 +23,8 @@ import json
 import zlib
 from dataclasses import dataclass
 
-from ._events import QueuedEvent, from_wire
+from ._batch_codec import from_wire
+from ._events import QueuedEvent
 
 MAGIC = b"BLSPOOL"
 VERSION = 2

@@ -141,8 +141,8 @@ def _check_name(param: str, value: Any, *, remember: bool = True) -> bool:
 def exact_texts(*names: Any) -> tuple[Any, ...]:
     """Each name (or None) as an exact str: a subclass's text, which is what goes on the wire.
 
-    The batch writer (`_events.batch_body`) finds a name repeated through a batch by equality,
-    which a subclass may define as it likes; the queue only ever holds exact str.
+    The batch writer (`_batch_codec.batch_body`) finds a name repeated through a batch by
+    equality, which a subclass may define as it likes; the queue only ever holds exact str.
     """
     return tuple(name if name is None or type(name) is str else str.__str__(name) for name in names)
 

@@ -36,8 +36,8 @@ from ._usage import (
     ANTHROPIC,
     AZURE,
     BEDROCK,
-    EVENT_TYPE,
-    METRIC_NAME,
+    LLM_EVENT_TYPE,
+    LLM_METRIC_NAME,
     OPENAI,
     VERTEX,
     TokenUsage,
@@ -356,8 +356,8 @@ class LLM:
         self, key: str, usage: TokenUsage, attribution: Attribution, metadata: Dict[str, Any]
     ) -> UsageRecordResult:
         return self._record_bounded(
-            EVENT_TYPE,
-            METRIC_NAME,
+            LLM_EVENT_TYPE,
+            LLM_METRIC_NAME,
             usage.input_tokens + usage.output_tokens,
             key,
             end_user_id=attribution.get("end_user_id"),

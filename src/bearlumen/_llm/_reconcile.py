@@ -28,7 +28,7 @@ from ._provider_reports import (
     ProviderUsage,
     ReportsClient,
 )
-from ._usage import ANTHROPIC, EVENT_TYPE, METRIC_NAME, OPENAI
+from ._usage import ANTHROPIC, LLM_EVENT_TYPE, LLM_METRIC_NAME, OPENAI
 
 if TYPE_CHECKING:
     from ..resources import Usage
@@ -220,7 +220,7 @@ def _metered(
     offset = 0
     while True:
         page = usage.query(
-            metric_name=METRIC_NAME,
+            metric_name=LLM_METRIC_NAME,
             start_date=first,
             end_date=stop,
             limit=EVENTS_PAGE_SIZE,
@@ -230,7 +230,7 @@ def _metered(
         offset += len(events)
         for event in events:
             metadata = event.get("metadata") or {}
-            if event.get("eventType") != EVENT_TYPE or metadata.get("provider") != provider:
+            if event.get("eventType") != LLM_EVENT_TYPE or metadata.get("provider") != provider:
                 continue
             name = str(metadata.get("model") or "(unnamed)")
             day = event["timestamp"][:10]  # stored times are canonical UTC text

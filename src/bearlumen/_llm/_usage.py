@@ -27,8 +27,9 @@ Quote = Tuple[Optional[float], Optional[str], Optional[Unpriced]]
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
 AZURE, BEDROCK, VERTEX = "azure", "bedrock", "vertex"
-EVENT_TYPE = "token_usage"
-METRIC_NAME = "llm_tokens"
+# What an LLM call is recorded as (the words; `_events.EVENT_TYPE` is an index into a queued event).
+LLM_EVENT_TYPE = "token_usage"
+LLM_METRIC_NAME = "llm_tokens"
 
 
 class TokenUsage:
