@@ -14,7 +14,7 @@ import pytest
 
 import bearlumen
 from bearlumen._cli import main
-from bearlumen._fake_provider_reports import (
+from bearlumen._fake_provider import (
     ANTHROPIC_ADMIN_KEY,
     DAY,
     OPENAI_ADMIN_KEY,

@@ -29,8 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Collection, Iterator, Sequence
 
 from ._client import Client
-from ._fake_provider import USAGE_HEADER
-from ._fake_provider_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY
+from ._fake_provider import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, USAGE_HEADER
 from ._http import ApiKey
 from ._llm._pricing import Pricer
 from ._llm._reconcile import DEFAULT_MIN_COVERAGE, ReconciliationRow
