@@ -96,6 +96,17 @@ def test_converse_records_one_event_priced_at_aws_rates_keyed_by_the_request_id(
     assert metadata["provider_cost_usd"] == pytest.approx(aws_price(model))
 
 
+def test_a_stream_read_to_its_end_and_then_closed_is_recorded_once_complete(
+    client: bearlumen.Client, bedrock: Any
+) -> None:
+    response = bedrock.converse_stream(modelId=MODELS[0], messages=MESSAGES)
+    list(response["stream"])
+    response["stream"].close()  # after its usage came: nothing more to record
+    (event,) = stored(client)
+    assert event["metadata"]["partial"] is False
+    assert client.stats()["duplicate"] == 0  # not recorded a second time under the same key
+
+
 def test_a_stream_closed_before_its_usage_came_records_a_partial_unpriced_event(
     client: bearlumen.Client, bedrock: Any
 ) -> None:
