@@ -162,10 +162,10 @@ def test_a_vertex_stream_helper_is_metered_at_googles_price(
 def test_bedrocks_regional_price_is_not_anthropics(client: bearlumen.Client) -> None:
     """What makes the platform matter: the same Claude costs 10% more in a Bedrock region."""
     pricer = Pricer()
-    bedrock, _ = pricer.price(
+    bedrock, _, _ = pricer.quote(
         "bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0", 1000, 100, 0, 0
     )
-    direct, _ = pricer.price("anthropic", "claude-sonnet-4-5-20250929", 1000, 100, 0, 0)
+    direct, _, _ = pricer.quote("anthropic", "claude-sonnet-4-5-20250929", 1000, 100, 0, 0)
     assert bedrock == pytest.approx(direct * 1.1)
 
 

@@ -316,7 +316,7 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
             f"cache_read_tokens={cache_read},cache_write_tokens=0,"
             f"reasoning_tokens={reasoning_tokens}"
         )
-        cost, _ = pricer.price(
+        cost, _, _ = pricer.quote(
             PROVIDER_OF_API[api], model, input_tokens, output_tokens, cache_read, 0
         )
         expected_cost += cost or 0.0

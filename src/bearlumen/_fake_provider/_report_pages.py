@@ -125,7 +125,7 @@ def cost_parts(prices: Pricer, call: AnsweredCall) -> Dict[str, float]:
     costs `UNKNOWN_MODEL_PRICE`, because the real provider bills every model."""
 
     def price(i: int = 0, o: int = 0, cr: int = 0, cw: int = 0, cw1h: int = 0) -> float:
-        cost, _ = prices.price(call.provider, call.model, i, o, cr, cw, cw1h)
+        cost, _, _ = prices.quote(call.provider, call.model, i, o, cr, cw, cw1h)
         if cost is None:
             per_input, per_output = UNKNOWN_MODEL_PRICE
             return (i * per_input + o * per_output) / 1_000_000
