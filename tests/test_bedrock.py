@@ -16,6 +16,8 @@ import boto3
 import bearlumen
 from bearlumen.testing import FakeLLMProvider
 
+from ._llm_fixtures import stored
+
 # All input 1200: 900 uncached, 200 read from and 100 written to the cache. 300 output.
 USAGE = {
     "input_tokens": 1200,
@@ -44,11 +46,6 @@ def bedrock(client: bearlumen.Client, fake: FakeLLMProvider) -> Iterator[Any]:
     )
     yield client.llm.instrument(runtime)
     runtime.close()
-
-
-def stored(client: bearlumen.Client) -> list[dict[str, Any]]:
-    assert client.flush(timeout=30)["complete"]
-    return list(client.usage.query(limit=100)["events"])
 
 
 def aws_price(model: str) -> float:

@@ -21,6 +21,8 @@ import bearlumen
 from bearlumen._llm._pricing import Pricer
 from bearlumen.testing import FakeLLMProvider
 
+from ._llm_fixtures import stored
+
 MESSAGES = [{"role": "user", "content": "hi"}]
 USAGE = {"input_tokens": 1200, "output_tokens": 300, "cache_read_tokens": 200}
 AZURE_API_VERSION = "2024-10-21"
@@ -30,11 +32,6 @@ AZURE_API_VERSION = "2024-10-21"
 def fake() -> Iterator[FakeLLMProvider]:
     with FakeLLMProvider(**USAGE) as provider:
         yield provider
-
-
-def stored(client: bearlumen.Client) -> list[dict[str, Any]]:
-    assert client.flush(timeout=30)["complete"]
-    return list(client.usage.query(limit=1000)["events"])
 
 
 def library_price(provider_id: str, model: str) -> float:
