@@ -16,6 +16,8 @@ import boto3
 import bearlumen
 from bearlumen.testing import FakeLLMProvider
 
+from ._llm_fixtures import stored
+
 # All input 1200: 900 uncached, 200 read from and 100 written to the cache. 300 output.
 USAGE = {
     "input_tokens": 1200,
@@ -44,11 +46,6 @@ def bedrock(client: bearlumen.Client, fake: FakeLLMProvider) -> Iterator[Any]:
     )
     yield client.llm.instrument(runtime)
     runtime.close()
-
-
-def stored(client: bearlumen.Client) -> list[dict[str, Any]]:
-    assert client.flush(timeout=30)["complete"]
-    return list(client.usage.query(limit=100)["events"])
 
 
 def aws_price(model: str) -> float:
@@ -94,6 +91,17 @@ def test_converse_records_one_event_priced_at_aws_rates_keyed_by_the_request_id(
         "partial": False,
     }
     assert metadata["provider_cost_usd"] == pytest.approx(aws_price(model))
+
+
+def test_a_stream_read_to_its_end_and_then_closed_is_recorded_once_complete(
+    client: bearlumen.Client, bedrock: Any
+) -> None:
+    response = bedrock.converse_stream(modelId=MODELS[0], messages=MESSAGES)
+    list(response["stream"])
+    response["stream"].close()  # after its usage came: nothing more to record
+    (event,) = stored(client)
+    assert event["metadata"]["partial"] is False
+    assert client.stats()["duplicate"] == 0  # not recorded a second time under the same key
 
 
 def test_a_stream_closed_before_its_usage_came_records_a_partial_unpriced_event(

@@ -17,6 +17,8 @@ from google.genai import types
 import bearlumen
 from bearlumen.testing import FakeLLMProvider
 
+from ._llm_fixtures import stored
+
 # All input 1200 (200 read from the cache), output 300 (50 of them thinking).
 USAGE = {
     "input_tokens": 1200,
@@ -41,11 +43,6 @@ def fake() -> Iterator[FakeLLMProvider]:
 def gemini(fake: FakeLLMProvider, **options: Any) -> Any:
     options.setdefault("api_key", None if options.get("vertexai") else "fake-key")
     return genai.Client(http_options=types.HttpOptions(base_url=fake.base_url), **options)
-
-
-def stored(client: bearlumen.Client) -> list[dict[str, Any]]:
-    assert client.flush(timeout=30)["complete"]
-    return list(client.usage.query(limit=100)["events"])
 
 
 def expected_cost() -> float:

@@ -24,6 +24,8 @@ from bearlumen._llm import _pricing
 from bearlumen._llm._wrap import NOT_ASKED
 from bearlumen.testing import FakeLLMProvider
 
+from . import _llm_fixtures
+from ._llm_fixtures import stored, the_event
 from .conftest import collect_what_a_test_dropped_on_purpose
 
 USAGE = {
@@ -52,27 +54,7 @@ def fresh_fake(fake: FakeLLMProvider) -> None:
     fake.configure(**USAGE, chunks=6, reject_stream_options=False)
 
 
-@pytest.fixture
-def oai(client: bearlumen.Client, fake: FakeLLMProvider) -> openai.OpenAI:
-    return client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url))
-
-
-@pytest.fixture
-def claude(client: bearlumen.Client, fake: FakeLLMProvider) -> anthropic.Anthropic:
-    return client.llm.instrument(
-        anthropic.Anthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
-    )
-
-
-def stored(client: bearlumen.Client) -> list[dict[str, Any]]:
-    assert client.flush(timeout=30)["complete"]
-    return list(client.usage.query(limit=1000)["events"])
-
-
-def the_event(client: bearlumen.Client) -> dict[str, Any]:
-    events = stored(client)
-    assert len(events) == 1, events
-    return events[0]
+oai, claude = _llm_fixtures.oai, _llm_fixtures.claude  # the shared fixtures, by name
 
 
 def price(provider: str, model: str, **usage: int) -> float:

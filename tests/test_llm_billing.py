@@ -23,7 +23,8 @@ import bearlumen
 from bearlumen._llm._wrap import DECLINED
 from bearlumen.testing import FakeLLMProvider
 
-from .test_llm import stored, the_event
+from . import _llm_fixtures
+from ._llm_fixtures import stored, the_event
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 SOURCE = f"genai-prices {genai_prices.__version__}"
@@ -43,16 +44,7 @@ def fresh_fake(fake: FakeLLMProvider) -> None:
     )  # fmt: skip
 
 
-@pytest.fixture
-def oai(client: bearlumen.Client, fake: FakeLLMProvider) -> openai.OpenAI:
-    return client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=fake.openai_base_url))
-
-
-@pytest.fixture
-def claude(client: bearlumen.Client, fake: FakeLLMProvider) -> anthropic.Anthropic:
-    return client.llm.instrument(
-        anthropic.Anthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
-    )
+oai, claude = _llm_fixtures.oai, _llm_fixtures.claude  # the shared fixtures, by name
 
 
 def price(provider: str, model: str, context: Any = None, **usage: int) -> float:

@@ -21,6 +21,8 @@ import bearlumen
 from bearlumen._llm._pricing import Pricer
 from bearlumen.testing import FakeLLMProvider
 
+from ._llm_fixtures import stored
+
 MESSAGES = [{"role": "user", "content": "hi"}]
 USAGE = {"input_tokens": 1200, "output_tokens": 300, "cache_read_tokens": 200}
 AZURE_API_VERSION = "2024-10-21"
@@ -30,11 +32,6 @@ AZURE_API_VERSION = "2024-10-21"
 def fake() -> Iterator[FakeLLMProvider]:
     with FakeLLMProvider(**USAGE) as provider:
         yield provider
-
-
-def stored(client: bearlumen.Client) -> list[dict[str, Any]]:
-    assert client.flush(timeout=30)["complete"]
-    return list(client.usage.query(limit=1000)["events"])
 
 
 def library_price(provider_id: str, model: str) -> float:
@@ -162,10 +159,10 @@ def test_a_vertex_stream_helper_is_metered_at_googles_price(
 def test_bedrocks_regional_price_is_not_anthropics(client: bearlumen.Client) -> None:
     """What makes the platform matter: the same Claude costs 10% more in a Bedrock region."""
     pricer = Pricer()
-    bedrock, _ = pricer.price(
+    bedrock, _, _ = pricer.quote(
         "bedrock", "anthropic.claude-sonnet-4-5-20250929-v1:0", 1000, 100, 0, 0
     )
-    direct, _ = pricer.price("anthropic", "claude-sonnet-4-5-20250929", 1000, 100, 0, 0)
+    direct, _, _ = pricer.quote("anthropic", "claude-sonnet-4-5-20250929", 1000, 100, 0, 0)
     assert bedrock == pytest.approx(direct * 1.1)
 
 

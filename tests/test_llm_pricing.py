@@ -61,7 +61,7 @@ def test_every_price_equals_genai_prices_calc_price(
     write_1h = int(write * one_hour_share) if provider == "anthropic" else 0
     if not KNOWS_ONE_HOUR_WRITES:
         write_1h = 0  # calc_price cannot say; test_a_genai_prices_without_one_hour_writes... does
-    cost, source = PRICER.price(provider, name, inp, out, read, write, write_1h)
+    cost, source, _ = PRICER.quote(provider, name, inp, out, read, write, write_1h)
     assert cost == pytest.approx(
         calc_price(provider, name, inp, out, read, write, write_1h), abs=1e-9
     )
@@ -69,23 +69,24 @@ def test_every_price_equals_genai_prices_calc_price(
 
 
 def test_a_tier_crossed_is_priced_at_the_tier() -> None:
-    below, _ = PRICER.price("anthropic", "claude-sonnet-4-5", 199_999, 0, 0, 0)
-    above, _ = PRICER.price("anthropic", "claude-sonnet-4-5", 200_001, 0, 0, 0)
+    below, _, _ = PRICER.quote("anthropic", "claude-sonnet-4-5", 199_999, 0, 0, 0)
+    above, _, _ = PRICER.quote("anthropic", "claude-sonnet-4-5", 200_001, 0, 0, 0)
     assert above / 200_001 > below / 199_999  # every token at the higher rate past the cliff
     assert above == pytest.approx(calc_price("anthropic", "claude-sonnet-4-5", 200_001, 0, 0, 0))
 
 
 def test_an_unknown_model_has_no_price() -> None:
-    assert PRICER.price("openai", "no-such-model-xyz", 10, 10, 0, 0) == (
+    assert PRICER.quote("openai", "no-such-model-xyz", 10, 10, 0, 0) == (
         None,
         f"genai-prices {genai_prices.__version__}",
+        None,
     )
 
 
 def test_an_override_wins_and_says_so() -> None:
     pricer = Pricer()
     pricer.set_price("openai", "gpt-4o", input_per_mtok=1, output_per_mtok=2)
-    cost, source = pricer.price("openai", "gpt-4o", 1_000_000, 1_000_000, 500_000, 0)
+    cost, source, _ = pricer.quote("openai", "gpt-4o", 1_000_000, 1_000_000, 500_000, 0)
     assert (cost, source) == (pytest.approx(3.0), "override")
 
 
@@ -94,9 +95,9 @@ def test_one_hour_writes_cost_twice_the_input_price_and_five_minute_writes_one_a
 ):
     """Anthropic's published multipliers, as genai-prices carries them, below and past a tier."""
     for model, tokens in (("claude-sonnet-4-6", 10_000), ("claude-sonnet-4-5", 300_000)):
-        base, _ = PRICER.price("anthropic", model, tokens, 0, 0, 0)
-        five_minutes, _ = PRICER.price("anthropic", model, tokens, 0, 0, tokens)
-        one_hour, _ = PRICER.price("anthropic", model, tokens, 0, 0, tokens, tokens)
+        base, _, _ = PRICER.quote("anthropic", model, tokens, 0, 0, 0)
+        five_minutes, _, _ = PRICER.quote("anthropic", model, tokens, 0, 0, tokens)
+        one_hour, _, _ = PRICER.quote("anthropic", model, tokens, 0, 0, tokens, tokens)
         assert (five_minutes / base, one_hour / base) == (pytest.approx(1.25), pytest.approx(2.0))
 
 
@@ -107,9 +108,9 @@ def test_a_genai_prices_without_one_hour_writes_prices_them_at_twice_the_input(
     monkeypatch.setitem(_pricing._one_hour_writes, id(genai_prices), False)
     pricer = Pricer()
     for model, tokens in (("claude-sonnet-4-6", 10_000), ("claude-sonnet-4-5", 300_000)):
-        base, _ = pricer.price("anthropic", model, tokens, 0, 0, 0)
-        five_minutes, _ = pricer.price("anthropic", model, tokens, 0, 0, tokens)
-        one_hour, _ = pricer.price("anthropic", model, tokens, 0, 0, tokens, tokens)
+        base, _, _ = pricer.quote("anthropic", model, tokens, 0, 0, 0)
+        five_minutes, _, _ = pricer.quote("anthropic", model, tokens, 0, 0, tokens)
+        one_hour, _, _ = pricer.quote("anthropic", model, tokens, 0, 0, tokens, tokens)
         assert five_minutes == pytest.approx(calc_price("anthropic", model, tokens, 0, 0, tokens))
         assert one_hour / base == pytest.approx(2.0)  # past the tier too: both at the tier
 
@@ -118,8 +119,8 @@ def test_an_unknown_model_is_said_once_per_model(caplog: pytest.LogCaptureFixtur
     pricer = Pricer()
     with caplog.at_level(logging.WARNING, logger="bearlumen"):
         for _ in range(3):
-            assert pricer.price("bedrock", "no-such-model-xyz", 10, 10, 0, 0)[0] is None
-        assert pricer.price("azure", "my-deployment", 10, 10, 0, 0)[0] is None
+            assert pricer.quote("bedrock", "no-such-model-xyz", 10, 10, 0, 0)[0] is None
+        assert pricer.quote("azure", "my-deployment", 10, 10, 0, 0)[0] is None
     said = [r.getMessage() for r in caplog.records if "has no price for model" in r.getMessage()]
     assert len(said) == 2
     assert "'no-such-model-xyz' at provider 'aws'" in said[0]
@@ -136,8 +137,8 @@ def test_an_unknown_model_is_said_once_per_model(caplog: pytest.LogCaptureFixtur
 def test_a_model_genai_prices_lists_without_a_one_hour_price_gets_twice_the_input(
     provider: str, model: str
 ) -> None:
-    base, _ = PRICER.price(provider, model, 10_000, 0, 0, 0)
-    five_minutes, _ = PRICER.price(provider, model, 10_000, 0, 0, 10_000)
-    one_hour, _ = PRICER.price(provider, model, 10_000, 0, 0, 10_000, 10_000)
+    base, _, _ = PRICER.quote(provider, model, 10_000, 0, 0, 0)
+    five_minutes, _, _ = PRICER.quote(provider, model, 10_000, 0, 0, 10_000)
+    one_hour, _, _ = PRICER.quote(provider, model, 10_000, 0, 0, 10_000, 10_000)
     assert five_minutes / base == pytest.approx(1.25)  # genai-prices' own 5-minute price
     assert one_hour / base == pytest.approx(2.0)  # not the 5-minute price again

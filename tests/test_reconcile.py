@@ -14,7 +14,7 @@ import pytest
 
 import bearlumen
 from bearlumen._cli import main
-from bearlumen._fake_provider_reports import (
+from bearlumen._fake_provider import (
     ANTHROPIC_ADMIN_KEY,
     DAY,
     OPENAI_ADMIN_KEY,
@@ -149,7 +149,7 @@ def test_an_uninstrumented_call_is_the_exact_shortfall_and_the_command_exits_1(
     assert row["provider_input_tokens"] - row["metered_input_tokens"] == 700
     assert row["provider_output_tokens"] - row["metered_output_tokens"] == 50
     assert (row["provider_requests"], row["metered_requests"]) == (3, 2)
-    missed_cost = client.llm._pricer.price("openai", "gpt-4o", 700, 50, 0, 0)[0]
+    missed_cost = client.llm._pricer.quote("openai", "gpt-4o", 700, 50, 0, 0)[0]
     assert row["provider_cost_usd"] - row["metered_cost_usd"] == pytest.approx(missed_cost)
     assert row["drift_usd"] == pytest.approx(missed_cost)
     assert row["coverage"] == pytest.approx(

@@ -1,4 +1,4 @@
-"""The fake provider's usage and cost reports (`bearlumen._fake_provider_reports`): computed from
+"""The fake provider's usage and cost reports (`bearlumen._fake_provider`): computed from
 the calls it answered, in the formats OpenAI and Anthropic document, behind an admin key."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from bearlumen._fake_provider_reports import (
+from bearlumen._fake_provider import (
     ANTHROPIC_ADMIN_KEY,
     DAY,
     OPENAI_ADMIN_KEY,

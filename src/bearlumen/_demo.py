@@ -29,8 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Collection, Iterator, Sequence
 
 from ._client import Client
-from ._fake_provider import USAGE_HEADER
-from ._fake_provider_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY
+from ._fake_provider import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, USAGE_HEADER
 from ._http import ApiKey
 from ._llm._pricing import Pricer
 from ._llm._reconcile import DEFAULT_MIN_COVERAGE, ReconciliationRow
@@ -317,7 +316,7 @@ def _simulate(args: argparse.Namespace, out: Output, base_url: str, api_key: str
             f"cache_read_tokens={cache_read},cache_write_tokens=0,"
             f"reasoning_tokens={reasoning_tokens}"
         )
-        cost, _ = pricer.price(
+        cost, _, _ = pricer.quote(
             PROVIDER_OF_API[api], model, input_tokens, output_tokens, cache_read, 0
         )
         expected_cost += cost or 0.0

@@ -24,8 +24,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._fake_provider import FakeLLMProvider, FakeUsage
-from ._fake_provider_reports import ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY, provider_reports
+from ._fake_provider import (
+    ANTHROPIC_ADMIN_KEY,
+    OPENAI_ADMIN_KEY,
+    FakeLLMProvider,
+    FakeUsage,
+    provider_reports,
+)
 
 __all__ = [
     "ANTHROPIC_ADMIN_KEY",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ._context import Attribution, current_attribution
+from ._call_event import CallEvent
 from ._usage import BEDROCK, TokenUsage, _count, field
 
 if TYPE_CHECKING:
@@ -61,37 +61,13 @@ def _wrap_converse(converse: Callable[..., Any], llm: LLM) -> Callable[..., Any]
     @functools.wraps(converse)
     def instrumented_converse(*args: Any, **kwargs: Any) -> Any:
         response = converse(*args, **kwargs)  # botocore's own errors pass through untouched
-        try:
-            usage = converse_usage(_request_id(response), kwargs.get("modelId"), response["usage"])
-            llm._emit(usage, current_attribution.get())
-        except Exception as exc:
-            llm._capture_failed(exc)
+        model = kwargs.get("modelId")
+        CallEvent(llm).record(
+            lambda answer: converse_usage(_request_id(answer), model, answer["usage"]), response
+        )
         return response
 
     return instrumented_converse
-
-
-class _StreamCapture:
-    __slots__ = ("attribution", "done", "llm", "model", "request_id")
-
-    def __init__(self, llm: LLM, attribution: Attribution, request_id: Any, model: Any) -> None:
-        self.llm = llm
-        self.attribution = attribution
-        self.request_id = request_id
-        self.model = model
-        self.done = False
-
-    def finish(self, usage: Any) -> None:
-        if self.done:
-            return
-        self.done = True
-        try:
-            counts = converse_usage(
-                self.request_id, self.model, usage, stream=True, partial=usage is None
-            )
-            self.llm._emit(counts, self.attribution)
-        except Exception as exc:
-            self.llm._capture_failed(exc)
 
 
 def _wrap_converse_stream(converse_stream: Callable[..., Any], llm: LLM) -> Callable[..., Any]:
@@ -99,10 +75,12 @@ def _wrap_converse_stream(converse_stream: Callable[..., Any], llm: LLM) -> Call
     def instrumented_converse_stream(*args: Any, **kwargs: Any) -> Any:
         response = converse_stream(*args, **kwargs)
         try:
-            capture = _StreamCapture(
-                llm, current_attribution.get(), _request_id(response), kwargs.get("modelId")
-            )
-            _watch(response["stream"], capture)
+            request_id, model = _request_id(response), kwargs.get("modelId")
+
+            def read(usage: Any) -> TokenUsage:  # None: closed before its usage came
+                return converse_usage(request_id, model, usage, stream=True, partial=usage is None)
+
+            _watch(response["stream"], CallEvent(llm), read)
         except Exception as exc:
             llm._capture_failed(exc)
         return response
@@ -110,21 +88,21 @@ def _wrap_converse_stream(converse_stream: Callable[..., Any], llm: LLM) -> Call
     return instrumented_converse_stream
 
 
-def _watch(stream: Any, capture: _StreamCapture) -> None:
+def _watch(stream: Any, event: CallEvent, read: Callable[[Any], TokenUsage]) -> None:
     parse, close = stream._parse_event, stream.close
 
-    def watched_parse(event: Any) -> Any:
-        parsed = parse(event)
+    def watched_parse(raw: Any) -> Any:
+        parsed = parse(raw)
         try:
             metadata = parsed.get("metadata") if type(parsed) is dict else None
             if metadata is not None:
-                capture.finish(metadata.get("usage"))
+                event.record(read, metadata.get("usage"))
         except Exception as exc:
-            capture.llm._capture_failed(exc)
+            event.llm._capture_failed(exc)
         return parsed
 
     def watched_close() -> None:
-        capture.finish(None)  # closed before its usage came: what is known
+        event.record(read, None)  # closed before its usage came: what is known
         close()
 
     stream._parse_event = watched_parse

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional
 
-from ._context import Attribution, current_attribution
+from ._call_event import CallEvent
 from ._providers import GOOGLE
 from ._usage import VERTEX, TokenUsage, _count, field
 
@@ -49,12 +49,17 @@ def _patch(models: Any, llm: LLM, platform: Optional[str], *, is_async: bool) ->
         if hasattr(models, "_generate_content_stream")
         else "generate_content_stream"
     )
-    if is_async:
-        setattr(models, one, _wrap_async(getattr(models, one), llm, platform))
-        setattr(models, stream, _wrap_async_stream(getattr(models, stream), llm, platform))
-    else:
-        setattr(models, one, _wrap_sync(getattr(models, one), llm, platform))
-        setattr(models, stream, _wrap_sync_stream(getattr(models, stream), llm, platform))
+    watch = _awatched if is_async else _watched
+
+    def recorded(response: Any) -> Any:
+        CallEvent(llm, platform).record(gemini_usage, response)
+        return response
+
+    def watched(chunks: Any) -> Any:
+        return watch(chunks, CallEvent(llm, platform))
+
+    setattr(models, one, _wrap(getattr(models, one), recorded, is_async))
+    setattr(models, stream, _wrap(getattr(models, stream), watched, is_async))
 
 
 def gemini_usage(response: Any, *, stream: bool = False, partial: bool = False) -> TokenUsage:
@@ -75,100 +80,48 @@ def gemini_usage(response: Any, *, stream: bool = False, partial: bool = False) 
     )
 
 
-def _record(llm: LLM, response: Any, platform: Optional[str]) -> None:
-    """One event for one answer; a surprise in it is counted, never raised into the app."""
-    try:
-        llm._emit(gemini_usage(response), current_attribution.get(), platform)
-    except Exception as exc:
-        llm._capture_failed(exc)
-
-
-def _wrap_sync(
-    generate: Callable[..., Any], llm: LLM, platform: Optional[str]
+def _wrap(
+    generate: Callable[..., Any], returned: Callable[[Any], Any], is_async: bool
 ) -> Callable[..., Any]:
+    """`generate`, its result handed to `returned` (which records it or watches it) on its way
+    back to the caller; the provider's own errors pass through untouched."""
+    if is_async:
+
+        @functools.wraps(generate)
+        async def instrumented_async(*args: Any, **kwargs: Any) -> Any:
+            return returned(await generate(*args, **kwargs))
+
+        return instrumented_async
+
     @functools.wraps(generate)
-    def instrumented_generate(*args: Any, **kwargs: Any) -> Any:
-        response = generate(*args, **kwargs)  # the provider's own errors pass through untouched
-        _record(llm, response, platform)
-        return response
+    def instrumented(*args: Any, **kwargs: Any) -> Any:
+        return returned(generate(*args, **kwargs))
 
-    return instrumented_generate
+    return instrumented
 
 
-def _wrap_async(
-    generate: Callable[..., Any], llm: LLM, platform: Optional[str]
-) -> Callable[..., Any]:
-    @functools.wraps(generate)
-    async def instrumented_generate(*args: Any, **kwargs: Any) -> Any:
-        response = await generate(*args, **kwargs)
-        _record(llm, response, platform)
-        return response
-
-    return instrumented_generate
+def _streamed_usage(complete: bool) -> Callable[[Any], TokenUsage]:
+    """Reads the last chunk of a stream: every chunk carries the usage so far."""
+    return functools.partial(gemini_usage, stream=True, partial=not complete)
 
 
-class _StreamCapture:
-    """The last chunk seen; `finish()` records it once."""
-
-    __slots__ = ("attribution", "done", "last", "llm", "platform")
-
-    def __init__(self, llm: LLM, attribution: Attribution, platform: Optional[str]) -> None:
-        self.llm = llm
-        self.attribution = attribution
-        self.platform = platform
-        self.last: Any = None
-        self.done = False
-
-    def finish(self, complete: bool) -> None:
-        if self.done or self.last is None:
-            return
-        self.done = True
-        try:
-            usage = gemini_usage(self.last, stream=True, partial=not complete)
-            self.llm._emit(usage, self.attribution, self.platform)
-        except Exception as exc:
-            self.llm._capture_failed(exc)
-
-
-def _watched(chunks: Iterator[Any], capture: _StreamCapture) -> Iterator[Any]:
-    complete = False
+def _watched(chunks: Iterator[Any], event: CallEvent) -> Iterator[Any]:
+    last, complete = None, False
     try:
-        for chunk in chunks:
-            capture.last = chunk
-            yield chunk
+        for last in chunks:
+            yield last
         complete = True
     finally:
-        capture.finish(complete)
+        if last is not None:
+            event.record(_streamed_usage(complete), last)
 
 
-async def _awatched(chunks: AsyncIterator[Any], capture: _StreamCapture) -> AsyncIterator[Any]:
-    complete = False
+async def _awatched(chunks: AsyncIterator[Any], event: CallEvent) -> AsyncIterator[Any]:
+    last, complete = None, False
     try:
-        async for chunk in chunks:
-            capture.last = chunk
-            yield chunk
+        async for last in chunks:
+            yield last
         complete = True
     finally:
-        capture.finish(complete)
-
-
-def _wrap_sync_stream(
-    generate: Callable[..., Any], llm: LLM, platform: Optional[str]
-) -> Callable[..., Any]:
-    @functools.wraps(generate)
-    def instrumented_stream(*args: Any, **kwargs: Any) -> Any:
-        chunks = generate(*args, **kwargs)
-        return _watched(chunks, _StreamCapture(llm, current_attribution.get(), platform))
-
-    return instrumented_stream
-
-
-def _wrap_async_stream(
-    generate: Callable[..., Any], llm: LLM, platform: Optional[str]
-) -> Callable[..., Any]:
-    @functools.wraps(generate)
-    async def instrumented_stream(*args: Any, **kwargs: Any) -> Any:
-        chunks = await generate(*args, **kwargs)
-        return _awatched(chunks, _StreamCapture(llm, current_attribution.get(), platform))
-
-    return instrumented_stream
+        if last is not None:
+            event.record(_streamed_usage(complete), last)

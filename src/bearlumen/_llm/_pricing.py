@@ -129,24 +129,6 @@ class Pricer:
             / per,
         )
 
-    def price(
-        self,
-        provider: str,
-        model: str,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read: int,
-        cache_write: int,
-        cache_write_1h: int = 0,
-    ) -> tuple[Optional[float], Optional[str]]:
-        """(cost in USD or None when unknown, the price's source) of a standard call.
-        `provider` is who bills the call: "openai", "anthropic", or the platform ("azure",
-        "bedrock", "vertex")."""
-        cost, source, _ = self.quote(
-            provider, model, input_tokens, output_tokens, cache_read, cache_write, cache_write_1h
-        )
-        return cost, source
-
     def quote(
         self,
         provider: str,
@@ -159,9 +141,10 @@ class Pricer:
         web_searches: int = 0,
         context: Context = (),
     ) -> tuple[Optional[float], Optional[str], Optional[Unpriced]]:
-        """(cost or None, source, None or (why unpriced, standard price as an estimate)) of a
-        call as it was served: `context` is genai-prices' price context, `web_searches` the
-        server-side searches it ran."""
+        """(cost in USD or None when unknown, the price's source, None or (why unpriced,
+        standard price as an estimate)) of a call as it was served. `provider` is who bills the
+        call: "openai", "anthropic", or the platform ("azure", "bedrock", "vertex"); `context`
+        is genai-prices' price context, `web_searches` the server-side searches it ran."""
         override = self._overrides.get((provider, model))
         if override is not None:
             cost = override.cost(

@@ -13,18 +13,20 @@ Gemini counts its usage its own way: `promptTokenCount` is all input, the cached
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
+
+from ._answer import Reply, json_reply, pieces, sse_reply
 
 if TYPE_CHECKING:
-    from ._fake_provider import FakeLLMProvider, FakeUsage
+    from ._provider import FakeLLMProvider, FakeUsage
 
-_PATH = re.compile(
-    r"/v1(?:beta1?)?/(?:projects/[^/]+/locations/[^/]+/publishers/google/)?"
-    r"models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)"
+_MODEL = (
+    r"/v1(?:beta1?)?/(?:projects/[^/]+/locations/[^/]+/publishers/google/)?models/(?P<model>[^/:]+)"
 )
+GENERATE = re.compile(_MODEL + ":generateContent")
+STREAM_GENERATE = re.compile(_MODEL + ":streamGenerateContent")
 
 
 def usage_metadata(usage: FakeUsage, final: bool = True) -> dict[str, Any]:
@@ -42,35 +44,35 @@ def usage_metadata(usage: FakeUsage, final: bool = True) -> dict[str, Any]:
     return metadata
 
 
-def respond(
-    fake: FakeLLMProvider, path: str, body: dict[str, Any], usage: FakeUsage
-) -> Optional[tuple[int, str, bytes]]:
-    """The answer when `path` is a Gemini call, else None."""
-    match = _PATH.fullmatch(path)
-    if match is None:
-        return None
-    from ._fake_provider import _pieces
+def generate(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Reply:
+    return json_reply(_responses(fake, body, usage)(fake.text, True))
 
-    model, ident = match["model"], fake.next_id("gemini-")
+
+def stream_generate(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Reply:
+    response = _responses(fake, body, usage)
+    chunks = pieces(fake.text, fake.chunks)
+    last = len(chunks) - 1
+    return sse_reply(
+        ((None, response(piece, i == last)) for i, piece in enumerate(chunks)), separator="\r\n\r\n"
+    )
+
+
+def _responses(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Any:
+    """The responses of one call: `response(text, final)`, the final one with its finish
+    reason and the call's whole usage."""
+    model, ident = body["model"], fake.next_id("gemini-")
     created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
 
-    def response(text: str, finish: bool, final_usage: bool) -> dict[str, Any]:
+    def response(text: str, final: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
-        if finish:
+        if final:
             candidate["finishReason"] = "STOP"
         return {
             "candidates": [{**candidate, "index": 0}],
-            "usageMetadata": usage_metadata(usage, final_usage),
+            "usageMetadata": usage_metadata(usage, final),
             "modelVersion": model,
             "createTime": created,
             "responseId": ident,
         }
 
-    if match["method"] == "generateContent":
-        return 200, "application/json", json.dumps(response(fake.text, True, True)).encode()
-    pieces = _pieces(fake.text, fake.chunks)
-    events = [
-        f"data: {json.dumps(response(piece, last, last))}\r\n\r\n"
-        for last, piece in ((i == len(pieces) - 1, piece) for i, piece in enumerate(pieces))
-    ]
-    return 200, "text/event-stream", "".join(events).encode()
+    return response

@@ -9,6 +9,9 @@ Point boto3 at it with dummy credentials:
 Converse counts like Anthropic: `inputTokens` leaves out `cacheReadInputTokens` and
 `cacheWriteInputTokens`. Every answer of the fake carries an `x-amzn-RequestId` header (set by
 its app), botocore's `ResponseMetadata.RequestId`.
+
+Anthropic's own API on Bedrock (`/model/{model}/invoke`) is answered by `_anthropic`; its stream
+(`invoke-with-response-stream`) is answered 501.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import binascii
 import json
 import re
 import struct
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
+
+from ._answer import Reply, error_reply, json_reply, pieces
 
 if TYPE_CHECKING:
-    from ._fake_provider import FakeLLMProvider, FakeUsage
+    from ._provider import FakeLLMProvider, FakeUsage
 
-_PATH = re.compile(r"/model/(?P<model>[^/]+)/(?P<method>converse|converse-stream)")
+CONVERSE = re.compile(r"/model/(?P<model>[^/]+)/converse")
+CONVERSE_STREAM = re.compile(r"/model/(?P<model>[^/]+)/converse-stream")
+INVOKE_STREAM = re.compile(r"/model/[^/]+/invoke-with-response-stream")
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
@@ -54,25 +61,19 @@ def event_message(event_type: str, payload: dict[str, Any]) -> bytes:
     return message + struct.pack(">I", binascii.crc32(message))
 
 
-def respond(
-    fake: FakeLLMProvider, path: str, body: dict[str, Any], usage: FakeUsage
-) -> Optional[tuple[int, str, bytes]]:
-    """The answer when `path` is a Converse call, else None."""
-    match = _PATH.fullmatch(path)
-    if match is None:
-        return None
-    from ._fake_provider import _pieces
+def converse(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Reply:
+    answer = {
+        "output": {"message": {"role": "assistant", "content": [{"text": fake.text}]}},
+        "stopReason": "end_turn",
+        "usage": converse_usage(usage),
+        "metrics": {"latencyMs": 1},
+    }
+    return json_reply(answer)
 
-    if match["method"] == "converse":
-        answer = {
-            "output": {"message": {"role": "assistant", "content": [{"text": fake.text}]}},
-            "stopReason": "end_turn",
-            "usage": converse_usage(usage),
-            "metrics": {"latencyMs": 1},
-        }
-        return 200, "application/json", json.dumps(answer).encode()
+
+def converse_stream(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Reply:
     events = [event_message("messageStart", {"role": "assistant"})]
-    for piece in _pieces(fake.text, fake.chunks):
+    for piece in pieces(fake.text, fake.chunks):
         events.append(
             event_message("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
         )
@@ -82,3 +83,8 @@ def respond(
         event_message("metadata", {"usage": converse_usage(usage), "metrics": {"latencyMs": 1}})
     )
     return 200, EVENT_STREAM, b"".join(events)
+
+
+def invoke_stream(fake: FakeLLMProvider, body: dict[str, Any], usage: FakeUsage) -> Reply:
+    message = "the fake provider does not stream over Bedrock's event-stream framing"
+    return error_reply(501, {"message": message})
