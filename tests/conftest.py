@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import os
 import secrets
 import signal
@@ -142,6 +143,65 @@ def api_key() -> str:
 def client(server: LocalServer, api_key: str) -> Iterator[bearlumen.Client]:
     with bearlumen.Client(api_key=api_key, base_url=server.base_url) as c:
         yield c
+
+
+class AnyClient:
+    """One tenant's `Client` or `AsyncClient`, called alike: `any_client.end_users.list()` is
+    the answer, awaited on the client's own event loop when the client is async. The resources
+    are written once for both (`resources/_endpoint.py`): a test of a resource's calls runs on
+    both (the `any_client` fixture), so that neither can drift."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._target = target
+        self._loop = loop
+
+    @property
+    def is_async(self) -> bool:
+        return self._loop is not None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):  # a resource: `client.end_users`
+            return AnyClient(attribute, self._loop)
+        if self._loop is None:
+            return attribute
+        loop = self._loop
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            async def awaited() -> Any:
+                answer = attribute(*args, **kwargs)
+                return await answer if inspect.isawaitable(answer) else answer
+
+            return loop.run_until_complete(awaited())
+
+        return run
+
+
+def assert_each_names_its_field(target: Any, bad_calls: list[tuple[str, Any]]) -> None:
+    """Each `(param, call)` of `bad_calls`, `call(target)`, raises `InvalidRequestError` naming
+    `param`, from the client itself (no status: nothing was sent)."""
+    for param, call in bad_calls:
+        with pytest.raises(bearlumen.InvalidRequestError) as caught:
+            call(target)
+        assert (caught.value.param, caught.value.status_code) == (param, None), param
+
+
+@pytest.fixture(params=["Client", "AsyncClient"])
+def any_client(
+    request: pytest.FixtureRequest, server: LocalServer, api_key: str
+) -> Iterator[AnyClient]:
+    if request.param == "Client":
+        with bearlumen.Client(api_key=api_key, base_url=server.base_url) as sync:
+            yield AnyClient(sync)
+        return
+    # One loop for the client's life, as in an app (a loop per call costs 0.1 s a call).
+    loop = asyncio.new_event_loop()
+    client = bearlumen.AsyncClient(api_key=api_key, base_url=server.base_url)
+    try:
+        yield AnyClient(client, loop)
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
 
 
 @pytest.fixture

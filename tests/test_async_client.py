@@ -19,7 +19,6 @@ from bearlumen import (
     AuthenticationError,
     CostBreakdownResponse,
     DuplicateCustomerError,
-    EndUser,
     InvalidEmailError,
     InvalidRequestError,
     NetworkError,
@@ -41,30 +40,6 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
 
 
 # -- every call of the reference page, awaited ------------------------------------------------
-
-
-def test_end_users_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            result = await client.end_users.create(
-                external_id="user_123", name="AI Startup Inc", metadata={"ai_provider": "openai"}
-            )
-            end_user: EndUser = result["endUser"]
-            assert end_user["id"].startswith("eu_") and end_user["status"] == "ACTIVE"
-            updated = await client.end_users.update(
-                end_user["id"], name="Updated Name", metadata={"plan": "enterprise"}
-            )
-            assert updated["endUser"]["name"] == "Updated Name"
-            listed = await client.end_users.list(status="ACTIVE", limit=50, offset=0)
-            assert [u["id"] for u in listed["endUsers"]] == [end_user["id"]]
-            assert (listed["total"], listed["limit"], listed["offset"]) == (1, 50, 0)
-            deactivated = await client.end_users.deactivate(end_user["id"])
-            assert deactivated["endUser"]["status"] == "DEACTIVATED"
-            assert (await client.end_users.list(status="ACTIVE"))["total"] == 0
-            reactivated = await client.end_users.reactivate(end_user["id"])
-            assert reactivated["endUser"]["status"] == "ACTIVE"
-
-    run(scenario)
 
 
 def test_subscriptions_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
