@@ -135,6 +135,7 @@ def test_update_to_an_email_that_is_no_address_is_an_invalid_email_error(
 
 BAD_CALLS: list[tuple[str, Callable[[Any], Any]]] = [
     ("external_id", lambda end_users: end_users.create("")),
+    ("external_id", lambda end_users: end_users.create(None)),
     ("external_id", lambda end_users: end_users.create("x" * 256)),
     ("email", lambda end_users: end_users.create("u", email=42)),
     ("name", lambda end_users: end_users.create("u", name=7)),
