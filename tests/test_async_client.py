@@ -25,7 +25,6 @@ from bearlumen import (
     NotFoundError,
     RateLimitError,
     ServerError,
-    Subscription,
     UsageRecordInput,
 )
 from bearlumen.testing import LocalServer
@@ -40,31 +39,6 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
 
 
 # -- every call of the reference page, awaited ------------------------------------------------
-
-
-def test_subscriptions_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            subscription: Subscription = await client.subscriptions.create(
-                organization_id="org_123",
-                plan_id="plan_pro_monthly",
-                billing_cycle="monthly",
-                start_date="2024-01-01T00:00:00Z",
-            )
-            assert subscription["id"].startswith("sub_") and subscription["status"] == "active"
-            assert await client.subscriptions.retrieve(subscription["id"]) == subscription
-            updated = await client.subscriptions.update(
-                subscription["id"], plan_id="plan_enterprise"
-            )
-            assert updated["planId"] == "plan_enterprise"
-            cancelled = await client.subscriptions.cancel(subscription["id"])
-            assert cancelled["status"] == "canceled" and cancelled["canceledAt"] is not None
-            await client.subscriptions.create("org_other", "plan_x", "yearly", "2024-06-01")
-            page = await client.subscriptions.list(organization_id="org_123", limit=20, offset=0)
-            assert [s["id"] for s in page["subscriptions"]] == [subscription["id"]]
-            assert (await client.subscriptions.list())["total"] == 2
-
-    run(scenario)
 
 
 def test_usage_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
