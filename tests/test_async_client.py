@@ -25,7 +25,6 @@ from bearlumen import (
     NotFoundError,
     RateLimitError,
     ServerError,
-    UsageRecordInput,
 )
 from bearlumen.testing import LocalServer
 
@@ -39,64 +38,6 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
 
 
 # -- every call of the reference page, awaited ------------------------------------------------
-
-
-def test_usage_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            # record() is the same plain call as on Client: no await, nothing sent yet.
-            result = client.usage.record(
-                event_type="token_usage",
-                metric_name="llm_tokens",
-                quantity=150000,
-                idempotency_key="invoice-001-summary",
-                agent_id="support-bot",
-                workflow_id="customer-onboarding",
-                metadata={"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.5},
-            )
-            assert result["recorded"] is True
-            again = client.usage.record("token_usage", "llm_tokens", 1, "invoice-001-summary")
-            assert not again["recorded"]
-            events: list[UsageRecordInput] = [
-                {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 1000,
-                 "idempotency_key": "batch-1-evt-1"},
-                {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 2000,
-                 "idempotency_key": "batch-1-evt-2"},
-            ]  # fmt: skip
-            batch = await client.usage.record_batch(events)
-            assert (batch["recorded_count"], batch["skipped_count"]) == (2, 0)
-            flushed = await client.flush()
-            assert flushed["recorded"] == 1 and flushed["complete"] is True
-            assert client.stats()["recorded"] == 1
-
-            sub = await client.subscriptions.create("org_123", "plan", "monthly", "2024-01-01")
-            await client.usage.record_batch(
-                [
-                    {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 10,
-                     "subscription_id": sub["id"], "timestamp": "2024-01-10T00:00:00Z"},
-                    {"event_type": "token_usage", "metric_name": "images", "quantity": 2,
-                     "subscription_id": sub["id"], "timestamp": "2024-01-20T00:00:00Z"},
-                ]
-            )  # fmt: skip
-            page = await client.usage.query(
-                subscription_id=sub["id"],
-                metric_name="llm_tokens",
-                start_date="2024-01-01",
-                end_date="2024-01-31",
-                limit=100,
-            )
-            assert [e["quantity"] for e in page["events"]] == [10]
-            aggregation = await client.usage.aggregation(
-                subscription_id=sub["id"], start_date="2024-01-01", end_date="2024-01-31"
-            )
-            metrics = [a["metricName"] for a in aggregation["aggregations"]]
-            assert metrics == ["images", "llm_tokens"]
-            summary = await client.usage.summary(
-                subscription_id=sub["id"], start_date="2024-01-01", end_date="2024-01-31"
-            )
-            assert summary["totalEvents"] == 2 and summary["metricCount"] == 2
-
-    run(scenario)
 
 
 def test_cost_attribution_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
