@@ -1,5 +1,6 @@
-"""`bearlumen.AsyncClient` against the local server: every call of the reference page awaited,
-concurrency, typed errors and retries from real server answers, and a loop that never stalls."""
+"""`bearlumen.AsyncClient` against the local server: Client's calls as coroutine functions (each
+resource's calls run on both clients in tests/test_resource_*.py), concurrency, typed errors and
+retries from real server answers, and a loop that never stalls."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import bearlumen
 from bearlumen import (
     AsyncClient,
     AuthenticationError,
-    CostBreakdownResponse,
     DuplicateCustomerError,
     InvalidEmailError,
     InvalidRequestError,
@@ -37,34 +37,7 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(scenario())  # type: ignore[arg-type]
 
 
-# -- every call of the reference page, awaited ------------------------------------------------
-
-
-def test_cost_attribution_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            for agent, workflow, cost in [
-                ("support-bot", "customer-onboarding", 4.5),
-                ("analyst", "refunds", 1.25),
-            ]:
-                client.usage.record(
-                    "token_usage", "llm_tokens", 100, agent_id=agent, workflow_id=workflow,
-                    timestamp="2024-01-15T00:00:00Z", metadata={"provider_cost_usd": cost},
-                )  # fmt: skip
-            await client.flush()
-            period = {"start_date": "2024-01-01T00:00:00Z", "end_date": "2024-02-01T00:00:00Z"}
-            result: CostBreakdownResponse = await client.cost_attribution.by_agent(**period)
-            lines = [f"{i['attributionValue']}: ${i['totalCost']}" for i in result["items"]]
-            assert lines == ["support-bot: $4.5", "analyst: $1.25"]
-            assert result["totalCost"] == 5.75
-            by_workflow = await client.cost_attribution.by_workflow(**period)
-            assert by_workflow["items"][0]["attributionValue"] == "customer-onboarding"
-            agents = await client.cost_attribution.list_agents(**period)
-            assert agents["values"] == ["analyst", "support-bot"]
-            workflows = await client.cost_attribution.list_workflows(**period)
-            assert workflows["values"] == ["customer-onboarding", "refunds"]
-
-    run(scenario)
+# -- Client's calls, awaited ------------------------------------------------------------------
 
 
 def test_async_calls_are_coroutine_functions_with_the_sync_signatures(
