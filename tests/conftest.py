@@ -213,6 +213,17 @@ def http(server: LocalServer, api_key: str) -> Iterator[httpx.Client]:
         yield c
 
 
+def api_error(answer: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    """The contract's error body of a raw HTTP answer (docs/wire-api.md, "Errors"), after
+    checking its status, its type and that it repeats the answer's request id."""
+    assert answer.status_code == status, answer.text
+    error: dict[str, Any] = answer.json()["error"]
+    assert set(error) == {"type", "message", "requestId", "param"}
+    assert error["type"] == kind and error["message"]
+    assert error["requestId"] == answer.headers["x-request-id"]
+    return error
+
+
 class RecordingSleep:
     """An injected sleep: remembers every wait instead of waiting."""
 
