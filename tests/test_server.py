@@ -183,34 +183,6 @@ def test_bad_query_parameters_are_400_naming_the_param(
     assert response.json()["error"]["param"] == param
 
 
-def test_cost_attribution_is_computed_in_sql(http: httpx.Client) -> None:
-    events = [
-        event(agentId="support-bot", workflowId="onboarding", metadata={"provider_cost_usd": 0.1}),
-        event(agentId="support-bot", metadata={"provider_cost_usd": 0.2}),
-        event(agentId="writer", workflowId="onboarding", metadata={"provider_cost_usd": 0.05}),
-        event(metadata={"provider_cost_usd": 1.0}),
-        event(agentId="free-bot"),
-    ]
-    http.post("/v1/usage/events/batch", json={"events": events})
-    dates = {"startDate": "2000-01-01T00:00:00Z", "endDate": "2100-01-01T00:00:00Z"}
-    by_agent = http.get("/v1/cost-attribution/by-agent", params=dates).json()
-    assert [
-        (i["attributionValue"], i["totalCost"], i["eventCount"]) for i in by_agent["items"]
-    ] == [
-        (None, 1.0, 1),
-        ("support-bot", 0.3, 2),
-        ("writer", 0.05, 1),
-        ("free-bot", 0.0, 1),
-    ]
-    assert by_agent["totalCost"] == 1.35 and by_agent["groupBy"] == "agent"
-    by_workflow = http.get("/v1/cost-attribution/by-workflow", params=dates).json()
-    assert by_workflow["items"][0] == {
-        "attributionValue": None, "totalCost": 1.2, "totalQuantity": 30.0, "eventCount": 3,
-    }  # fmt: skip
-    agents = http.get("/v1/cost-attribution/agents", params=dates).json()
-    assert agents == {"values": ["free-bot", "support-bot", "writer"]}
-
-
 def test_injection_strings_are_just_strings(http: httpx.Client) -> None:
     nasty = "x' OR '1'='1"
     http.post("/v1/usage/events/batch", json={"events": [event(agentId=nasty)]})
