@@ -1,4 +1,6 @@
-"""The local server against the wire contract (docs/wire-api.md), over real loopback HTTP."""
+"""The local server against the wire contract (docs/wire-api.md), over real loopback HTTP: what
+every route shares (auth, request ids, bodies, idempotency, tenancy, storage, faults). Each
+route's own answers and errors: tests/test_server_handler_<resource>.py."""
 
 from __future__ import annotations
 
