@@ -17,8 +17,10 @@ import socket
 import subprocess
 import sys
 import threading
+import traceback
 import tracemalloc
 import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import freezegun
@@ -222,6 +224,36 @@ def api_error(answer: httpx.Response, status: int, kind: str) -> dict[str, Any]:
     assert error["type"] == kind and error["message"]
     assert error["requestId"] == answer.headers["x-request-id"]
     return error
+
+
+def with_locals(exc: BaseException) -> str:
+    """The exception and its whole chain as a traceback that shows every frame's locals, as
+    `pytest -l`, rich's `show_locals` and error trackers capturing frame variables do."""
+    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+
+
+@pytest.fixture
+def proxy_url() -> Iterator[str]:
+    """A server that answers every GET 200 with JSON of another shape (a proxy, a captive
+    portal, another API's version)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"data": "not what the API answers"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy.shutdown()
+    proxy.server_close()
 
 
 class RecordingSleep:

@@ -4,6 +4,7 @@ plugin's `bearlumen_server` fixture."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import re
@@ -17,7 +18,7 @@ import pytest
 
 import bearlumen
 from bearlumen._cli import build_parser, main
-from bearlumen.testing import LocalServer
+from bearlumen.testing import OPENAI_ADMIN_KEY, FakeLLMProvider, LocalServer
 
 
 def bearlumen_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -232,3 +233,44 @@ def test_serve_on_a_busy_port_says_so_in_one_line() -> None:
     assert len(lines) == 1, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
     assert "listening" not in done.stdout
+
+
+# -- answers of another shape --------------------------------------------------------------------
+
+SECRET = "sk_live_" + "cl1" * 8
+
+
+@pytest.mark.parametrize(
+    ("command", "proxied", "missing"),
+    [
+        ("report", "bearlumen", "has no 'items'"),
+        ("reconcile", "bearlumen", "has no 'events'"),
+        ("reconcile", "provider", "openai's"),
+    ],
+)
+def test_an_answer_of_another_shape_is_one_line_saying_what_is_missing(
+    proxy_url: str,
+    server: LocalServer,
+    command: str,
+    proxied: str,
+    missing: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A proxy (or another API) in front answers 200 with other JSON: the command ends with
+    # exit 1 and one line naming what the answer lacks and which flag to check; no traceback.
+    base_url = proxy_url if proxied == "bearlumen" else server.base_url
+    flags = ["--start", "2026-12-01", "--end", "2026-12-02", "--base-url", base_url]
+    with contextlib.ExitStack() as stack:
+        if command == "reconcile":
+            if proxied == "provider":
+                provider_url = proxy_url
+            else:
+                provider_url = stack.enter_context(FakeLLMProvider()).openai_base_url
+            flags += ["--provider", "openai", "--provider-base-url", provider_url,
+                      "--admin-key", OPENAI_ADMIN_KEY, "--plain"]  # fmt: skip
+        assert main([command, "--api-key", SECRET, *flags]) == 1
+    said = capsys.readouterr()
+    last = said.err.strip().splitlines()[-1]  # after reconcile's progress lines
+    assert last.startswith(f"bearlumen {command}: ") and missing in last, said.err
+    assert "--base-url" in last and (proxied == "bearlumen" or "--provider-base-url" in last)
+    assert "Traceback" not in said.err and SECRET not in said.out + said.err

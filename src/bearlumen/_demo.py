@@ -520,13 +520,22 @@ def _quantity(value: float) -> Any:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ._cli import bearlumen_client
+    from ._cli import bearlumen_client, checked_answer
+    from ._types import CostBreakdownResponse, UsageSummary
 
     with bearlumen_client(args, buffered=False) as client:
         window = {"start_date": args.start, "end_date": args.end}
-        by_agent = client.cost_attribution.by_agent(**window)
-        by_workflow = client.cost_attribution.by_workflow(**window)
-        summary = client.usage.summary(**window)
+        by_agent = checked_answer(
+            client.cost_attribution.by_agent(**window),
+            CostBreakdownResponse,
+            "cost_attribution.by_agent",
+        )
+        by_workflow = checked_answer(
+            client.cost_attribution.by_workflow(**window),
+            CostBreakdownResponse,
+            "cost_attribution.by_workflow",
+        )
+        summary = checked_answer(client.usage.summary(**window), UsageSummary, "usage.summary")
     if args.json:
         print(
             json.dumps(
