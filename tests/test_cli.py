@@ -20,6 +20,8 @@ import bearlumen
 from bearlumen._cli import build_parser, main
 from bearlumen.testing import OPENAI_ADMIN_KEY, FakeLLMProvider, LocalServer
 
+from .conftest import unused_loopback_url, with_locals
+
 
 def bearlumen_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -235,7 +237,7 @@ def test_serve_on_a_busy_port_says_so_in_one_line() -> None:
     assert "listening" not in done.stdout
 
 
-# -- answers of another shape --------------------------------------------------------------------
+# -- answers of another shape, and the key out of every rendering of the arguments ------------
 
 SECRET = "sk_live_" + "cl1" * 8
 
@@ -274,3 +276,40 @@ def test_an_answer_of_another_shape_is_one_line_saying_what_is_missing(
     assert last.startswith(f"bearlumen {command}: ") and missing in last, said.err
     assert "--base-url" in last and (proxied == "bearlumen" or "--provider-base-url" in last)
     assert "Traceback" not in said.err and SECRET not in said.out + said.err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_crashed_command_shows_no_api_key_in_its_frames(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `serve --api-key` and `demo --api-key` end in a traceback (here: a failure nobody
+    # expected): Python's, rich's or an error tracker's, with locals, shows the parsed
+    # arguments in every frame.
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("an unexpected failure")
+
+    if command == "serve":
+        monkeypatch.setattr("bearlumen.server.bind_socket", crash)
+        flags = ["--port", "0", "--api-key", SECRET, "--api-key", SECRET + "2"]
+    else:
+        monkeypatch.setattr("bearlumen._demo._simulate", crash)
+        flags = ["--base-url", unused_loopback_url(), "--api-key", SECRET, "--plain"]
+    monkeypatch.setattr("sys.argv", ["bearlumen", command, *flags])
+    del flags  # the test's own frame is in the traceback too
+    with pytest.raises(RuntimeError) as caught:
+        main()
+    shown = with_locals(caught.value)
+    assert "ApiKey('[redacted]')" in shown  # the frames' locals were rendered
+    assert SECRET not in shown
+
+
+def test_the_parsed_api_keys_print_as_redacted() -> None:
+    for argv in (
+        ["serve", "--api-key", SECRET],
+        ["demo", "--api-key", SECRET],
+        ["report", "--start", "2024-01-01", "--end", "2024-02-01", "--api-key", SECRET],
+        ["reconcile", "--provider", "openai", "--start", "2024-01-01", "--api-key", SECRET,
+         "--admin-key", SECRET],
+    ):  # fmt: skip
+        args = build_parser().parse_args(argv)
+        assert SECRET not in repr(args) + str(vars(args)), argv[0]

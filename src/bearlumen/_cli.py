@@ -8,6 +8,7 @@ import sys
 from typing import Any, List, Optional, Sequence, get_args, get_origin, get_type_hints
 
 from ._errors import AuthenticationError, BearLumenError
+from ._http import ApiKey
 from ._version import __version__
 
 
@@ -109,7 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     server, store, _ = make_server(
         db=args.db,
-        api_keys=args.api_key,
+        # The server keeps only hashes of the keys: it needs their text, once, here.
+        api_keys=[key.header_value("") for key in args.api_key] if args.api_key else None,
         faults=faults,
         allow_faults=args.allow_faults,
         log_level=args.log_level,
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-key",
         action="append",
+        type=ApiKey,  # a repr of the arguments (a traceback's locals) shows no key
         metavar="KEY",
         help="accept only these keys (repeatable); without it any non-empty key is a tenant",
     )

@@ -558,7 +558,9 @@ def add_demo_commands(commands: Any) -> None:
     )
     demo.add_argument("--db", help="SQLite file for the local server (default: in memory)")
     demo.add_argument("--base-url", help="use this running server instead of starting one")
-    demo.add_argument("--api-key", help="API key (default: BEARLUMEN_API_KEY, or a fresh test key)")
+    demo.add_argument(
+        "--api-key", type=ApiKey, help="API key (default: BEARLUMEN_API_KEY, or a fresh test key)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     demo.add_argument(
         "--flush-timeout", type=float, default=300.0, help="seconds to wait for delivery"
