@@ -313,3 +313,20 @@ def test_the_parsed_api_keys_print_as_redacted() -> None:
     ):  # fmt: skip
         args = build_parser().parse_args(argv)
         assert SECRET not in repr(args) + str(vars(args)), argv[0]
+
+
+def test_the_first_key_missing_is_named_by_its_path_in_the_answer() -> None:
+    from bearlumen import BearLumenError, CostBreakdownResponse
+    from bearlumen._cli import checked_answer
+
+    whole = {"items": [], "totalCost": 0, "startDate": "", "endDate": "", "groupBy": "agent"}
+    assert checked_answer(whole, CostBreakdownResponse, "by_agent") is whole
+    item = {"attributionValue": None, "totalCost": 0, "totalQuantity": 0, "eventCount": 0}
+    for answer, said in (
+        ([], "the answer to by_agent is no JSON object"),
+        ({**whole, "items": "none"}, "has no list at 'items'"),
+        ({**whole, "items": [item, {**item, "eventCount": None}, {}]}, "no 'items[2].attributionValue'"),
+        ({**whole, "items": [item, 7]}, "is no JSON object at items[1]"),
+    ):  # fmt: skip
+        with pytest.raises(BearLumenError, match=re.escape(said)):
+            checked_answer(answer, CostBreakdownResponse, "by_agent")
