@@ -114,7 +114,6 @@ BAD_CALLS: list[tuple[str, Callable[[Any], Any]]] = [
     ("end_date", lambda reports: reports.by_workflow("2024-01-01", None)),
     ("start_date", lambda reports: reports.list_agents("", "2024-02-01")),
     ("end_date", lambda reports: reports.list_workflows("2024-01-01", 20240201)),
-    ("end_date", lambda reports: reports.by_agent("2024-02-01", "2024-01-01")),
 ]
 
 

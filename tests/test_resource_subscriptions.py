@@ -155,7 +155,6 @@ BAD_CALLS: list[tuple[str, Callable[[Any], Any]]] = [
     ("metadata", lambda subs: subs.update("sub_x", metadata="seats=5")),
     ("subscription_id", lambda subs: subs.cancel(7)),
     ("organization_id", lambda subs: subs.list(organization_id="")),
-    ("limit", lambda subs: subs.list(limit=1001)),
 ]
 
 

@@ -200,7 +200,6 @@ BAD_CALLS: list[tuple[str, Callable[[Any], Any]]] = [
     ("metric_name", lambda usage: usage.query(metric_name=5)),
     ("agent_id", lambda usage: usage.query(agent_id="")),
     ("workflow_id", lambda usage: usage.query(workflow_id=["a"])),
-    ("limit", lambda usage: usage.query(limit=0)),
     ("subscription_id", lambda usage: usage.aggregation(subscription_id=1)),
     ("metric_name", lambda usage: usage.aggregation(metric_name="")),
     ("subscription_id", lambda usage: usage.summary("")),

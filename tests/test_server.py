@@ -173,8 +173,6 @@ def test_idempotency_key_header_replays_the_first_answer(http: httpx.Client) -> 
         ("/v1/end-users", {"status": "GONE"}, "status"),
         ("/v1/usage/events", {"startDate": "yesterday"}, "startDate"),
         ("/v1/usage/summary", {"endDate": "2024-13-01"}, "endDate"),
-        ("/v1/cost-attribution/by-agent", {"endDate": "2024-01-01"}, "startDate"),
-        ("/v1/cost-attribution/workflows", {"startDate": "2024-01-01"}, "endDate"),
     ],
 )
 def test_bad_query_parameters_are_400_naming_the_param(
