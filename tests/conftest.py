@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import os
 import secrets
 import signal
@@ -20,6 +21,7 @@ import threading
 import traceback
 import tracemalloc
 import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import freezegun
@@ -169,6 +171,65 @@ def client(server: LocalServer, api_key: str) -> Iterator[bearlumen.Client]:
         yield c
 
 
+class AnyClient:
+    """One tenant's `Client` or `AsyncClient`, called alike: `any_client.end_users.list()` is
+    the answer, awaited on the client's own event loop when the client is async. The resources
+    are written once for both (`resources/_endpoint.py`): a test of a resource's calls runs on
+    both (the `any_client` fixture), so that neither can drift."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._target = target
+        self._loop = loop
+
+    @property
+    def is_async(self) -> bool:
+        return self._loop is not None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):  # a resource: `client.end_users`
+            return AnyClient(attribute, self._loop)
+        if self._loop is None:
+            return attribute
+        loop = self._loop
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            async def awaited() -> Any:
+                answer = attribute(*args, **kwargs)
+                return await answer if inspect.isawaitable(answer) else answer
+
+            return loop.run_until_complete(awaited())
+
+        return run
+
+
+def assert_each_names_its_field(target: Any, bad_calls: list[tuple[str, Any]]) -> None:
+    """Each `(param, call)` of `bad_calls`, `call(target)`, raises `InvalidRequestError` naming
+    `param`, from the client itself (no status: nothing was sent)."""
+    for param, call in bad_calls:
+        with pytest.raises(bearlumen.InvalidRequestError) as caught:
+            call(target)
+        assert (caught.value.param, caught.value.status_code) == (param, None), param
+
+
+@pytest.fixture(params=["Client", "AsyncClient"])
+def any_client(
+    request: pytest.FixtureRequest, server: LocalServer, api_key: str
+) -> Iterator[AnyClient]:
+    if request.param == "Client":
+        with bearlumen.Client(api_key=api_key, base_url=server.base_url) as sync:
+            yield AnyClient(sync)
+        return
+    # One loop for the client's life, as in an app (a loop per call costs 0.1 s a call).
+    loop = asyncio.new_event_loop()
+    client = bearlumen.AsyncClient(api_key=api_key, base_url=server.base_url)
+    try:
+        yield AnyClient(client, loop)
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
+
+
 @pytest.fixture
 def http(server: LocalServer, api_key: str) -> Iterator[httpx.Client]:
     """Raw HTTP to the local server as one tenant, for tests of the wire contract itself."""
@@ -176,6 +237,47 @@ def http(server: LocalServer, api_key: str) -> Iterator[httpx.Client]:
         base_url=server.base_url, headers={"Authorization": f"Bearer {api_key}"}
     ) as c:
         yield c
+
+
+def api_error(answer: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    """The contract's error body of a raw HTTP answer (docs/wire-api.md, "Errors"), after
+    checking its status, its type and that it repeats the answer's request id."""
+    assert answer.status_code == status, answer.text
+    error: dict[str, Any] = answer.json()["error"]
+    assert set(error) == {"type", "message", "requestId", "param"}
+    assert error["type"] == kind and error["message"]
+    assert error["requestId"] == answer.headers["x-request-id"]
+    return error
+
+
+def with_locals(exc: BaseException) -> str:
+    """The exception and its whole chain as a traceback that shows every frame's locals, as
+    `pytest -l`, rich's `show_locals` and error trackers capturing frame variables do."""
+    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+
+
+@pytest.fixture
+def proxy_url() -> Iterator[str]:
+    """A server that answers every GET 200 with JSON of another shape (a proxy, a captive
+    portal, another API's version)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"data": "not what the API answers"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy.shutdown()
+    proxy.server_close()
 
 
 class RecordingSleep:

@@ -1,5 +1,6 @@
-"""`bearlumen.AsyncClient` against the local server: every call of the reference page awaited,
-concurrency, typed errors and retries from real server answers, and a loop that never stalls."""
+"""`bearlumen.AsyncClient` against the local server: Client's calls as coroutine functions (each
+resource's calls run on both clients in tests/test_resource_*.py), concurrency, typed errors and
+retries from real server answers, and a loop that never stalls."""
 
 from __future__ import annotations
 
@@ -17,17 +18,13 @@ import bearlumen
 from bearlumen import (
     AsyncClient,
     AuthenticationError,
-    CostBreakdownResponse,
     DuplicateCustomerError,
-    EndUser,
     InvalidEmailError,
     InvalidRequestError,
     NetworkError,
     NotFoundError,
     RateLimitError,
     ServerError,
-    Subscription,
-    UsageRecordInput,
 )
 from bearlumen.testing import LocalServer
 
@@ -40,141 +37,7 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(scenario())  # type: ignore[arg-type]
 
 
-# -- every call of the reference page, awaited ------------------------------------------------
-
-
-def test_end_users_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            result = await client.end_users.create(
-                external_id="user_123", name="AI Startup Inc", metadata={"ai_provider": "openai"}
-            )
-            end_user: EndUser = result["endUser"]
-            assert end_user["id"].startswith("eu_") and end_user["status"] == "ACTIVE"
-            updated = await client.end_users.update(
-                end_user["id"], name="Updated Name", metadata={"plan": "enterprise"}
-            )
-            assert updated["endUser"]["name"] == "Updated Name"
-            listed = await client.end_users.list(status="ACTIVE", limit=50, offset=0)
-            assert [u["id"] for u in listed["endUsers"]] == [end_user["id"]]
-            assert (listed["total"], listed["limit"], listed["offset"]) == (1, 50, 0)
-            deactivated = await client.end_users.deactivate(end_user["id"])
-            assert deactivated["endUser"]["status"] == "DEACTIVATED"
-            assert (await client.end_users.list(status="ACTIVE"))["total"] == 0
-            reactivated = await client.end_users.reactivate(end_user["id"])
-            assert reactivated["endUser"]["status"] == "ACTIVE"
-
-    run(scenario)
-
-
-def test_subscriptions_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            subscription: Subscription = await client.subscriptions.create(
-                organization_id="org_123",
-                plan_id="plan_pro_monthly",
-                billing_cycle="monthly",
-                start_date="2024-01-01T00:00:00Z",
-            )
-            assert subscription["id"].startswith("sub_") and subscription["status"] == "active"
-            assert await client.subscriptions.retrieve(subscription["id"]) == subscription
-            updated = await client.subscriptions.update(
-                subscription["id"], plan_id="plan_enterprise"
-            )
-            assert updated["planId"] == "plan_enterprise"
-            cancelled = await client.subscriptions.cancel(subscription["id"])
-            assert cancelled["status"] == "canceled" and cancelled["canceledAt"] is not None
-            await client.subscriptions.create("org_other", "plan_x", "yearly", "2024-06-01")
-            page = await client.subscriptions.list(organization_id="org_123", limit=20, offset=0)
-            assert [s["id"] for s in page["subscriptions"]] == [subscription["id"]]
-            assert (await client.subscriptions.list())["total"] == 2
-
-    run(scenario)
-
-
-def test_usage_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            # record() is the same plain call as on Client: no await, nothing sent yet.
-            result = client.usage.record(
-                event_type="token_usage",
-                metric_name="llm_tokens",
-                quantity=150000,
-                idempotency_key="invoice-001-summary",
-                agent_id="support-bot",
-                workflow_id="customer-onboarding",
-                metadata={"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.5},
-            )
-            assert result["recorded"] is True
-            again = client.usage.record("token_usage", "llm_tokens", 1, "invoice-001-summary")
-            assert not again["recorded"]
-            events: list[UsageRecordInput] = [
-                {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 1000,
-                 "idempotency_key": "batch-1-evt-1"},
-                {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 2000,
-                 "idempotency_key": "batch-1-evt-2"},
-            ]  # fmt: skip
-            batch = await client.usage.record_batch(events)
-            assert (batch["recorded_count"], batch["skipped_count"]) == (2, 0)
-            flushed = await client.flush()
-            assert flushed["recorded"] == 1 and flushed["complete"] is True
-            assert client.stats()["recorded"] == 1
-
-            sub = await client.subscriptions.create("org_123", "plan", "monthly", "2024-01-01")
-            await client.usage.record_batch(
-                [
-                    {"event_type": "token_usage", "metric_name": "llm_tokens", "quantity": 10,
-                     "subscription_id": sub["id"], "timestamp": "2024-01-10T00:00:00Z"},
-                    {"event_type": "token_usage", "metric_name": "images", "quantity": 2,
-                     "subscription_id": sub["id"], "timestamp": "2024-01-20T00:00:00Z"},
-                ]
-            )  # fmt: skip
-            page = await client.usage.query(
-                subscription_id=sub["id"],
-                metric_name="llm_tokens",
-                start_date="2024-01-01",
-                end_date="2024-01-31",
-                limit=100,
-            )
-            assert [e["quantity"] for e in page["events"]] == [10]
-            aggregation = await client.usage.aggregation(
-                subscription_id=sub["id"], start_date="2024-01-01", end_date="2024-01-31"
-            )
-            metrics = [a["metricName"] for a in aggregation["aggregations"]]
-            assert metrics == ["images", "llm_tokens"]
-            summary = await client.usage.summary(
-                subscription_id=sub["id"], start_date="2024-01-01", end_date="2024-01-31"
-            )
-            assert summary["totalEvents"] == 2 and summary["metricCount"] == 2
-
-    run(scenario)
-
-
-def test_cost_attribution_as_the_reference_shows(server: LocalServer, api_key: str) -> None:
-    async def scenario() -> None:
-        async with AsyncClient(api_key=api_key, base_url=server.base_url) as client:
-            for agent, workflow, cost in [
-                ("support-bot", "customer-onboarding", 4.5),
-                ("analyst", "refunds", 1.25),
-            ]:
-                client.usage.record(
-                    "token_usage", "llm_tokens", 100, agent_id=agent, workflow_id=workflow,
-                    timestamp="2024-01-15T00:00:00Z", metadata={"provider_cost_usd": cost},
-                )  # fmt: skip
-            await client.flush()
-            period = {"start_date": "2024-01-01T00:00:00Z", "end_date": "2024-02-01T00:00:00Z"}
-            result: CostBreakdownResponse = await client.cost_attribution.by_agent(**period)
-            lines = [f"{i['attributionValue']}: ${i['totalCost']}" for i in result["items"]]
-            assert lines == ["support-bot: $4.5", "analyst: $1.25"]
-            assert result["totalCost"] == 5.75
-            by_workflow = await client.cost_attribution.by_workflow(**period)
-            assert by_workflow["items"][0]["attributionValue"] == "customer-onboarding"
-            agents = await client.cost_attribution.list_agents(**period)
-            assert agents["values"] == ["analyst", "support-bot"]
-            workflows = await client.cost_attribution.list_workflows(**period)
-            assert workflows["values"] == ["customer-onboarding", "refunds"]
-
-    run(scenario)
+# -- Client's calls, awaited ------------------------------------------------------------------
 
 
 def test_async_calls_are_coroutine_functions_with_the_sync_signatures(

@@ -4,6 +4,7 @@ plugin's `bearlumen_server` fixture."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import re
@@ -17,7 +18,9 @@ import pytest
 
 import bearlumen
 from bearlumen._cli import build_parser, main
-from bearlumen.testing import LocalServer
+from bearlumen.testing import OPENAI_ADMIN_KEY, FakeLLMProvider, LocalServer
+
+from .conftest import unused_loopback_url, with_locals
 
 
 def bearlumen_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -232,3 +235,98 @@ def test_serve_on_a_busy_port_says_so_in_one_line() -> None:
     assert len(lines) == 1, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
     assert "listening" not in done.stdout
+
+
+# -- answers of another shape, and the key out of every rendering of the arguments ------------
+
+SECRET = "sk_live_" + "cl1" * 8
+
+
+@pytest.mark.parametrize(
+    ("command", "proxied", "missing"),
+    [
+        ("report", "bearlumen", "has no 'items'"),
+        ("reconcile", "bearlumen", "has no 'events'"),
+        ("reconcile", "provider", "openai's"),
+    ],
+)
+def test_an_answer_of_another_shape_is_one_line_saying_what_is_missing(
+    proxy_url: str,
+    server: LocalServer,
+    command: str,
+    proxied: str,
+    missing: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A proxy (or another API) in front answers 200 with other JSON: the command ends with
+    # exit 1 and one line naming what the answer lacks and which flag to check; no traceback.
+    base_url = proxy_url if proxied == "bearlumen" else server.base_url
+    flags = ["--start", "2026-12-01", "--end", "2026-12-02", "--base-url", base_url]
+    with contextlib.ExitStack() as stack:
+        if command == "reconcile":
+            if proxied == "provider":
+                provider_url = proxy_url
+            else:
+                provider_url = stack.enter_context(FakeLLMProvider()).openai_base_url
+            flags += ["--provider", "openai", "--provider-base-url", provider_url,
+                      "--admin-key", OPENAI_ADMIN_KEY, "--plain"]  # fmt: skip
+        assert main([command, "--api-key", SECRET, *flags]) == 1
+    said = capsys.readouterr()
+    last = said.err.strip().splitlines()[-1]  # after reconcile's progress lines
+    assert last.startswith(f"bearlumen {command}: ") and missing in last, said.err
+    assert "--base-url" in last and (proxied == "bearlumen" or "--provider-base-url" in last)
+    assert "Traceback" not in said.err and SECRET not in said.out + said.err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_crashed_command_shows_no_api_key_in_its_frames(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `serve --api-key` and `demo --api-key` end in a traceback (here: a failure nobody
+    # expected): Python's, rich's or an error tracker's, with locals, shows the parsed
+    # arguments in every frame.
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("an unexpected failure")
+
+    if command == "serve":
+        monkeypatch.setattr("bearlumen.server.bind_socket", crash)
+        flags = ["--port", "0", "--api-key", SECRET, "--api-key", SECRET + "2"]
+    else:
+        monkeypatch.setattr("bearlumen._demo._simulate", crash)
+        flags = ["--base-url", unused_loopback_url(), "--api-key", SECRET, "--plain"]
+    monkeypatch.setattr("sys.argv", ["bearlumen", command, *flags])
+    del flags  # the test's own frame is in the traceback too
+    with pytest.raises(RuntimeError) as caught:
+        main()
+    shown = with_locals(caught.value)
+    assert "ApiKey('[redacted]')" in shown  # the frames' locals were rendered
+    assert SECRET not in shown
+
+
+def test_the_parsed_api_keys_print_as_redacted() -> None:
+    for argv in (
+        ["serve", "--api-key", SECRET],
+        ["demo", "--api-key", SECRET],
+        ["report", "--start", "2024-01-01", "--end", "2024-02-01", "--api-key", SECRET],
+        ["reconcile", "--provider", "openai", "--start", "2024-01-01", "--api-key", SECRET,
+         "--admin-key", SECRET],
+    ):  # fmt: skip
+        args = build_parser().parse_args(argv)
+        assert SECRET not in repr(args) + str(vars(args)), argv[0]
+
+
+def test_the_first_key_missing_is_named_by_its_path_in_the_answer() -> None:
+    from bearlumen import BearLumenError, CostBreakdownResponse
+    from bearlumen._cli import checked_answer
+
+    whole = {"items": [], "totalCost": 0, "startDate": "", "endDate": "", "groupBy": "agent"}
+    assert checked_answer(whole, CostBreakdownResponse, "by_agent") is whole
+    item = {"attributionValue": None, "totalCost": 0, "totalQuantity": 0, "eventCount": 0}
+    for answer, said in (
+        ([], "the answer to by_agent is no JSON object"),
+        ({**whole, "items": "none"}, "has no list at 'items'"),
+        ({**whole, "items": [item, {**item, "eventCount": None}, {}]}, "no 'items[2].attributionValue'"),
+        ({**whole, "items": [item, 7]}, "is no JSON object at items[1]"),
+    ):  # fmt: skip
+        with pytest.raises(BearLumenError, match=re.escape(said)):
+            checked_answer(answer, CostBreakdownResponse, "by_agent")

@@ -103,11 +103,6 @@ def test_bad_arguments_fail_before_any_request(client: Client) -> None:
         client.end_users.deactivate("")
 
 
-def test_ids_cannot_reach_another_route(client: Client) -> None:
-    with pytest.raises(NotFoundError):
-        client.subscriptions.retrieve("../end-users")
-
-
 def test_rate_limit_error_after_the_retries_carries_retry_after(
     fault_server: LocalServer, recording_sleep: RecordingSleep
 ) -> None:

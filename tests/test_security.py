@@ -9,9 +9,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import threading
-import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,13 +23,9 @@ from bearlumen.server.openapi import openapi_document
 from bearlumen.server.store import Store
 from bearlumen.testing import OPENAI_ADMIN_KEY, FakeLLMProvider, LocalServer
 
+from .conftest import with_locals
+
 SECRET = "sk_live_" + "k3Y" * 8
-
-
-def with_locals(exc: BaseException) -> str:
-    """The exception and its whole chain as a traceback that shows every frame's locals, as
-    `pytest -l`, rich's `show_locals` and error trackers capturing frame variables do."""
-    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
 
 
 @pytest.fixture(scope="module")
@@ -178,44 +171,24 @@ def test_a_failed_reconcile_shows_no_key_in_its_frames(
     assert "key = ApiKey('[redacted]')" in shown  # the frames' locals were rendered
 
 
-@pytest.fixture
-def proxy_url() -> Iterator[str]:
-    """A server that answers every GET 200 with JSON of another shape (a proxy, a captive
-    portal, another API's version)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b'{"data": "not what the API answers"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{proxy.server_address[1]}"
-    proxy.shutdown()
-    proxy.server_close()
-
-
 @pytest.mark.parametrize("command", ["report", "reconcile"])
 def test_a_crashed_command_shows_no_key_in_its_frames(
     proxy_url: str, command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `bearlumen report --api-key` / `bearlumen reconcile --admin-key` end in a traceback (here:
-    # an answer of another shape, which they do not check; Ctrl-C does the same): Python's,
-    # rich's or an error tracker's, with locals, shows the parsed arguments in every frame.
+    # Ctrl-C during the first request): Python's, rich's or an error tracker's, with locals,
+    # shows the parsed arguments in every frame.
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bearlumen._http.HttpCore._send_once", interrupted)
     flags = ["--start", "2026-12-01", "--end", "2026-12-02", "--base-url", proxy_url]
     if command == "reconcile":
         flags += ["--provider", "openai", "--provider-base-url", proxy_url]
     admin = ["--admin-key", ADMIN_SECRET] if command == "reconcile" else []
     monkeypatch.setattr("sys.argv", ["bearlumen", command, "--api-key", SECRET, *flags, *admin])
     del admin  # the test's own frame is in the traceback too
-    with pytest.raises(Exception) as caught:  # whatever escapes the command
+    with pytest.raises(KeyboardInterrupt) as caught:
         cli_main()
     shown = with_locals(caught.value)
     assert SECRET not in shown and ADMIN_SECRET not in shown

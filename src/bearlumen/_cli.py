@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, List, Optional, Sequence, get_args, get_origin, get_type_hints
 
 from ._errors import AuthenticationError, BearLumenError
+from ._http import ApiKey
 from ._version import __version__
 
 
@@ -48,6 +49,39 @@ def bearlumen_client(args: argparse.Namespace, **options: Any) -> Any:
     return Client(api_key=api_key, base_url=args.base_url, **options)
 
 
+def checked_answer(answer: Any, shape: Any, call: str) -> Any:
+    """`answer` when it has every key the TypedDict `shape` requires, and so has each item of
+    its lists of TypedDicts; else a `BearLumenError` naming the first key missing. A proxy or
+    another API answering 200 with other JSON (`{}`) ends the command in one line that says what
+    is missing, not in a KeyError's traceback, nor in a report of nothing."""
+    problem = _shape_problem(answer, shape, "")
+    if problem is None:
+        return answer
+    raise BearLumenError(
+        f"the answer to {call} {problem}: is --base-url a Bear Lumen API?", body=answer
+    )
+
+
+def _shape_problem(answer: Any, shape: Any, path: str) -> Optional[str]:
+    if not isinstance(answer, dict):
+        return f"is no JSON object{' at ' + path.rstrip('.') if path else ''}"
+    hints = get_type_hints(shape)
+    for key in sorted(shape.__required_keys__, key=list(hints).index):
+        if key not in answer:
+            return f"has no {path + key!r}"
+        hint = hints[key]
+        item_shape = get_args(hint)[0] if get_origin(hint) in (list, List) else None
+        if hasattr(item_shape, "__required_keys__"):
+            items = answer[key]
+            if not isinstance(items, list):
+                return f"has no list at {path + key!r}"
+            for index, item in enumerate(items):
+                problem = _shape_problem(item, item_shape, f"{path}{key}[{index}].")
+                if problem is not None:
+                    return problem
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         from .server import FaultSettings, bind_socket, make_server, settle_for_serving
@@ -76,7 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     server, store, _ = make_server(
         db=args.db,
-        api_keys=args.api_key,
+        # The server keeps only hashes of the keys: it needs their text, once, here.
+        api_keys=[key.header_value("") for key in args.api_key] if args.api_key else None,
         faults=faults,
         allow_faults=args.allow_faults,
         log_level=args.log_level,
@@ -124,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-key",
         action="append",
+        type=ApiKey,  # a repr of the arguments (a traceback's locals) shows no key
         metavar="KEY",
         help="accept only these keys (repeatable); without it any non-empty key is a tenant",
     )

@@ -519,13 +519,22 @@ def _quantity(value: float) -> Any:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ._cli import bearlumen_client
+    from ._cli import bearlumen_client, checked_answer
+    from ._types import CostBreakdownResponse, UsageSummary
 
     with bearlumen_client(args, buffered=False) as client:
         window = {"start_date": args.start, "end_date": args.end}
-        by_agent = client.cost_attribution.by_agent(**window)
-        by_workflow = client.cost_attribution.by_workflow(**window)
-        summary = client.usage.summary(**window)
+        by_agent = checked_answer(
+            client.cost_attribution.by_agent(**window),
+            CostBreakdownResponse,
+            "cost_attribution.by_agent",
+        )
+        by_workflow = checked_answer(
+            client.cost_attribution.by_workflow(**window),
+            CostBreakdownResponse,
+            "cost_attribution.by_workflow",
+        )
+        summary = checked_answer(client.usage.summary(**window), UsageSummary, "usage.summary")
     if args.json:
         print(
             json.dumps(
@@ -548,7 +557,9 @@ def add_demo_commands(commands: Any) -> None:
     )
     demo.add_argument("--db", help="SQLite file for the local server (default: in memory)")
     demo.add_argument("--base-url", help="use this running server instead of starting one")
-    demo.add_argument("--api-key", help="API key (default: BEARLUMEN_API_KEY, or a fresh test key)")
+    demo.add_argument(
+        "--api-key", type=ApiKey, help="API key (default: BEARLUMEN_API_KEY, or a fresh test key)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     demo.add_argument(
         "--flush-timeout", type=float, default=300.0, help="seconds to wait for delivery"

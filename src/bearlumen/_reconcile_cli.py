@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any, Callable, List, Optional
 
+from ._errors import BearLumenError
 from ._http import ApiKey
 from ._llm._reconcile import DEFAULT_MIN_COVERAGE, ReconciliationRow
 
@@ -64,14 +65,19 @@ def run_reconcile(args: argparse.Namespace, bearlumen_client: Callable[..., Any]
 
     out = Output(plain=args.plain or args.json)
     with bearlumen_client(args, buffered=False) as client, _progress(out) as progress:
-        rows = client.llm.reconcile(
-            provider=args.provider,
-            start=args.start,
-            end=args.end,
-            admin_key=args.admin_key,
-            provider_base_url=args.provider_base_url,
-            progress=progress,
-        )
+        try:
+            rows = client.llm.reconcile(
+                provider=args.provider,
+                start=args.start,
+                end=args.end,
+                admin_key=args.admin_key,
+                provider_base_url=args.provider_base_url,
+                progress=progress,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            # An answer read as a dict of the API's keys was something else: a proxy or another
+            # API in front answered 200 with other JSON. One line, naming what was missing.
+            raise BearLumenError(_other_shape(exc, args.provider)) from exc
     if args.json:
         short = [row for row in rows if row.below(args.min_coverage)]
         print(
@@ -87,6 +93,14 @@ def run_reconcile(args: argparse.Namespace, bearlumen_client: Callable[..., Any]
         )
         return 1 if short else 0
     return 0 if reconciliation_table(out, args.provider, rows, args.min_coverage) else 1
+
+
+def _other_shape(exc: Exception, provider: str) -> str:
+    lacks = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else f"another shape ({exc})"
+    return (
+        f"an answer read for the reconciliation has {lacks}: is --base-url a Bear Lumen API,"
+        f" and --provider-base-url {provider}'s?"
+    )
 
 
 def reconciliation_table(

@@ -339,7 +339,9 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequ
 def validated(model: type[Model], fields: dict[str, Any]) -> dict[str, Any]:
     """Validate snake_case arguments with a wire model; return the camelCase body to send."""
     try:
-        instance = model.model_validate({k: v for k, v in fields.items() if v is not None})
+        given = {k: v for k, v in fields.items() if v is not None}
+        # By name: a required argument passed as None is named as the caller wrote it.
+        instance = model.model_validate(given, by_name=True, by_alias=False)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     return instance.model_dump(by_alias=True, exclude_unset=True)
