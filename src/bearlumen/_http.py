@@ -21,6 +21,7 @@ sender, client) holds the key or its header in a local, so a traceback rendered 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import inspect
 import ipaddress
@@ -30,6 +31,7 @@ import os
 import platform
 import random
 import socket
+import ssl
 import threading
 import time
 import warnings
@@ -355,6 +357,15 @@ def _decode_answer(response: httpx.Response, decode: Callable[[bytes], Any] | No
         ) from None
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context, made at the first client: making one loads the CA bundle
+    (~60 ms, most of what `Client()` cost), which each client paid before, even on loopback.
+    A context is safe to share between clients and threads; SSL_CERT_FILE and SSL_CERT_DIR are
+    read when it is made, as httpx reads them."""
+    return httpx.create_ssl_context()
+
+
 def connection_limits() -> httpx.Limits:
     # Keep-alive as many as may be open: with fewer, a burst of answers leaves more idle
     # connections than httpcore keeps, and it closes them while requests queue for new ones
@@ -372,7 +383,9 @@ class HttpCore(BaseHttpCore):
     def _new_http_client(self) -> httpx.Client:
         # TCP_NODELAY: httpx writes headers and body separately, and with Nagle's algorithm the
         # body's last segment waits for the peer's delayed ACK (~40 ms a request on Linux).
-        transport = httpx.HTTPTransport(limits=connection_limits(), socket_options=NO_DELAY)
+        transport = httpx.HTTPTransport(
+            verify=tls_context(), limits=connection_limits(), socket_options=NO_DELAY
+        )
         return httpx.Client(timeout=self.timeout, transport=transport)
 
     def reset_after_fork(self) -> None:
@@ -452,7 +465,9 @@ class AsyncHttpCore(BaseHttpCore):
     _pool_closer: Optional[AsyncGenerator[None, None]] = None  # closes the pool as `_loop` ends
 
     def _new_http_client(self) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(limits=connection_limits(), socket_options=NO_DELAY)
+        transport = httpx.AsyncHTTPTransport(
+            verify=tls_context(), limits=connection_limits(), socket_options=NO_DELAY
+        )
         return httpx.AsyncClient(timeout=self.timeout, transport=transport)
 
     async def _http_client_for_this_loop(self) -> httpx.AsyncClient:
