@@ -6,7 +6,7 @@ senders run per batch is timed on its own and printed as ns/event (the best of a
 and in the thread's CPU time, not wall time: the machine is often shared, and time spent
 waiting for a core is not the worker's cost):
 
-- take:   `Shipper._take_chunk` pops the batch off the queue (and settles `queued_bytes`)
+- take:   `Shipper._take_chunk` pops the batch off the queue (its bytes stay held until it lands)
 - encode: `encode_batch`, the request body
 - answer: reading the server's answer as a sender does (`batch_answer_reader`)
 - tally:  `Senders._tally`, counting the per-event results
@@ -86,7 +86,7 @@ def measure(batches: list[list[QueuedEvent]], shipper: Shipper, rounds: int) -> 
         spent = 0
         for chunk in batches:
             shipper.pending_events.extend(chunk)
-            shipper.queued_bytes += 512 * len(chunk)
+            shipper._room.held += 512 * len(chunk)
             t0 = clock()
             taken, _ = shipper._take_chunk(BATCH)
             spent += clock() - t0

@@ -27,6 +27,8 @@ from bearlumen._events import IDEMPOTENCY_KEY, METADATA, SizedMetadata
 from bearlumen._timestamps import epoch_texts, format_epoch
 from bearlumen._validation import metadata_snapshot
 
+from ._shipper_probe import take_queued
+
 NOW = 1_764_100_000.123456  # 2025-11-25
 
 
@@ -239,7 +241,7 @@ def idle_client() -> Iterator[Client]:
     """A client whose worker never sends: the test takes what record() queued itself."""
     client = Client(api_key="sk_test_body", base_url="http://127.0.0.1:9", flush_interval=3600)
     yield client
-    client._shipper.pending_events.clear()  # type: ignore[union-attr]
+    take_queued(client)
     client.close(timeout=0.1)
 
 
@@ -292,13 +294,10 @@ event_spec = st.fixed_dictionaries(
 def test_whatever_record_accepts_is_sent_as_the_dicts_were(
     idle_client: Client, specs: list[dict[str, Any]]
 ) -> None:
-    shipper = idle_client._shipper
-    assert shipper is not None
     for spec in specs:
         with contextlib.suppress(InvalidRequestError):  # refused at the call: never queued
             idle_client.usage.record(**spec)
-    events = list(shipper.pending_events)
-    shipper.pending_events.clear()
+    events = take_queued(idle_client)
     assume(events)
     body, good, bad = encode_batch(events)
     assert (good, bad) == (events, [])

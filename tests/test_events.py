@@ -27,6 +27,8 @@ from bearlumen._events import (
 from bearlumen._timestamps import format_epoch, format_utc
 from bearlumen.testing import LocalServer
 
+from ._shipper_probe import held_bytes, shipper_of
+
 
 @pytest.fixture
 def eager_thread_switches() -> Iterator[None]:
@@ -141,14 +143,13 @@ def test_the_queue_is_bounded_in_bytes_while_the_server_is_down(
         delivery_timeout=600,
         flush_interval=600,  # nothing leaves the queue while recording, however slow the box
     )
-    shipper = client._shipper
-    assert shipper is not None
+    shipper = shipper_of(client)
     metadata = {"prompt": "x" * 10_000, "provider_cost_usd": 0.01}
     answers = []
     with caplog.at_level(logging.WARNING, logger="bearlumen"):
         for n in range(400):
             answers.append(client.usage.record("t", "m", 1, f"big-{n}", metadata=metadata))
-            assert shipper.queued_bytes <= bound
+            assert held_bytes(shipper) <= bound
         result = client.close(timeout=0.2)
     dropped = [a for a in answers if a.get("dropped")]
     accepted = [a for a in answers if a["recorded"]]

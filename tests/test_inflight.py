@@ -20,6 +20,13 @@ import pytest
 from bearlumen import Client
 from bearlumen.testing import LocalServer
 
+from ._shipper_probe import (
+    CHILD_PATH,
+    join_senders,
+    on_hand_out,
+    wait_for_batches,
+    wait_for_senders,
+)
 from .conftest import RecordingSleep
 
 
@@ -68,16 +75,6 @@ def held_client(server: LocalServer, api_key: str) -> Iterator[HeldClient]:
     for transport in transports:
         transport.release.set()
         transport.close()
-
-
-def wait_for_batches(client: Client, *, sent: int, in_flight: set[int]) -> None:
-    """Until `sent` batches were handed to senders and those numbered `in_flight` are still out."""
-    shipper: Any = client._shipper
-    senders = shipper._senders
-    with senders._progress:
-        assert senders._progress.wait_for(
-            lambda: senders._next_batch == sent and senders._outstanding == in_flight, timeout=60
-        )
 
 
 def test_every_event_is_stored_once_with_many_batches_in_flight_through_faults(
@@ -156,23 +153,20 @@ def test_records_arriving_while_the_worker_hands_out_batches_never_make_a_runt_b
     server: LocalServer, api_key: str, monkeypatch: Any
 ) -> None:
     client = Client(api_key=api_key, base_url=server.base_url, flush_at=1000, flush_interval=3600)
-    shipper: Any = client._shipper
     sizes: list[int] = []
     all_recorded = threading.Event()
-    hand_to_senders = shipper._senders.send
 
-    def hand_out_while_producers_record(flight: Any) -> None:
+    def record_while_handing_out(batch: list[Any]) -> None:
         # Producers keep recording while the worker hands a batch out. Recording here, on the
         # worker's own thread, makes that interleaving happen every time, not by luck.
-        sizes.append(len(flight.events))
+        sizes.append(len(batch))
         more = {1: 1500, 2: 1000}.get(len(sizes), 0)
         for _ in range(more):
             client.usage.record("token_usage", "llm_tokens", 1)
-        hand_to_senders(flight)
         if len(sizes) == 2:
             all_recorded.set()
 
-    monkeypatch.setattr(shipper._senders, "send", hand_out_while_producers_record)
+    on_hand_out(client, monkeypatch, record_while_handing_out)
     for _ in range(1000):
         client.usage.record("token_usage", "llm_tokens", 1)
     # Flush once the worker has recorded all 3,500: a flush marker queued while it still records
@@ -212,8 +206,7 @@ def test_events_in_flight_when_close_gives_up_are_failed_once_and_the_log_says_h
     )
     # The server answers after all: nothing is counted twice, nothing reaches on_error again.
     transport.release.set()
-    for sender in client._shipper._senders.threads:  # type: ignore[union-attr]
-        sender.join(30)
+    join_senders(client)
     stats = client.stats()
     assert (stats["failed"], stats["recorded"], stats["in_flight"]) == (10, 0, 0)
     assert len(failures) == 1
@@ -227,9 +220,8 @@ def test_a_batch_waiting_for_a_free_sender_counts_as_in_flight(
     for _ in range(2500):
         client.usage.record("token_usage", "llm_tokens", 1)
     assert transport.first_entered.wait(30)  # the first batch is held at the server's door
-    senders: Any = client._shipper._senders  # type: ignore[union-attr]
-    with senders._progress:  # the worker took the second batch and waits for the one sender
-        assert senders._progress.wait_for(lambda: client.stats()["in_flight"] == 2000, timeout=60)
+    # The worker took the second batch and waits for the one sender.
+    assert wait_for_senders(client, lambda *_: client.stats()["in_flight"] == 2000)
     stats = client.stats()
     assert (stats["queued"], stats["in_flight"]) == (500, 2000)  # none unaccounted for
     transport.release.set()
@@ -264,22 +256,16 @@ def test_a_retry_after_pauses_a_sender_that_was_never_refused(
         flush_interval=3600,
         max_in_flight=2,
     )
-    shipper: Any = client._shipper
-    senders = shipper._senders
     try:
         for _ in range(1000):
             client.usage.record("token_usage", "llm_tokens", 1)
         assert first_waits.wait(30)
         for _ in range(1000):
             client.usage.record("token_usage", "llm_tokens", 1)
-        with senders._progress:  # batch 1 waited for the pause, or came back without waiting
-            assert senders._progress.wait_for(
-                lambda: (
-                    second_waits.is_set()
-                    or (senders._next_batch == 2 and senders._outstanding == {0})
-                ),
-                timeout=60,
-            )
+        # Batch 1 waited for the pause, or came back without waiting.
+        assert wait_for_senders(
+            client, lambda handed, out: second_waits.is_set() or (handed == 2 and out == {0})
+        )
         assert len(waits) == 2 and waits[0][0] != waits[1][0]  # two senders waited ...
         assert waits[0][1] >= 30 and 0 < waits[1][1] <= 30  # ... the second for what was left
         result = client.flush()
@@ -292,6 +278,7 @@ def test_a_retry_after_pauses_a_sender_that_was_never_refused(
 HELD_CHILD = """
 import os, threading, httpx, bearlumen
 from bearlumen import _spool
+from tests._shipper_probe import wait_for_senders
 _spool.SEGMENT_BYTES = 16 * 1024  # about one batch a segment: later ones can be trimmed first
 
 class HoldFirstBatch(httpx.HTTPTransport):
@@ -304,14 +291,12 @@ class HoldFirstBatch(httpx.HTTPTransport):
 client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
                           spool_dir=os.environ["SPOOL"], flush_at=100, flush_interval=3600,
                           max_in_flight=4, http_client=httpx.Client(transport=HoldFirstBatch()))
-senders = client._shipper._senders
 for batch in range(4):  # four batches of 100, each woken by flush_at
     for i in range(100):
         client.usage.record("token_usage", "llm_tokens", 1, f"evt-{batch}-{i}")
-    with senders._progress:
-        senders._progress.wait_for(lambda: senders._next_batch == batch + 1)
-with senders._progress:  # batches 1-3 came back, acknowledged before batch 0
-    senders._progress.wait_for(lambda: senders._outstanding == {0})
+    wait_for_senders(client, lambda handed, out: handed == batch + 1)
+# batches 1-3 came back, acknowledged before batch 0
+wait_for_senders(client, lambda handed, out: out == {0})
 print("ready", client.stats()["recorded"], flush=True)
 threading.Event().wait()
 """
@@ -321,7 +306,10 @@ def test_batches_acknowledged_out_of_order_survive_a_sigkill(
     server: LocalServer, api_key: str, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    env = {**os.environ, "KEY": api_key, "URL": server.base_url, "SPOOL": str(spool)}
+    env = {
+        **os.environ, "KEY": api_key, "URL": server.base_url, "SPOOL": str(spool),
+        "PYTHONPATH": CHILD_PATH,
+    }  # fmt: skip
     child = subprocess.Popen(
         [sys.executable, "-c", HELD_CHILD], env=env, stdout=subprocess.PIPE, text=True
     )

@@ -22,6 +22,7 @@ from bearlumen._batch_codec import ALL_RECORDED, batch_answer_reader, read_resul
 from bearlumen._types import ShipperStats
 from bearlumen.testing import LocalServer
 
+from ._shipper_probe import join_senders, on_senders_stop, wake_worker
 from .conftest import RecordingSleep
 
 OUTCOMES = ("queued", "in_flight", "recorded", "duplicate", "rejected", "dropped", "failed")
@@ -275,8 +276,7 @@ def test_close_while_a_batch_is_halved_counts_each_event_once(
     with caplog.at_level(logging.WARNING, logger="bearlumen"):
         result = client.close(timeout=0)  # closes the client's connections too
         fake.release.set()
-        for sender in client._shipper._senders.threads:  # type: ignore[union-attr]
-            sender.join(30)
+        join_senders(client)
     final = client.stats()
     assert (result["recorded"], result["failed"]) == (recorded_first, 8 - recorded_first)
     assert accounted(result) == 8
@@ -348,21 +348,14 @@ def test_flush_from_on_error_while_close_gives_up_does_not_wait_for_ever(
     fake = fake_api(all_recorded, hold_request=0)
     flushed: list[bool] = []
     worker_stopping = threading.Event()
-    client = Client(api_key=api_key, base_url=fake.base_url, flush_interval=3600)
-    shipper: Any = client._shipper
-    stop_senders = shipper._senders.stop
-
-    def stop() -> None:
-        worker_stopping.set()
-        stop_senders()
 
     def on_error(events: list[Any], exc: BaseException) -> None:
-        shipper.wake()
+        wake_worker(client)  # close() wakes it only once on_error has returned
         assert worker_stopping.wait(30)
         flushed.append(client.flush()["complete"])
 
-    monkeypatch.setattr(shipper._senders, "stop", stop)
-    shipper.on_error = shipper._outcomes._on_error = on_error
+    client = Client(api_key=api_key, base_url=fake.base_url, flush_interval=3600, on_error=on_error)
+    on_senders_stop(client, monkeypatch, worker_stopping.set)
     client.usage.record("t", "m", 1)
     client.flush(timeout=0)
     assert fake.held.wait(30)

@@ -22,6 +22,7 @@ import pytest
 
 from bearlumen.testing import LocalServer
 
+from ._shipper_probe import CHILD_PATH, shipper_threads
 from .conftest import end_process_group
 
 PRELUDE = """
@@ -113,11 +114,10 @@ def test_with_the_server_down_the_process_exits_within_its_bound(api_key: str) -
 
 
 SILENT_SERVER_SCRIPT = """
+from tests._shipper_probe import wait_for_senders
 record(3, "silent")
 client.flush(timeout=0)  # out now: the server takes the request and never answers
-senders = client._shipper._senders
-with senders._progress:
-    assert senders._progress.wait_for(lambda: senders._outstanding == {0}, 30)
+assert wait_for_senders(client, lambda handed, out: out == {0}, 30)
 print("in flight", client.stats()["in_flight"], flush=True)
 if sys.argv[1] == "sigterm":
     import threading
@@ -145,7 +145,7 @@ def test_events_in_flight_to_a_silent_server_are_failed_at_the_end_and_counted_i
         script += textwrap.dedent(SILENT_SERVER_SCRIPT)
         done = subprocess.run(
             [sys.executable, "-c", script, how],
-            env={**os.environ, "KEY": api_key, "URL": url},
+            env={**os.environ, "KEY": api_key, "URL": url, "PYTHONPATH": CHILD_PATH},
             capture_output=True, text=True, timeout=1.0 + 5,
         )  # fmt: skip
     assert done.returncode == (0 if how == "exit" else -signal.SIGTERM), done.stderr
@@ -356,11 +356,10 @@ def test_the_shippers_threads_leave_sigterm_and_sigint_to_the_main_thread(
     try:
         client.usage.record("token_usage", "llm_tokens", 1)
         client.flush()  # the worker has run and started a sender
-        shipper = client._shipper
-        threads = [shipper._worker, *shipper._senders.threads]
-        assert len(threads) >= 2 and all(thread is not None for thread in threads)
+        threads = shipper_threads(client)
+        assert len(threads) >= 2
         for thread in threads:
-            assert thread is not None and thread.native_id is not None
+            assert thread.native_id is not None
             status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
             blocked = int(status.split("SigBlk:")[1].split()[0], 16)
             for sent in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

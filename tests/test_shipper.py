@@ -16,6 +16,7 @@ from bearlumen import Client, InvalidRequestError, NetworkError
 from bearlumen._types import UsageRecordInput
 from bearlumen.testing import LocalServer
 
+from ._shipper_probe import shipper_of
 from .conftest import RecordingSleep
 
 
@@ -174,8 +175,7 @@ def test_bad_input_raises_at_the_call_and_queues_nothing(
 def enqueue_unchecked(client: Client, key: str, metadata: dict[str, object]) -> None:
     """Queue an event record() would refuse, as a spool written by an older version may replay
     it: only the worker's own checks stand between it and the server."""
-    assert client._shipper is not None
-    client._shipper.enqueue(("t", "m", 1, key, time.time(), None, None, None, None, metadata))
+    shipper_of(client).enqueue(("t", "m", 1, key, time.time(), None, None, None, None, metadata))
 
 
 def test_one_bad_event_never_costs_the_others_their_delivery(

@@ -46,6 +46,8 @@ from bearlumen._shipper import Shipper, _FlushRequest
 from bearlumen._timestamps import format_epoch
 from bearlumen._validation import metadata_snapshot
 
+from ._shipper_probe import held_bytes, set_held_bytes, shipper_of
+
 OPTIONAL = ("subscription_id", "end_user_id", "agent_id", "workflow_id", "metadata")
 METADATA_KINDS: list[Any] = [
     {"model": "gpt-4-turbo", "provider": "openai", "provider_cost_usd": 4.50},
@@ -301,19 +303,18 @@ def test_a_status_quoted_inside_a_message_is_not_counted() -> None:
 
 def test_a_batch_taken_ends_at_a_flush_marker_and_leaves_what_follows_in_order() -> None:
     client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
-    shipper = client._shipper
-    assert shipper is not None
+    shipper = shipper_of(client)
     events = [event(f"k{n}", 1, 1.5, (False,) * 5, None) for n in range(6)]
     events[1] = event("large", 1, 1.5, (False,) * 4 + (True,), {"blob": "x" * 5_000})
     assert type(events[1][METADATA]) is SizedMetadata
     marker = _FlushRequest()
     shipper.pending_events.extend([*events[:3], marker, *events[3:]])
-    shipper.queued_bytes = sum(map(queued_bytes, events))
+    set_held_bytes(shipper, sum(map(queued_bytes, events)))
     flight, flush_request = shipper._take_chunk(1000)
     assert flight is not None and flight.events == events[:3] and flush_request is marker
     assert list(shipper.pending_events) == events[3:]
     # Taken is not gone: their bytes count until their batch lands (test_memory_bound.py).
-    assert shipper.queued_bytes == sum(map(queued_bytes, events))
+    assert held_bytes(shipper) == sum(map(queued_bytes, events))
     flight, flush_request = shipper._take_chunk(2)
     assert flight is not None and (flight.events, flush_request) == (events[3:5], None)
     assert list(shipper.pending_events) == events[5:]
@@ -329,8 +330,7 @@ def sized_event(key: str) -> QueuedEvent:
 def idle_shipper() -> Iterator[Shipper]:
     """The shipper of a client whose worker never started: the test drives it by hand."""
     client = Client(api_key="sk_test_take", base_url="http://127.0.0.1:9")  # never sends
-    assert client._shipper is not None
-    yield client._shipper
+    yield shipper_of(client)
     client.close(timeout=0.1)
 
 
@@ -350,7 +350,7 @@ def test_an_event_queued_while_orphans_are_sized_stays_counted(
 
     def sized_while_a_producer_runs(one: QueuedEvent) -> int:
         if late not in shipper.pending_events:  # what enqueue() does, once
-            shipper.queued_bytes += real_queued_bytes(late)
+            set_held_bytes(shipper, held_bytes(shipper) + real_queued_bytes(late))
             shipper.pending_events.append(late)
         return real_queued_bytes(one)
 
@@ -359,4 +359,4 @@ def test_an_event_queued_while_orphans_are_sized_stays_counted(
     shipper._adopt_orphans()
     monkeypatch.undo()
     assert list(shipper.pending_events) == [*orphans, late]
-    assert shipper.queued_bytes == sum(map(queued_bytes, [*orphans, late]))
+    assert held_bytes(shipper) == sum(map(queued_bytes, [*orphans, late]))

@@ -34,6 +34,7 @@ from ._errors import BearLumenError, InvalidRequestError
 from ._events import QueuedEvent, events_bytes
 from ._http import HttpCore
 from ._outcomes import DROP_REPORT_INTERVAL, WATCH_INTERVAL, Flight, Outcomes
+from ._room import Room
 from ._spool import Spool
 from ._throttle import SendThrottle
 
@@ -56,8 +57,7 @@ class Senders:
         sleep: Callable[[float], Any] | None,
         spool: Spool | None,
         queued: Callable[[], int],
-        max_queue_bytes: int,
-        hold_bytes: Callable[[int], int],
+        room: Room,
     ) -> None:
         self._http = http
         self._outcomes = outcomes
@@ -67,10 +67,9 @@ class Senders:
         self._sleep = sleep
         self._spool = spool
         self._queued = queued  # events still in the shipper's queue, for the outage's log line
-        # A batch in flight holds its events and its request body, counted against
-        # max_queue_bytes by `hold_bytes` from the shipper until it lands.
-        self.max_queue_bytes = max_queue_bytes
-        self._hold_bytes = hold_bytes
+        # A batch in flight holds its events and its request body in the shipper's room (against
+        # max_queue_bytes) until it lands.
+        self._room = room
         self._held_by_batch: dict[int, int] = {}  # a batch's number: the bytes it holds
         self.abandoned = threading.Event()  # close() gave up waiting: stop retrying now
         self._throttle = SendThrottle(max_in_flight, sleep=sleep)
@@ -106,7 +105,7 @@ class Senders:
             self._progress.notify_all()
             while (
                 len(self._outstanding) >= self.max_in_flight
-                or (self._outstanding and self._hold_bytes(0) + body_bytes > self.max_queue_bytes)
+                or (self._outstanding and self._room.held + body_bytes > self._room.max_bytes)
             ) and not self.abandoned.is_set():
                 self._progress.wait(1.0)  # woken when a batch comes back; the bound is a guard
             if not self.abandoned.is_set():
@@ -114,13 +113,13 @@ class Senders:
                 self._next_batch += 1
                 self._outstanding.add(number)
                 self._held_by_batch[number] = 2 * body_bytes
-                self._hold_bytes(body_bytes)
+                self._room.hold(body_bytes)
                 start_sender = len(self.threads) < len(self._outstanding)
                 self._batches.put((number, flight))
                 self._progress.notify_all()
                 flight = None  # type: ignore[assignment]
         if flight is not None:  # close() gave up before a sender was free: it never goes out
-            self._hold_bytes(-body_bytes)
+            self._room.release(body_bytes)
             self._outcomes.give_up(
                 flight.events, BearLumenError("The client was closed before delivery"), flight
             )
@@ -189,7 +188,7 @@ class Senders:
             finally:
                 # Landed: its events and its body are gone (told before it leaves the in-flight
                 # count, where the worker may see nothing held: see Shipper._run).
-                self._hold_bytes(-self._held_by_batch.pop(number))
+                self._room.release(self._held_by_batch.pop(number))
                 self._outcomes.landed(flight)
                 with self._progress:
                     self._outstanding.discard(number)

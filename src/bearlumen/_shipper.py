@@ -1,12 +1,13 @@
 """The buffered usage shipper: an in-memory queue, one background worker, nothing lost silently.
 
 `usage.record()` checks its input, appends a tuple to `pending_events` (a deque: appends and
-pops are thread-safe without a lock) and returns. One daemon worker per client wakes when
-`flush_at` events wait or `flush_interval` passes, takes up to 1000 events at a time and hands
-each batch to the senders (`_senders.py`), which post it to the batch endpoint through
-`HttpCore` — the same retry policy as every other call, bounded by a delivery deadline instead
-of an attempt count. What became of each event is counted, logged once per burst and handed to
-`on_error` by `_outcomes.py`, never on the caller's thread.
+pops are thread-safe without a lock) and returns; when the queue is full (`max_queue_size`,
+`max_queue_bytes`) it drops the event, or waits for room (`_room.py`). One daemon worker per
+client wakes when `flush_at` events wait or `flush_interval` passes, takes up to 1000 events at
+a time and hands each batch to the senders (`_senders.py`), which post it to the batch endpoint
+through `HttpCore` — the same retry policy as every other call, bounded by a delivery deadline
+instead of an attempt count. What became of each event is counted, logged once per burst and
+handed to `on_error` by `_outcomes.py`, never on the caller's thread.
 
 `flush()` puts a marker in the queue behind everything recorded before it; the worker hands the
 marker to the senders, which complete it once the batches ahead of it are delivered or failed
@@ -23,7 +24,6 @@ the process ends (exit, multiprocessing, SIGTERM) is `_exit_hooks.py`.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import functools
 import logging
@@ -32,9 +32,8 @@ import sys
 import threading
 import weakref
 from collections import deque
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Optional, TypeVar, Union
+from typing import Any, Callable, Deque, Union
 
 from . import _exit_hooks
 from ._clock import monotonic
@@ -59,37 +58,12 @@ from ._events import (
 )
 from ._http import HttpCore
 from ._outcomes import WATCH_INTERVAL, ErrorCallback, Flight, Outcomes
+from ._room import Room
 from ._senders import Senders
 from ._spool import Spool
 from ._types import FlushResult, ShipperStats
 
 logger = logging.getLogger("bearlumen")
-RecordResult = TypeVar("RecordResult")
-
-# on_overflow="block" on a thread running an asyncio loop waits at most this long, then drops:
-# every task on the loop would wait with it, and the worker may be waiting for a dead server.
-LOOP_BLOCK_LIMIT = 0.1  # seconds
-# ... and on the path of a metered LLM call (`client.llm`), which the app is waiting for.
-LLM_BLOCK_LIMIT = 1.0  # seconds
-# How long on_overflow="block" may wait on this call's path; None: until there is room.
-# `client.llm` sets LLM_BLOCK_LIMIT around its recording (read only once the queue is full).
-block_limit: ContextVar[Optional[float]] = ContextVar("bearlumen_block_limit", default=None)
-
-
-def with_block_limit(
-    limit: float, record: Callable[..., RecordResult]
-) -> Callable[..., RecordResult]:
-    """`record` (`usage.record`) whose on_overflow="block" waits at most `limit` seconds, then
-    drops (counted, logged), and drops at once while the queue stays full."""
-
-    def record_bounded(*args: Any, **kwargs: Any) -> RecordResult:
-        token = block_limit.set(limit)
-        try:
-            return record(*args, **kwargs)
-        finally:
-            block_limit.reset(token)
-
-    return record_bounded
 
 
 class ShipperState(enum.Enum):
@@ -212,30 +186,25 @@ class Shipper:
         """Fresh state: at construction, and in a forked child (which owns nothing it inherited:
         not the parent's queue, keys, counters or threads; its senders are its own)."""
         self.pending_events: Deque[Union[QueuedEvent, _FlushRequest]] = deque()
-        # What the events queued and in flight hold (`_events.queued_bytes`), and the request
-        # bodies of the batches in flight, against max_queue_bytes: an event's bytes leave only
-        # when its batch lands. Producers add and the senders subtract without a lock: `+=` /
-        # `-=` on an attribute, with no call between the read and the write, is not interrupted
-        # by a thread switch in CPython >= 3.10; on 3.9 a rare lost update is healed whenever
-        # the worker wakes to nothing queued or in flight.
-        self.queued_bytes = 0
         self.state = ShipperState.IDLE
         self._wake = threading.Event()
         self._lifecycle_lock = threading.Lock()
-        self._space = threading.Condition()
-        self._blocked_producers = 0
-        # A bounded wait for room (see _wait_for_space) that ended in a drop was at this count
-        # of the times room was made (events taken, batches landed); until the count moves,
-        # bounded waits drop at once.
-        self._room_made = 0
-        self._bounded_drop_at = -1
+        # The bytes held against max_queue_bytes, and the producers waiting for room: the
+        # senders hold and release a batch's bytes in it directly.
+        self._room = Room(
+            self.pending_events,
+            max_events=self.max_queue_size,
+            max_bytes=self.max_queue_bytes,
+            block=self.block_on_overflow,
+            wake_worker=self._wake.set,
+        )
         self._worker: threading.Thread | None = None
         self._accepting = False  # True while RUNNING: the one flag record() reads
         self._sigterm_after_fork = False  # set in a forked child: reinstall at the first event
         self._adopt_at_start = False  # set in a forked child with a spool
         self._flush_asked = False  # a flush marker waits: ship part-filled batches now
-        # The shipper's parts hold it weakly (through the byte holder and the queue itself):
-        # a reference back would keep a dropped idle client alive until the garbage collector.
+        # The shipper's parts hold its queue and its wake event, never the shipper: a reference
+        # back would keep a dropped idle client alive until the garbage collector.
         self._outcomes = Outcomes(
             on_error=self.on_error,
             spooled=self._spool is not None,
@@ -250,8 +219,7 @@ class Shipper:
             sleep=self._sleep,
             spool=self._spool,
             queued=functools.partial(_events_in, self.pending_events),
-            max_queue_bytes=self.max_queue_bytes,
-            hold_bytes=_byte_holder(weakref.ref(self)),
+            room=self._room,
         )
         # record() claims a caller's key here, on the hot path: the outcomes' own method, bound
         # once, so that the call costs no more than a method of the shipper's.
@@ -262,12 +230,14 @@ class Shipper:
     def enqueue(self, event: QueuedEvent) -> bool:
         """Queue one event; False when it was dropped (queue full, or client closed)."""
         pending = self.pending_events
+        room = self._room
         metadata = event[METADATA]  # queued_bytes(event), inlined: this is the hot path
         size = EVENT_BYTES + metadata.size if type(metadata) is SizedMetadata else EVENT_BYTES
-        if (  # self._is_full(size), spelled out: this is the hot path
+        if (  # room.is_full(size), spelled out: this is the hot path
             len(pending) >= self.max_queue_size
-            or (self.queued_bytes + size > self.max_queue_bytes and self.queued_bytes > 0)
-        ) and not self._wait_for_space(size):
+            or (room.held + size > self.max_queue_bytes and room.held > 0)
+        ) and not room.wait(size):
+            self._outcomes.count_drop()
             self._outcomes.forget_key(event)
             return False
         if not self._accepting and not self._start_worker():
@@ -277,7 +247,7 @@ class Shipper:
             return False
         if self._spool is not None:
             event = self._spool_append(event)
-        self.queued_bytes += size
+        room.held += size
         pending.append(event)
         if len(pending) >= self.flush_at and not self._wake.is_set():
             self._wake.set()
@@ -290,42 +260,6 @@ class Shipper:
             self._outcomes.forget_key(event)
             raise
 
-    def _is_full(self, size: int) -> bool:
-        """No room for an event of `size` bytes (an empty queue takes any one event)."""
-        return len(self.pending_events) >= self.max_queue_size or (
-            self.queued_bytes + size > self.max_queue_bytes and self.queued_bytes > 0
-        )
-
-    def _wait_for_space(self, size: int) -> bool:
-        if not self.block_on_overflow:
-            self._outcomes.count_drop()
-            return False
-        # On an event loop's thread every task would wait with us, and on the LLM path the app
-        # waits for its call: wait briefly, then drop. Once such a wait ended in a drop, the
-        # next ones drop at once until room is made (the worker takes from the queue, or a
-        # batch lands): one wait per burst, not one per event (20 records in a handler stalled
-        # its loop 2 s each time).
-        limit = LOOP_BLOCK_LIMIT if _on_event_loop() else block_limit.get()
-        if limit is not None and self._bounded_drop_at == self._room_made:
-            self._outcomes.count_drop()
-            return False
-        deadline = None if limit is None else monotonic() + limit
-        with self._space:
-            self._blocked_producers += 1
-            try:
-                while self._is_full(size):
-                    left = 0.5 if deadline is None else deadline - monotonic()
-                    if left <= 0 or self.state in (ShipperState.CLOSING, ShipperState.CLOSED):
-                        if limit is not None:
-                            self._bounded_drop_at = self._room_made
-                        self._outcomes.count_drop()
-                        return False
-                    self._wake.set()
-                    self._space.wait(min(left, 0.5))
-            finally:
-                self._blocked_producers -= 1
-        return True
-
     def _start_worker(self) -> bool:
         if self._sigterm_after_fork:
             # A forked server worker (gunicorn's UvicornWorker) reset SIGTERM after the fork.
@@ -336,6 +270,7 @@ class Shipper:
                 # A thread started now never runs, and Thread.start() waits for it for ever.
                 self._outcomes.exiting = True
                 self.state = ShipperState.CLOSED
+                self._room.stop()
             if self.state is ShipperState.IDLE:
                 self._worker = threading.Thread(
                     target=self._run, name="bearlumen-shipper", daemon=True
@@ -432,14 +367,13 @@ class Shipper:
                 self.state = ShipperState.CLOSED
             elif self.state is ShipperState.RUNNING:
                 self.state = ShipperState.CLOSING
+        self._room.stop()  # who waits for room drops, now: nothing more is accepted
         waited = self.shutdown_timeout if timeout is None else timeout
         result = self.flush(waited, caller="close()")
         given_up = self.give_up()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=1.0)
-        with self._space:
-            self._space.notify_all()
         if worker is None or not worker.is_alive():
             # What was dropped or rejected since the worker's last wake.
             self._outcomes.report_bursts(final=True)
@@ -505,7 +439,7 @@ class Shipper:
             self._wake.clear()
             flush_asked, self._flush_asked = self._flush_asked, False
             if not self.pending_events and not self._senders.events_in_flight:
-                self.queued_bytes = 0  # nothing held: heals a lost update (see _reset)
+                self._room.held = 0  # nothing held: heals a lost update (see _room.py)
             # Woken early by `flush_at` events: ship full batches only, and let the rest fill
             # up until the interval is over; so a steady trickle costs one request an interval.
             everything = not woken or flush_asked or self.state is not ShipperState.RUNNING
@@ -545,7 +479,7 @@ class Shipper:
         """Events replayed from the spool, ahead of everything queued, and their bytes counted."""
         recovered_bytes = sum(map(queued_bytes, recovered))  # sized first: see _take_chunk
         self.pending_events.extendleft(reversed(recovered))
-        self.queued_bytes += recovered_bytes
+        self._room.held += recovered_bytes
 
     def _drain(self, everything: bool) -> None:
         """Hand what is queued now to the senders; what arrives meanwhile waits its round."""
@@ -589,11 +523,8 @@ class Shipper:
                 pending.extendleft(reversed(chunk[at + 1 :]))  # back in front, in their order
                 del chunk[at:]
             flight = self._outcomes.fly(chunk) if chunk else None
-        if chunk:  # its bytes stay counted until its batch lands (the senders' hold_bytes)
-            self._room_made += 1  # room in max_queue_size: bounded waits may wait again
-        if self._blocked_producers:
-            with self._space:
-                self._space.notify_all()
+        # Room in max_queue_size; the chunk's bytes stay held until its batch lands.
+        self._room.made()
         return flight, flush_request
 
     def _fail_remaining(self) -> int:
@@ -611,7 +542,7 @@ class Shipper:
                 else:
                     leftover.append(item)  # type: ignore[arg-type]
             outcomes.counts["failed"] += len(leftover)
-            self.queued_bytes = 0
+            self._room.held = 0
         if leftover:
             outcomes.failed_at_close(leftover)
         for marker in markers:
@@ -619,40 +550,9 @@ class Shipper:
         return len(leftover)
 
 
-def _on_event_loop() -> bool:
-    """Is this thread running an asyncio event loop?"""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _events_in(pending: Deque[Union[QueuedEvent, _FlushRequest]]) -> int:
     """The events in the queue, flush markers left out; no lock."""
     return sum(1 for item in list(pending) if type(item) is not _FlushRequest)
-
-
-def _byte_holder(shipper_ref: weakref.ref[Shipper]) -> Callable[[int], int]:
-    """How the senders count a batch in flight against max_queue_bytes: `hold_bytes(n)` adds n
-    (the body of a batch about to go out) or takes it away (a batch that landed), wakes the
-    producers waiting for room, and returns what is held now. Weakly: see `Shipper._reset`."""
-
-    def hold_bytes(delta: int) -> int:
-        shipper = shipper_ref()
-        if shipper is None:
-            return 0
-        shipper.queued_bytes += delta
-        if delta < 0:
-            if shipper.queued_bytes < 0:  # the worker's heal (see _run) came before this release
-                shipper.queued_bytes = 0
-            shipper._room_made += 1
-            if shipper._blocked_producers:
-                with shipper._space:
-                    shipper._space.notify_all()
-        return shipper.queued_bytes
-
-    return hold_bytes
 
 
 def _after_fork(shipper_ref: weakref.ref[Shipper]) -> Callable[[], None]:

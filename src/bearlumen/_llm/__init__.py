@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, List, Opt
 from .. import _ids
 from .._errors import InvalidRequestError
 from .._http import ApiKey
-from .._shipper import LLM_BLOCK_LIMIT, with_block_limit
+from .._room import LLM_BLOCK_LIMIT, with_block_limit
 from .._types import UsageRecordResult
 from .._wire import COST_KEY
 from . import _anthropic, _bedrock, _gemini, _openai

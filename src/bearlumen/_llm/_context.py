@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from .._scoped import scoped
 from .._validation import check_event, metadata_snapshot
 
 # One attribution: the keyword arguments of usage.record it fills in (None values left out).
@@ -44,14 +45,10 @@ def marked(call: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
 
         return marked_async
 
+    marking = scoped(metered_call, True, call)
+
     def marked_sync(*args: Any, **kwargs: Any) -> Any:
-        if not span_bridges:
-            return call(*args, **kwargs)
-        token = metered_call.set(True)
-        try:
-            return call(*args, **kwargs)
-        finally:
-            metered_call.reset(token)
+        return marking(*args, **kwargs) if span_bridges else call(*args, **kwargs)
 
     return marked_sync
 
