@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import anthropic
@@ -665,21 +662,6 @@ def test_an_async_stream_dropped_halfway_is_recorded_when_collected(
     assert event["metadata"]["partial"] is True
     assert event["metadata"]["input_tokens"] == 1200
     collect_what_a_test_dropped_on_purpose()
-
-
-def test_the_instrument_example_runs_as_a_user_runs_it(server: Any, api_key: str) -> None:
-    example = Path(__file__).parent.parent / "examples" / "llm_instrument.py"
-    env = {**os.environ, "BEARLUMEN_BASE_URL": server.base_url, "BEARLUMEN_API_KEY": api_key}
-    done = subprocess.run(
-        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert len(lines) == 4
-    assert lines[0].startswith("support-bot: openai gpt-4o-mini in=1200 (cached 400) out=300")
-    assert "stream=True" in lines[1]
-    assert lines[2].startswith("escalation-agent: anthropic claude-haiku-4-5 in=1200 (cached 400)")
-    assert lines[3] == "streamed answer: Hello from the fake provider."
 
 
 # -- Anthropic's 1-hour cache writes ----------------------------------------------------------

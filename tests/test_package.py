@@ -3,6 +3,7 @@ names reached through it on first use, and the deprecated ones."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
@@ -58,3 +59,10 @@ def test_every_exported_class_and_resource_method_has_a_docstring_of_its_own(
             if not name.startswith("_") and callable(method) and not method.__doc__:
                 missing.append(f"{resource_name}.{name}")
     assert missing == []
+
+
+def test_the_pytest_plugin_is_registered_for_pytest_to_load() -> None:
+    # The fixtures `bearlumen_server` and `fake_llm_provider` reach a user's tests through this
+    # entry point; the docs' pytest snippets load the plugin by name, so this is its test.
+    plugins = importlib.metadata.entry_points(group="pytest11")
+    assert [p.value for p in plugins if p.name == "bearlumen"] == ["bearlumen.testing"]
