@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import subprocess
 import sys
 from typing import Any, Callable, Iterator
 
@@ -891,3 +892,45 @@ def test_structured_output_streams_are_metered_through_create(
     events = stored(client)
     assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids)
     assert {(e["metadata"]["stream"], e["metadata"]["priced"]) for e in events} == {(True, True)}
+
+
+_BETA_LEFT_ALONE = """
+import asyncio, sys, openai, bearlumen
+base_url, api_key, provider_url = sys.argv[1:]
+messages = [{"role": "user", "content": "hi"}]
+with bearlumen.Client(api_key=api_key, base_url=base_url) as client:
+    sdk = client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=provider_url))
+    aio = client.llm.instrument(openai.AsyncOpenAI(api_key="sk-fake", base_url=provider_url))
+    print("openai.resources.beta" in sys.modules, type(vars(sdk).get("beta")).__name__)
+    ids = [sdk.beta.chat.completions.create(model="gpt-4o", messages=messages).id]
+    print(type(sdk.beta).__name__, isinstance(aio.beta, openai.resources.beta.AsyncBeta))
+
+    async def main():
+        async with aio:
+            return (await aio.beta.chat.completions.create(model="gpt-4o", messages=messages)).id
+
+    ids.append(asyncio.run(main()))
+print(*ids)
+"""
+
+
+def test_instrument_leaves_beta_unbuilt_and_a_later_beta_call_is_metered(
+    client: bearlumen.Client, server: Any, api_key: str, fake: FakeLLMProvider
+) -> None:
+    """Building `client.beta` imports all of openai's beta resources (as much CPU as `import
+    openai`): instrument() leaves it to the first use, which still meters its calls."""
+    done = subprocess.run(
+        [sys.executable, "-c", _BETA_LEFT_ALONE, server.base_url, api_key, fake.openai_base_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    imported, first_use, ids = done.stdout.splitlines()
+    assert not imported.endswith(" Beta")  # instrument() did not build `beta`...
+    # ...nor import it (openai 1.x imports every resource with the first one it builds)
+    assert imported.startswith(str(openai.__version__.startswith("1.")))
+    assert first_use == "Beta True"  # after its first use, `client.beta` is the SDK's own
+    events = stored(client)
+    assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids.split())
+    assert all(e["metadata"]["priced"] for e in events)

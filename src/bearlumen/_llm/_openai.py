@@ -2,11 +2,18 @@
 the legacy `completions.create` and `embeddings.create`, sync and async, streamed or not (the
 `stream(...)` helpers call `create`), and the same under `beta.chat` where the installed openai
 has it. `with_raw_response` / `with_streaming_response` go through the same methods (`_wrap`).
+
+`client.beta` is patched when it is first used, not by `instrument()`: building it imports
+`openai.resources.beta` (assistants, threads, realtime...), which costs as much CPU as
+`import openai` itself (`_LazyBeta`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+import functools
+import inspect
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._streams import StreamCapture
 from ._usage import NO_USAGE, OPENAI, TokenUsage, openai_usage, read_response
@@ -34,8 +41,12 @@ def instrument(
     chat = meter(_observe_chat_chunk, inject_stream_usage)
     completions = client.chat.completions
     # `parse()` posts by itself, not through `create`: wrapped the same way (it never streams).
-    for resource in (completions, _beta_completions(client)):
-        _patch(resource, ("create", "parse"), chat)
+    _patch(completions, ("create", "parse"), chat)
+
+    def patch_beta(beta: Any) -> None:
+        _patch(_beta_completions(client, beta), ("create", "parse"), chat)
+
+    _on_beta(client, patch_beta, llm)
     legacy = getattr(client, "completions", None)  # text completions: chunks like chat's
     if legacy is not None:
         _patch(legacy, ("create",), chat)
@@ -62,12 +73,12 @@ def _patch(resource: Any, names: tuple[str, ...], meter: Meter) -> None:
             setattr(resource, name, wrap(call, meter))
 
 
-def _beta_completions(client: Any) -> Any:
-    """`client.beta.chat.completions` when it is a resource of its own (openai 1.x has its
-    `parse` there; later versions keep a second instance of `chat.completions`), else None."""
+def _beta_completions(client: Any, beta: Any) -> Any:
+    """`beta.chat.completions` when it is a resource of its own (openai 1.x has its `parse`
+    there; later versions keep a second instance of `chat.completions`), else None."""
 
     def lookup() -> Any:
-        return getattr(getattr(getattr(client, "beta", None), "chat", None), "completions", None)
+        return getattr(getattr(beta, "chat", None), "completions", None)
 
     completions = lookup()
     if completions is None or completions is client.chat.completions:
@@ -75,6 +86,83 @@ def _beta_completions(client: Any) -> Any:
     if lookup() is not completions:
         raise TypeError("this openai version builds its resources anew on each access")
     return completions
+
+
+def _on_beta(client: Any, patch: Callable[[Any], None], llm: LLM) -> None:
+    """Run `patch(client.beta)` now if `beta` is built (or not lazy), else when it is first used."""
+    found = inspect.getattr_static(client, "beta", None)  # the instance's own value, or the class's
+    if isinstance(found, functools.cached_property):
+        vars(client)["beta"] = _LazyBeta(client, found.func, patch, llm)
+        return
+    beta = getattr(client, "beta", None)
+    if beta is not None and getattr(client, "beta", None) is not beta:
+        raise TypeError("this openai version builds its resources anew on each access")
+    patch(beta)
+
+
+class _LazyBeta:
+    """`client.beta` until it is first used: then the real `Beta`, built and patched once.
+
+    openai makes `beta` a `functools.cached_property`, and building it imports every beta
+    resource. The least invasive hook is the one the cached_property itself reads: the
+    instance's `__dict__["beta"]`, where it stores what it built. Nothing is changed on the
+    class (other clients, `type(client)` and copies are as they were: `copy()`/`with_options()`
+    instrument their new client, which gets its own `_LazyBeta`). On first use this builds the
+    `Beta` with the cached_property's own function, patches it, then stores it where the
+    cached_property would have: from then on `client.beta` is the real `Beta`, at no cost.
+    It is never removed before its replacement is patched, so no thread can see an unpatched
+    `Beta`; the lock builds it once. Any attribute is forwarded, and `isinstance(client.beta,
+    Beta)` holds (`__class__`); only `client.beta is client.beta` differs across the first use.
+    """
+
+    __slots__ = ("_beta", "_build", "_client", "_llm", "_lock", "_patch")
+
+    def __init__(
+        self, client: Any, build: Callable[[Any], Any], patch: Callable[[Any], None], llm: LLM
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "_client", client)
+        setattr_(self, "_build", build)
+        setattr_(self, "_patch", patch)
+        setattr_(self, "_llm", llm)
+        setattr_(self, "_lock", threading.Lock())
+        setattr_(self, "_beta", None)
+
+    def _resolve(self) -> Any:
+        beta = self._beta
+        if beta is not None:
+            return beta
+        with self._lock:
+            if self._beta is None:
+                beta = self._build(self._client)
+                try:
+                    self._patch(beta)
+                except (AttributeError, TypeError) as exc:  # never break the app: count it
+                    self._llm._capture_failed(exc)
+                object.__setattr__(self, "_beta", beta)
+                client_dict = vars(self._client)
+                if client_dict.get("beta") is self:
+                    client_dict["beta"] = beta
+            return self._beta
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resolve(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._resolve(), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._resolve(), name)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._resolve())
+
+    def __repr__(self) -> str:
+        return repr(self._resolve())
+
+    @property  # type: ignore[misc]  # isinstance() reads it
+    def __class__(self) -> type:
+        return type(self._resolve())
 
 
 def _read(response: Any) -> Optional[TokenUsage]:
