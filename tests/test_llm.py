@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import subprocess
 import sys
 from typing import Any, Callable, Iterator
 
@@ -891,3 +892,49 @@ def test_structured_output_streams_are_metered_through_create(
     events = stored(client)
     assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids)
     assert {(e["metadata"]["stream"], e["metadata"]["priced"]) for e in events} == {(True, True)}
+
+
+_UNBUILT_UNTIL_USED = """
+import asyncio, sys, openai, bearlumen
+base_url, api_key, provider_url = sys.argv[1:]
+messages = [{"role": "user", "content": "hi"}]
+unused = ("beta", "responses")
+with bearlumen.Client(api_key=api_key, base_url=base_url) as client:
+    sdk = client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=provider_url))
+    aio = client.llm.instrument(openai.AsyncOpenAI(api_key="sk-fake", base_url=provider_url))
+    print(*[f"openai.resources.{name}" in sys.modules for name in unused])
+    print(*[type(vars(sdk).get(name)).__module__.startswith("openai") for name in unused])
+    ids = [sdk.beta.chat.completions.create(model="gpt-4o", messages=messages).id]
+    ids.append(sdk.responses.create(model="o4-mini", input="hi").id)
+    print(type(sdk.beta).__name__, isinstance(aio.beta, openai.resources.beta.AsyncBeta))
+
+    async def main():
+        async with aio:
+            return (await aio.beta.chat.completions.create(model="gpt-4o", messages=messages)).id
+
+    ids.append(asyncio.run(main()))
+print(*ids)
+"""
+
+
+def test_instrument_leaves_beta_and_responses_unbuilt_and_their_later_calls_are_metered(
+    client: bearlumen.Client, server: Any, api_key: str, fake: FakeLLMProvider
+) -> None:
+    """Building `client.beta` imports all of openai's beta resources (as much CPU as `import
+    openai`), `client.responses` a seventh of that: instrument() leaves them to their first
+    use, which still meters their calls."""
+    done = subprocess.run(
+        [sys.executable, "-c", _UNBUILT_UNTIL_USED, server.base_url, api_key, fake.openai_base_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    imported, built, first_use, ids = done.stdout.splitlines()
+    assert built == "False False"  # instrument() built neither...
+    if not openai.__version__.startswith("1."):  # (1.x imports beta with any resource it builds)
+        assert imported == "False False"  # ...nor imported them
+    assert first_use == "Beta True"  # after its first use, `client.beta` is the SDK's own
+    events = stored(client)
+    assert sorted(e["idempotencyKey"] for e in events) == sorted(f"openai:{i}" for i in ids.split())
+    assert all(e["metadata"]["priced"] for e in events)
