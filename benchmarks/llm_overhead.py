@@ -15,7 +15,11 @@ what is measured is the cost on the caller's thread. Figures:
   less what that timing costs on a plain client;
 - "vs plain": the fastest of 20 interleaved rounds of each variant minus the plain SDK's, the
   only way to see the peers' cost (they subclass the client or patch the SDK); noisy on a busy
-  machine;
+  machine. bearlumen's round ends by draining its capture thread's queue, so its figure is
+  the whole of its work (the caller's path and the capture), as the peers' are (they do theirs
+  on the caller's thread; their span processors' export is a no-op here). `--clock wall` (the
+  default) or `--clock cpu`: the process's CPU time (every thread), which leaves out the time
+  spent waiting behind other processes on a shared machine;
 - "own p50": the median over single calls of the same outside-minus-inside time, less the
   plain client's median (issue 21's goal: <= 5 µs). The capture (reading the usage, pricing,
   recording) runs on bearlumen's capture thread; with an in-memory transport there is no
@@ -56,7 +60,7 @@ OpenLLMetry, Logfire): the provider's extra usage field per chunk is not a wrapp
 
     pip install -e ".[dev,bench]"            # plain, bearlumen, posthog
     pip install -e ".[dev,bench,bench-llm]"  # and Langfuse, OpenLLMetry, Logfire
-    python benchmarks/llm_overhead.py [--calls 2000] [--chunks 200] [--p50-only]
+    python benchmarks/llm_overhead.py [--calls 2000] [--chunks 200] [--clock wall|cpu] [--p50-only]
 
 A peer whose package is missing is skipped with a line saying so.
 """
