@@ -15,17 +15,22 @@ what is measured is the cost on the caller's thread. Figures:
   less what that timing costs on a plain client;
 - "vs plain": the fastest of 20 interleaved rounds of each variant minus the plain SDK's, the
   only way to see the peers' cost (they subclass the client or patch the SDK); noisy on a busy
-  machine. bearlumen's round ends by draining its capture thread's queue, so its figure is
-  the whole of its work (the caller's path and the capture), as the peers' are (they do theirs
-  on the caller's thread; their span processors' export is a no-op here). `--clock wall` (the
-  default) or `--clock cpu`: the process's CPU time (every thread), which leaves out the time
-  spent waiting behind other processes on a shared machine;
+  machine. bearlumen's capture thread is not woken during its rounds: the round's captures
+  run on the caller's thread at its end (drain()), so its figure is the whole of its work (the
+  caller's path and the capture; the wake-up is in "own p50" below), as the peers' are (they
+  do theirs on the caller's thread; their span processors' export is a no-op here).
+  `--clock wall` (the default), `cpu` (the process's CPU time, every thread) or `thread` (the
+  calling thread's CPU time): the CPU clocks leave out the time spent waiting behind other
+  processes on a shared machine;
 - "own p50": the median over single calls of the same outside-minus-inside time, less the
   plain client's median (issue 21's goal: <= 5 µs). The capture (reading the usage, pricing,
   recording) runs on bearlumen's capture thread; with an in-memory transport there is no
   network wait for it to hide in, so two figures: "caller's path", the capture thread held
   off while timing (what a call pays when the provider's I/O leaves the thread room, as a real
-  call's 100+ ms does), and "thread running", everything concurrent on one GIL;
+  call's 100+ ms does), and "thread running", everything concurrent on one GIL. Held off, the
+  thread is woken once per 500 calls; after a real call's network wait it is idle and each
+  call wakes it, so the caller's path is also given "waking the thread each call" (its queue
+  drained, untimed, before each call);
 - "first call": the own time of the first instrumented call of a fresh process (a subprocess
   per figure), less the plain first call's outside-minus-inside (goal: <= 5 ms).
 
@@ -60,7 +65,7 @@ OpenLLMetry, Logfire): the provider's extra usage field per chunk is not a wrapp
 
     pip install -e ".[dev,bench]"            # plain, bearlumen, posthog
     pip install -e ".[dev,bench,bench-llm]"  # and Langfuse, OpenLLMetry, Logfire
-    python benchmarks/llm_overhead.py [--calls 2000] [--chunks 200] [--clock wall|cpu] [--p50-only]
+    python benchmarks/llm_overhead.py [--calls 2000] [--chunks 200] [--clock wall|cpu|thread] [--p50-only]
 
 A peer whose package is missing is skipped with a line saying so.
 """
@@ -70,6 +75,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import importlib.metadata
 import importlib.util
 import json
@@ -231,8 +237,9 @@ class Variant(NamedTuple):
     providers: tuple[str, ...] = ("openai", "anthropic")
     setup: Optional[Callable[[], None]] = None  # once per process, before any client is made
     asks_usage: bool = False  # asks for a chat stream's usage itself (else the caller does)
-    # The work it queued for a thread of its own, finished within its own round (it would
-    # otherwise land in the next variant's).
+    # Before and after each of its rounds: the work it would queue for a thread of its own is
+    # done on the caller's thread within its round (it would otherwise land in another's).
+    start: Callable[[bearlumen.Client], Any] = lambda meter: None
     finish: Callable[[bearlumen.Client], Any] = lambda meter: None
 
 
@@ -242,7 +249,10 @@ VARIANTS = {
     "bearlumen": Variant(
         lambda provider, options, meter: meter.llm.instrument(sdk_client(provider, options)),
         asks_usage=True,
-        finish=lambda meter: meter.llm._deferred.drain(),  # the capture: usage, price, record
+        # The capture thread is not woken (as if busy: `idle` False); the round's captures
+        # (usage, price, record) then run on the caller's thread, in drain().
+        start=lambda meter: setattr(meter.llm._deferred, "idle", False),
+        finish=lambda meter: meter.llm._deferred.drain(),
     ),
     "posthog": Variant(make_posthog, "posthog.ai", asks_usage=True),
     "langfuse": Variant(make_langfuse, "langfuse.openai", ("openai",), setup_langfuse),
@@ -443,12 +453,15 @@ def _outside_minus_inside(
     return best / chunks if stream else best
 
 
-def own_p50(provider: str, calls: int, meter: bearlumen.Client, hold: bool) -> float:
+def own_p50(provider: str, calls: int, meter: bearlumen.Client, mode: str) -> float:
     """Median µs per call spent in bearlumen's wrapper on the caller's thread (see above)."""
-    return _p50(provider, calls, meter, True, hold) - _p50(provider, calls, meter, False, hold)
+    return _p50(provider, calls, meter, True, mode) - _p50(provider, calls, meter, False, mode)
 
 
-def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, hold: bool) -> float:
+def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode: str) -> float:
+    """mode: "held" (the capture thread held off: it is woken once per 500 calls), "woken"
+    (the thread idle when each call comes, so each call wakes it, as a call after a network
+    wait does; the queue drained between calls, untimed) or "running"."""
     fake = FakeLLMProvider(
         input_tokens=1200, output_tokens=300, cache_read_tokens=200, reasoning_tokens=50,
         chunks=1, text="x",
@@ -463,14 +476,15 @@ def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, hold
     clock = time.perf_counter_ns
     samples = []
     # The capture thread waits on this lock (GIL released). Before the capture thread existed
-    # (git history) there is none: the capture ran inside the call, and both figures agree.
+    # (git history) there is none: the capture ran inside the call, and the figures agree.
     deferred = getattr(meter.llm, "_deferred", None)
-    hold = hold and deferred is not None
-    held = deferred._lock if hold else None
+    held = deferred._lock if mode == "held" and deferred is not None else None
+    settle = deferred.drain if mode == "woken" and deferred is not None else lambda: None
     while len(samples) < calls:
         if held is not None:
             held.acquire()
         for _ in range(500):
+            settle()
             inner.ns = 0
             began = clock()
             fn()
@@ -543,9 +557,10 @@ def watcher_per_chunk_ns(chunks: int = 200, streams: int = 2000) -> float:
     return best
 
 
-# "vs plain"'s clocks: wall time, or the CPU time of the whole process (every thread: the
-# capture thread, the span processors), which waiting behind other processes leaves out.
-CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.process_time_ns}
+# "vs plain"'s clocks: wall time; the CPU time of the whole process (every thread: the local
+# server's, the peers' span processors'); the CPU time of the calling thread alone. The two CPU
+# clocks leave out the time spent waiting behind other processes on a shared machine.
+CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.process_time_ns, "thread": time.thread_time_ns}
 
 
 def per_call_us(
@@ -587,12 +602,18 @@ def compare(
         with variants[kind]:
             for _ in range(5):
                 fns[kind]()
+    # The collector's full passes over the heap the imports left (Logfire's and OpenTelemetry's
+    # make it large) landed in whichever round was running and swamped the differences: that
+    # heap is frozen; what the calls themselves leave is still collected.
+    gc.collect()
+    gc.freeze()
     per_round = max(1, calls // ROUNDS)
     samples: dict[str, list[float]] = {kind: [] for kind in kinds}
     for _ in range(ROUNDS):
         for kind in kinds:
             finish = functools.partial(VARIANTS[kind].finish, meter)
             with variants[kind]:
+                VARIANTS[kind].start(meter)
                 samples[kind].append(per_call_us(fns[kind], per_round, clock, finish))
     # The minimum over rounds: the run least disturbed by the rest of the machine.
     return {kind: min(values) for kind, values in samples.items()}
@@ -618,12 +639,14 @@ def main() -> None:
         with LocalServer() as url:
             meter = bench_meter(url)
             for provider in ("openai", "anthropic"):
-                held = own_p50(provider, args.calls, meter, hold=True)
-                running = own_p50(provider, args.calls, meter, hold=False)
+                held = own_p50(provider, args.calls, meter, "held")
+                woken = own_p50(provider, args.calls, meter, "woken")
+                running = own_p50(provider, args.calls, meter, "running")
                 first = first_call_ms(provider)
                 print(
-                    f"{provider:9} json own p50: caller's path {held:6.2f} µs/call, thread running"
-                    f" {running:6.2f} µs/call | first call +{first:.2f} ms"
+                    f"{provider:9} json own p50: caller's path {held:6.2f} µs/call ({woken:6.2f}"
+                    f" waking the thread each call), thread running {running:6.2f} µs/call"
+                    f" | first call +{first:.2f} ms"
                 )
             meter.close()
         return
