@@ -29,8 +29,8 @@ what is measured is the cost on the caller's thread. Figures:
   off while timing (what a call pays when the provider's I/O leaves the thread room, as a real
   call's 100+ ms does), and "thread running", everything concurrent on one GIL. Held off, the
   thread is woken once per 500 calls; after a real call's network wait it is idle and each
-  call wakes it, so the caller's path is also given "waking the thread each call" (its queue
-  drained, untimed, before each call);
+  call wakes it, so the caller's path is also given "waking the thread each call" (before
+  each call, untimed: its queue drained, then a 1 ms sleep for the network wait);
 - "first call": the own time of the first instrumented call of a fresh process (a subprocess
   per figure), less the plain first call's outside-minus-inside (goal: <= 5 ms).
 
@@ -460,8 +460,9 @@ def own_p50(provider: str, calls: int, meter: bearlumen.Client, mode: str) -> fl
 
 def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode: str) -> float:
     """mode: "held" (the capture thread held off: it is woken once per 500 calls), "woken"
-    (the thread idle when each call comes, so each call wakes it, as a call after a network
-    wait does; the queue drained between calls, untimed) or "running"."""
+    (before each call, untimed: the queue drained and a 1 ms sleep, the network wait of a
+    real call, so the thread is asleep when the call comes and the call wakes it) or
+    "running"."""
     fake = FakeLLMProvider(
         input_tokens=1200, output_tokens=300, cache_read_tokens=200, reasoning_tokens=50,
         chunks=1, text="x",
@@ -479,7 +480,12 @@ def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode
     # (git history) there is none: the capture ran inside the call, and the figures agree.
     deferred = getattr(meter.llm, "_deferred", None)
     held = deferred._lock if mode == "held" and deferred is not None else None
-    settle = deferred.drain if mode == "woken" and deferred is not None else lambda: None
+
+    def settle() -> None:
+        if mode == "woken" and deferred is not None:
+            deferred.drain()
+            time.sleep(0.001)
+
     while len(samples) < calls:
         if held is not None:
             held.acquire()
