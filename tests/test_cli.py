@@ -66,6 +66,7 @@ def reconciliation(stdout: str, provider: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", row.strip()) for row in rows]
 
 
+@pytest.mark.end_to_end
 def test_demo_rides_through_faults_and_ends_with_every_call_reconciled() -> None:
     done = bearlumen_cli(
         "demo", "--events", "300", "--threads", "4", "--plain",
@@ -124,6 +125,7 @@ def test_a_call_the_demo_does_not_meter_shows_as_a_shortfall(
     assert out.count("Every day x model with spend is metered to 99.0%.") == 1
 
 
+@pytest.mark.end_to_end
 def test_demo_against_a_running_server(served: str) -> None:
     done = bearlumen_cli(
         "demo", "--events", "500", "--base-url", served, "--api-key", "sk_test_cli", "--plain"

@@ -401,6 +401,7 @@ def test_serve_prints_where_the_dashboard_is(tmp_path: Path) -> None:
             serve.stdout.close()
 
 
+@pytest.mark.end_to_end
 def test_demo_prints_the_dashboard_and_keeps_serving_until_ctrl_c() -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "bearlumen", "demo", "--events", "30", "--threads", "2", "--plain",

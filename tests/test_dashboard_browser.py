@@ -25,6 +25,9 @@ from bearlumen.server.dashboard.format import count, money
 from bearlumen.server.store import nanos
 from bearlumen.testing import LocalServer
 
+# A real browser: CI's end-to-end job (pytest -m end_to_end), with Debian's Chromium.
+pytestmark = pytest.mark.end_to_end
+
 # Debian's chromium; BEARLUMEN_CHROMIUM names another build (chromium-browser, google-chrome)
 CHROMIUM = os.environ.get("BEARLUMEN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

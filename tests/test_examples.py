@@ -15,6 +15,9 @@ import pytest
 import bearlumen
 from bearlumen.testing import LocalServer
 
+# Each runs an example as a user does, in a process of its own: CI's end-to-end job.
+pytestmark = pytest.mark.end_to_end
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
