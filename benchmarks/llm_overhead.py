@@ -28,9 +28,11 @@ what is measured is the cost on the caller's thread. Figures:
   network wait for it to hide in, so two figures: "caller's path", the capture thread held
   off while timing (what a call pays when the provider's I/O leaves the thread room, as a real
   call's 100+ ms does), and "thread running", everything concurrent on one GIL. Held off, the
-  thread is woken once per 500 calls; after a real call's network wait it is idle and each
-  call wakes it, so the caller's path is also given "waking the thread each call" (before
-  each call, untimed: its queue drained, then a 1 ms sleep for the network wait);
+  thread is woken once per 500 calls. Two more figures for the caller's path, with the
+  thread free to run: "calls 1 ms apart" (an untimed 1 ms sleep before each call, the network
+  wait of an app's steady traffic: the thread drains the last capture and lingers awake, so
+  the call appends without waking it) and "60 ms apart" (longer than the thread lingers: it
+  sleeps, and each call pays its wake-up; fewer calls, a tenth);
 - "first call": the own time of the first instrumented call of a fresh process (a subprocess
   per figure), less the plain first call's outside-minus-inside (goal: <= 5 ms).
 
@@ -459,9 +461,9 @@ def own_p50(provider: str, calls: int, meter: bearlumen.Client, mode: str) -> fl
 
 
 def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode: str) -> float:
-    """mode: "held" (the capture thread held off: it is woken once per 500 calls), "woken"
-    (before each call, untimed: the queue drained and a 1 ms sleep, the network wait of a
-    real call, so the thread is asleep when the call comes and the call wakes it) or
+    """mode: "held" (the capture thread held off: it is woken once per 500 calls), "steady"
+    (an untimed 1 ms sleep before each call: the thread lingers awake between calls),
+    "sporadic" (an untimed 60 ms sleep: the thread sleeps and each call wakes it) or
     "running"."""
     fake = FakeLLMProvider(
         input_tokens=1200, output_tokens=300, cache_read_tokens=200, reasoning_tokens=50,
@@ -481,15 +483,16 @@ def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode
     deferred = getattr(meter.llm, "_deferred", None)
     held = deferred._lock if mode == "held" and deferred is not None else None
 
+    pause = {"steady": 0.001, "sporadic": 0.06}.get(mode)
+
     def settle() -> None:
-        if mode == "woken" and deferred is not None:
-            deferred.drain()
-            time.sleep(0.001)
+        if pause is not None:
+            time.sleep(pause)
 
     while len(samples) < calls:
         if held is not None:
             held.acquire()
-        for _ in range(500):
+        for _ in range(min(500, calls)):
             settle()
             inner.ns = 0
             began = clock()
@@ -646,13 +649,14 @@ def main() -> None:
             meter = bench_meter(url)
             for provider in ("openai", "anthropic"):
                 held = own_p50(provider, args.calls, meter, "held")
-                woken = own_p50(provider, args.calls, meter, "woken")
+                steady = own_p50(provider, args.calls, meter, "steady")
+                sporadic = own_p50(provider, args.calls // 10, meter, "sporadic")
                 running = own_p50(provider, args.calls, meter, "running")
                 first = first_call_ms(provider)
                 print(
-                    f"{provider:9} json own p50: caller's path {held:6.2f} µs/call ({woken:6.2f}"
-                    f" waking the thread each call), thread running {running:6.2f} µs/call"
-                    f" | first call +{first:.2f} ms"
+                    f"{provider:9} json own p50: caller's path {held:6.2f} µs/call (calls 1 ms"
+                    f" apart {steady:6.2f}, 60 ms apart {sporadic:6.2f}), thread running"
+                    f" {running:6.2f} µs/call | first call +{first:.2f} ms"
                 )
             meter.close()
         return
