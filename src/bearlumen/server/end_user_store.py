@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from typing import Any, Sequence
+from typing import Any
 
 from .._timestamps import now as now_timestamp
-from .store_base import Conflict, Database, NotFound, _json_text, _json_value
+from .store_base import Conflict, Database, NotFound, RowLayout, _json_text
 
 
 class EndUserStore:
@@ -16,29 +16,26 @@ class EndUserStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    @staticmethod
-    def _end_user(row: Sequence[Any]) -> dict[str, Any]:
-        return {
-            "id": row[0],
-            "externalId": row[1],
-            "email": row[2],
-            "name": row[3],
-            "metadata": _json_value(row[4]),
-            "status": row[5],
-            "createdAt": row[6],
-            "updatedAt": row[7],
-        }
-
-    _END_USER_COLUMNS = "id, external_id, email, name, metadata, status, created_at, updated_at"
+    _ROW = RowLayout(
+        ("id", "id"),
+        ("external_id", "externalId"),
+        ("email", "email"),
+        ("name", "name"),
+        ("metadata", "metadata"),
+        ("status", "status"),
+        ("created_at", "createdAt"),
+        ("updated_at", "updatedAt"),
+        json_keys=("metadata",),
+    )
 
     def get_end_user(self, db: sqlite3.Connection, tenant: int, end_user_id: str) -> dict[str, Any]:
         row = db.execute(
-            f"SELECT {self._END_USER_COLUMNS} FROM end_users WHERE tenant = ? AND id = ?",
+            f"SELECT {self._ROW.columns} FROM end_users WHERE tenant = ? AND id = ?",
             (tenant, end_user_id),
         ).fetchone()
         if row is None:
             raise NotFound(f"No end user with id {end_user_id!r}")
-        return self._end_user(row)
+        return self._ROW.answer(row)
 
     def create_end_user(
         self, tenant: int, external_id: str, email: str | None, name: str | None, metadata: Any
@@ -77,7 +74,7 @@ class EndUserStore:
         self, tenant: int, status: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         rows, total = self._database.page(
-            "end_users", self._END_USER_COLUMNS, "created_at, id",
+            "end_users", self._ROW.columns, "created_at, id",
             tenant, [("status", "=", status)], limit, offset,
         )  # fmt: skip
-        return [self._end_user(row) for row in rows], total
+        return [self._ROW.answer(row) for row in rows], total

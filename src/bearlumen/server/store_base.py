@@ -153,6 +153,23 @@ def _where(tenant: int, filters: Sequence[Filter]) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
+class RowLayout:
+    """A table's row as it is selected and as it is answered: (column, answer key) pairs in one
+    order, the one home of that order, so no store reads a row by position. The JSON columns'
+    values are decoded."""
+
+    def __init__(self, *fields: tuple[str, str], json_keys: tuple[str, ...] = ()) -> None:
+        self.columns = ", ".join(column for column, _ in fields)
+        self._keys = tuple(key for _, key in fields)
+        self._json_keys = json_keys
+
+    def answer(self, row: Sequence[Any]) -> dict[str, Any]:
+        answer = dict(zip(self._keys, row))
+        for key in self._json_keys:
+            answer[key] = _json_value(answer[key])
+        return answer
+
+
 class Database:
     """The connection, its lock and transactions, tenants, stored replays and kept secrets: what
     every resource's store (end users, subscriptions, usage events) is given, one of each per

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from typing import Any, Sequence
+from typing import Any
 
 from .._timestamps import now as now_timestamp
 from .end_user_store import EndUserStore
-from .store_base import Database, NotFound, _json_text, _json_value
+from .store_base import Database, NotFound, RowLayout, _json_text
 
 
 class SubscriptionStore:
@@ -19,38 +19,32 @@ class SubscriptionStore:
         self._database = database
         self._end_users = end_users
 
-    _SUBSCRIPTION_COLUMNS = (
-        "id, organization_id, plan_id, billing_cycle, status, start_date, end_date, canceled_at,"
-        " end_user_id, metadata, created_at, updated_at"
+    _ROW = RowLayout(
+        ("id", "id"),
+        ("organization_id", "organizationId"),
+        ("plan_id", "planId"),
+        ("billing_cycle", "billingCycle"),
+        ("status", "status"),
+        ("start_date", "startDate"),
+        ("end_date", "endDate"),
+        ("canceled_at", "canceledAt"),
+        ("end_user_id", "endUserId"),
+        ("metadata", "metadata"),
+        ("created_at", "createdAt"),
+        ("updated_at", "updatedAt"),
+        json_keys=("metadata",),
     )
-
-    @staticmethod
-    def _subscription(row: Sequence[Any]) -> dict[str, Any]:
-        return {
-            "id": row[0],
-            "organizationId": row[1],
-            "planId": row[2],
-            "billingCycle": row[3],
-            "status": row[4],
-            "startDate": row[5],
-            "endDate": row[6],
-            "canceledAt": row[7],
-            "endUserId": row[8],
-            "metadata": _json_value(row[9]),
-            "createdAt": row[10],
-            "updatedAt": row[11],
-        }
 
     def _get_subscription(
         self, db: sqlite3.Connection, tenant: int, subscription_id: str
     ) -> dict[str, Any]:
         row = db.execute(
-            f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = ? AND id = ?",
+            f"SELECT {self._ROW.columns} FROM subscriptions WHERE tenant = ? AND id = ?",
             (tenant, subscription_id),
         ).fetchone()
         if row is None:
             raise NotFound(f"No subscription with id {subscription_id!r}")
-        return self._subscription(row)
+        return self._ROW.answer(row)
 
     def create_subscription(self, tenant: int, fields: dict[str, Any]) -> dict[str, Any]:
         subscription_id = "sub_" + secrets.token_hex(12)
@@ -106,7 +100,7 @@ class SubscriptionStore:
         self, tenant: int, organization_id: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         rows, total = self._database.page(
-            "subscriptions", self._SUBSCRIPTION_COLUMNS, "created_at, id",
+            "subscriptions", self._ROW.columns, "created_at, id",
             tenant, [("organization_id", "=", organization_id)], limit, offset,
         )  # fmt: skip
-        return [self._subscription(row) for row in rows], total
+        return [self._ROW.answer(row) for row in rows], total
