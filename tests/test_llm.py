@@ -19,6 +19,7 @@ import pytest
 
 import bearlumen
 from bearlumen._llm import _pricing
+from bearlumen._llm._usage import field
 from bearlumen._llm._wrap import NOT_ASKED
 from bearlumen.testing import FakeLLMProvider
 
@@ -408,6 +409,35 @@ def test_the_same_response_recorded_twice_is_stored_once_even_from_two_clients(
         assert second.flush()["duplicate"] == 1
         events = second.usage.query()["events"]
     assert [e["idempotencyKey"] for e in events] == [f"openai:{completion.id}"]
+
+
+class _Served(pydantic.BaseModel):
+    """Shaped as the SDKs' models are: fields, unknown keys kept (extra="allow"), a property."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+    prompt_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + 1
+
+
+class _Dynamic(_Served):
+    """A model that answers any name (as some frameworks' wrappers do)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return f"dynamic {name}" if not name.startswith("_") else super().__getattr__(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["prompt_tokens", "cost", "total", "absent", "model_fields_set", "__class__"]
+)
+@pytest.mark.parametrize("kind", [_Served, _Dynamic])
+def test_a_response_object_is_read_as_getattr_reads_it(kind: type, name: str) -> None:
+    # The capture reads SDK models through a shortcut (their fields in __dict__, unknown keys
+    # in __pydantic_extra__): each answer must be getattr's.
+    served = kind.model_validate({"prompt_tokens": 7, "cost": 0.25})
+    assert field(served, name) == getattr(served, name, None)
 
 
 def test_record_reads_dicts_of_both_providers(client: bearlumen.Client) -> None:

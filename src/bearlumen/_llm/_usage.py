@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
+import pydantic
+
 from ._pricing import Pricer, Unpriced
 
 Quote = Tuple[Optional[float], Optional[str], Optional[Unpriced]]
@@ -183,9 +185,40 @@ def field(obj: Any, name: str) -> Any:
     """`obj.name` for the SDKs' objects, `obj[name]` for plain dicts; None when absent."""
     if obj is None:
         return None
-    if type(obj) is dict:
+    kind = type(obj)
+    if kind is dict:
         return obj.get(name)
-    return getattr(obj, name, None)
+    on_class = _MODEL_CLASS_NAMES.get(kind, _UNSEEN)
+    if on_class is _UNSEEN:
+        on_class = _learn_class(kind)
+    if on_class is None or name in on_class:
+        return getattr(obj, name, None)
+    # A pydantic model: its fields are in __dict__, what else the API sent (extra="allow") in
+    # __pydantic_extra__. Asked for a name it lacks (OpenAI's usage has no `cost`; older SDKs
+    # no `speed`), `getattr` goes through pydantic's __getattr__ and an exception: 3-5 µs, and
+    # a capture asks several times.
+    value = obj.__dict__.get(name, _UNSEEN)
+    if value is not _UNSEEN:
+        return value
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return extra.get(name) if extra else None
+
+
+_UNSEEN: Any = object()
+# For each pydantic model class with pydantic's own attribute lookup: the names its class
+# holds (properties, methods), which `getattr` reads; None for any other class.
+_MODEL_CLASS_NAMES: dict[type, Optional[frozenset[str]]] = {}
+
+
+def _learn_class(kind: type) -> Optional[frozenset[str]]:
+    plain_model = (
+        issubclass(kind, pydantic.BaseModel)
+        and kind.__getattr__ is pydantic.BaseModel.__getattr__  # type: ignore[attr-defined]
+        and kind.__getattribute__ is object.__getattribute__
+    )
+    on_class = frozenset(dir(kind)) if plain_model else None
+    _MODEL_CLASS_NAMES[kind] = on_class  # a race writes the same answer twice
+    return on_class
 
 
 def _count(obj: Any, name: str) -> int:
