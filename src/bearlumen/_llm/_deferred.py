@@ -7,19 +7,24 @@ distinct)` to a deque (a fraction of a microsecond) and one daemon thread per `c
 the rest. The first call pays no import either: `instrument()` starts the thread, which loads
 genai-prices' price data.
 
+The caller does not wake the thread: waking a sleeping thread (`Event.set`) cost a call
+20-60 µs on the machines we measured, ten times the rest of the wrapper. The thread looks at the
+queue every `POLL` seconds instead, so a capture waits at most that long before it is recorded
+(the shipper then sends it with its next batch, `flush_interval` 0.5 s by default). Only a
+burst wakes it early: the call that finds `WAKE_AT` captures waiting, which bounds what the
+queue holds between two looks.
+
 Nothing is lost on the way:
 - `client.flush()` / `close()` (and the async ones) first run what is queued, on their own
   thread (`drain()`), so an event recorded before a flush is delivered by it;
 - an exit hook runs what is left when the process ends; it is registered after the shipper's,
-  so it runs before the shipper closes (atexit is last in, first out);
-- when no thread can be started (interpreter shutdown), the capture runs on the caller's thread;
+  so it runs before the shipper closes (atexit is last in, first out). From then on a capture
+  (a stream's finalizer during interpreter shutdown) runs on the caller's thread, as it does
+  when no thread can be started;
 - a forked child starts with an empty queue and no thread: the parent records its own calls.
 
 `drain()` and the thread hold one lock while they run captures, so a flush returns only once
-every capture queued before it has been recorded. The thread is woken only when it may be idle:
-the producer appends, then reads `idle`; the drainer sets `idle`, then looks at the queue; so one
-of the two always sees the other's write (the GIL orders them). After draining, the thread
-lingers awake a little (`LINGER`) with `idle` False, so a busy app's calls need not wake it.
+every capture queued before it has been recorded.
 """
 
 from __future__ import annotations
@@ -36,13 +41,12 @@ from .._exit_hooks import leave_signals_to_the_main_thread
 
 Capture = Tuple[Any, ...]  # the arguments of the function that records one call
 
-# After its last capture the thread stays awake for LINGER seconds, looking at the queue every
-# LINGER_POLL: calls that keep coming (an app serving many users) find it awake and append
-# without waking it. Waking a sleeping thread (`Event.set`) costs the caller 15-40 µs, several
-# times the rest of the wrapper; a process whose calls are further apart lets it sleep, and pays
-# that on calls that take 100 ms and more.
-LINGER = 0.05
-LINGER_POLL = 0.002
+# How often the thread looks at the queue. An idle process pays ten short wake-ups a second
+# (the shipper's worker pays two); a capture waits at most this long before it is recorded.
+POLL = 0.1
+# A call that finds this many captures waiting wakes the thread: the queue's bound between two
+# looks in a burst (each capture holds its response). Calls that come slower never wake it.
+WAKE_AT = 64
 
 
 class Deferred:
@@ -63,13 +67,14 @@ class Deferred:
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self.idle = True
+        self._run_here = False  # no thread to run captures: the caller runs its own
+        self._wake_at = 1  # the queue's length at which put() signals: no thread yet
 
     def put(self, *capture: Any) -> None:
         """Queue one capture: the caller's whole cost."""
-        self._pending.append(capture)
-        if self.idle:
-            self.idle = False
+        pending = self._pending
+        pending.append(capture)
+        if len(pending) >= self._wake_at:
             self._signal()
 
     def start(self, first: Optional[Callable[[], Any]] = None) -> None:
@@ -78,10 +83,12 @@ class Deferred:
             self._start(first)
 
     def _signal(self) -> None:
-        if self._thread is None and not self._start(None):
-            self.drain()  # no thread can start (interpreter shutdown): run it here
+        if not self._run_here and (self._thread is not None or self._start(None)):
+            if not self._wake.is_set():  # the calls after the WAKE_AT-th, until the thread runs
+                self._wake.set()
             return
-        self._wake.set()
+        self._run_here = True  # no thread can start (interpreter shutdown): run it here
+        self.drain()
 
     def _start(self, first: Optional[Callable[[], Any]]) -> bool:
         with self._start_lock:
@@ -98,23 +105,27 @@ class Deferred:
             except RuntimeError:  # "can't create new thread at interpreter shutdown"
                 return False
             self._thread = thread
+            self._wake_at = WAKE_AT
             return True
 
     def drain(self) -> None:
         """Run every queued capture, on this thread; returns once those queued before this
         call (and any the thread was running) are done."""
-        pending, run = self._pending, self._run
         with self._lock:
-            while True:
-                try:
-                    capture = pending.popleft()
-                except IndexError:
-                    self.idle = True
-                    if not pending:
-                        return
-                    self.idle = False
-                    continue
-                run(*capture)
+            self.run_queued()
+
+    def run_queued(self) -> None:
+        """Run every queued capture, on this thread (`drain()` holds the lock around it)."""
+        pending, run = self._pending, self._run
+        while pending:
+            run(*pending.popleft())
+
+    def run_on_callers_thread(self) -> None:
+        """From now on each capture runs inside the call that made it (interpreter shutdown:
+        the thread may never run again)."""
+        self._run_here = True
+        self._wake_at = 1
+        self.drain()
 
 
 def _work(
@@ -122,42 +133,27 @@ def _work(
     wake: threading.Event,
     first: Optional[Callable[[], Any]],
 ) -> None:
-    """The thread: holds its Deferred only while draining, so a dropped client is collected."""
+    """The thread: holds its Deferred only while draining, so a dropped client is collected
+    (and the thread ends at its next look)."""
     leave_signals_to_the_main_thread()
     if first is not None:
         with contextlib.suppress(Exception):  # an optimisation: a capture says what failed
             first()
     while True:
-        wake.wait()
-        wake.clear()
-        while True:
-            deferred = owner()
-            if deferred is None:
-                return
+        if wake.wait(POLL):
+            wake.clear()  # before draining: a capture queued after the drain is seen next look
+        deferred = owner()
+        if deferred is None:
+            return
+        if deferred._pending:
             deferred.drain()
-            deferred.idle = False  # lingering: producers append without waking the thread
-            pending = deferred._pending
-            del deferred
-            for _ in range(int(LINGER / LINGER_POLL)):
-                if pending:
-                    break
-                if wake.wait(LINGER_POLL):
-                    wake.clear()
-            if pending:
-                continue
-            deferred = owner()
-            if deferred is None:
-                return
-            deferred.idle = True  # then look at the queue, as drain() does
-            del deferred
-            if not pending:
-                break
+        del deferred
 
 
 def _drain_at_exit(owner: weakref.ReferenceType[Deferred]) -> None:
     deferred = owner()
     if deferred is not None:
-        deferred.drain()
+        deferred.run_on_callers_thread()
 
 
 def _after_fork(owner: weakref.ReferenceType[Deferred]) -> None:

@@ -1,0 +1,130 @@
+"""`client.llm`'s capture thread: an instrumented call only queues what it returned, and the
+thread records it without being woken by the call (waking a sleeping thread costs the call
+more than the rest of the wrapper); a burst wakes it; at interpreter shutdown the call that
+made a capture records it.
+
+The thread is coordinated with events (a generous timeout only guards a hang), never with
+sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any, List, Tuple
+
+import pytest
+
+import bearlumen
+from bearlumen._llm import _deferred
+from bearlumen._llm._deferred import WAKE_AT, Deferred
+from bearlumen.testing import FakeLLMProvider, LocalServer
+
+GUARD = 30.0  # seconds: only a hang reaches it
+
+
+class CountedEvent(threading.Event):
+    """The thread's wake-up event, counting the calls that set it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        super().set()
+
+
+class Recorder:
+    """A Deferred's `run`: notes each capture and the thread that ran it."""
+
+    def __init__(self, expected: int) -> None:
+        self.ran: List[Tuple[Any, int]] = []
+        self.expected = expected
+        self.done = threading.Event()
+
+    def __call__(self, capture: Any) -> None:
+        self.ran.append((capture, threading.get_ident()))
+        if len(self.ran) >= self.expected:
+            self.done.set()
+
+
+def counted(deferred: Deferred) -> CountedEvent:
+    """Give a Deferred, before its thread starts, a wake-up event that counts its sets."""
+    deferred._wake = wake = CountedEvent()
+    return wake
+
+
+def test_a_call_does_not_wake_the_thread_which_records_it_at_its_next_look() -> None:
+    recorder = Recorder(expected=3)
+    deferred = Deferred(recorder, name="test-capture")
+    wake = counted(deferred)
+    deferred.start()
+    for capture in ("a", "b", "c"):
+        deferred.put(capture)
+    assert recorder.done.wait(GUARD)
+    assert [capture for capture, _ in recorder.ran] == ["a", "b", "c"]
+    assert all(thread != threading.get_ident() for _, thread in recorder.ran)
+    assert wake.sets == 0  # the calls never paid a wake-up
+
+
+def test_a_burst_wakes_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_deferred, "POLL", 3600.0)  # it would not look again for an hour
+    recorder = Recorder(expected=WAKE_AT)
+    deferred = Deferred(recorder, name="test-capture")
+    wake = counted(deferred)
+    deferred.start()
+    for index in range(WAKE_AT - 1):
+        deferred.put(index)
+    assert wake.sets == 0 and not recorder.ran
+    deferred.put(WAKE_AT - 1)  # the WAKE_AT-th capture waiting
+    assert wake.sets == 1
+    assert recorder.done.wait(GUARD)  # woken: it ran the burst, not an hour later
+    assert [capture for capture, _ in recorder.ran] == list(range(WAKE_AT))
+
+
+def test_after_the_exit_hook_a_capture_runs_in_the_call_that_made_it() -> None:
+    recorder = Recorder(expected=1)
+    deferred = Deferred(recorder, name="test-capture")
+    deferred.start()
+    deferred.put("before")
+    deferred.run_on_callers_thread()  # what the exit hook does: runs what is queued...
+    assert [capture for capture, _ in recorder.ran] == ["before"]
+    deferred.put("during shutdown")  # ...then a finalizer's capture runs here, at once
+    assert recorder.ran[-1] == ("during shutdown", threading.get_ident())
+
+
+ABANDONED_STREAM = """
+import os, openai, bearlumen
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          shutdown_timeout=1.0)
+oai = client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=os.environ["PROVIDER"]))
+oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+stream = oai.chat.completions.create(
+    model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+)
+for chunk in stream:
+    break  # left open: the stream's finalizer records the partial call at shutdown
+"""
+
+
+def test_a_stream_abandoned_at_exit_is_counted_dropped_and_the_process_ends(
+    server: LocalServer, api_key: str
+) -> None:
+    with FakeLLMProvider(chunks=4) as fake:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(ABANDONED_STREAM)],
+            env={**os.environ, "KEY": api_key, "URL": server.base_url,
+                 "PROVIDER": fake.openai_base_url},
+            capture_output=True, text=True, timeout=1.0 + 5,  # shutdown_timeout + 5 s
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # The completed call is delivered by the exit hooks; the partial one, captured after the
+    # client closed, is dropped and said so, never lost in silence nor a hang.
+    assert "the event is dropped (1 dropped in all)" in done.stderr
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
+        events = reader.usage.query(limit=10)["events"]
+    assert [e["metadata"]["partial"] for e in events] == [False]
