@@ -31,12 +31,11 @@ span_bridges: list[object] = []
 
 
 def marked(call: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
-    """`call`, run with `metered_call` True while an OpenTelemetry bridge exists."""
+    """`call`, run with `metered_call` True: what an instrumented call runs while an
+    OpenTelemetry bridge exists (`span_bridges`), and the SDK's own method otherwise."""
     if is_async:
 
         async def marked_async(*args: Any, **kwargs: Any) -> Any:
-            if not span_bridges:
-                return await call(*args, **kwargs)
             token = metered_call.set(True)
             try:
                 return await call(*args, **kwargs)
@@ -44,13 +43,7 @@ def marked(call: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
                 metered_call.reset(token)
 
         return marked_async
-
-    marking = scoped(metered_call, True, call)
-
-    def marked_sync(*args: Any, **kwargs: Any) -> Any:
-        return marking(*args, **kwargs) if span_bridges else call(*args, **kwargs)
-
-    return marked_sync
+    return scoped(metered_call, True, call)
 
 
 def check(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ._context import Attribution, current_attribution, marked
+from ._context import Attribution, current_attribution, marked, span_bridges
 from ._streams import Observer, StreamCapture, UsageReader, watch
 from ._usage import TokenUsage
 
@@ -174,7 +174,9 @@ def wrap(call: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
 
     The common call (a response, no raw-response header) takes a fast path that only queues
     the result for the capture thread: every step here is paid on the caller's thread."""
-    wrapped, call = call, marked(call, meter.is_async)  # for the OTel bridge (`metered_call`)
+    # The SDK's method itself unless an OpenTelemetry bridge exists (`metered_call`): a frame
+    # less per call, which counts most when the CPU's caches are cold (calls far apart).
+    plain, marking = call, marked(call, meter.is_async)
     prepare, returned, llm = meter.prepare, meter.returned, meter.llm
     read, platform, distinct = meter.read, meter.platform, meter.distinct
     get_attribution = current_attribution.get
@@ -183,32 +185,32 @@ def wrap(call: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
         async def instrumented_async(*args: Any, **kwargs: Any) -> Any:
             if kwargs.get("stream") is True or "extra_headers" in kwargs:
                 stream = prepare(kwargs)
-                result = await call(*args, **kwargs)
+                result = await (marking if span_bridges else plain)(*args, **kwargs)
                 returned(result, kwargs, stream)
                 return result
-            result = await call(*args, **kwargs)
+            result = await (marking if span_bridges else plain)(*args, **kwargs)
             try:
                 llm._record_call(read, result, get_attribution(), platform, distinct)
             except Exception as exc:
                 llm._capture_failed(exc)
             return result
 
-        return functools.wraps(wrapped)(instrumented_async)
+        return functools.wraps(plain)(instrumented_async)
 
     def instrumented(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("stream") is True or "extra_headers" in kwargs:
             stream = prepare(kwargs)
-            result = call(*args, **kwargs)
+            result = (marking if span_bridges else plain)(*args, **kwargs)
             returned(result, kwargs, stream)
             return result
-        result = call(*args, **kwargs)
+        result = (marking if span_bridges else plain)(*args, **kwargs)
         try:
             llm._record_call(read, result, get_attribution(), platform, distinct)
         except Exception as exc:
             llm._capture_failed(exc)
         return result
 
-    return functools.wraps(wrapped)(instrumented)
+    return functools.wraps(plain)(instrumented)
 
 
 def wrap_stream_helper(helper: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
