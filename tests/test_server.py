@@ -35,6 +35,17 @@ def test_every_response_carries_a_request_id_and_errors_repeat_it(http: httpx.Cl
     assert missing.status_code == 404 and "x-request-id" in missing.headers
 
 
+def test_an_unknown_route_or_method_answers_the_contracts_error_body(http: httpx.Client) -> None:
+    missing = http.get("/v1/no-such-route")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found"
+    assert missing.json()["error"]["requestId"] == missing.headers["x-request-id"]
+    wrong = http.delete("/v1/usage/events/batch")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["type"] == "invalid_request"
+    assert "DELETE is not allowed on /v1/usage/events/batch" in wrong.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer " + "k" * 600])
 def test_missing_or_bad_auth_is_401(server: LocalServer, header: str | None) -> None:
     headers = {"Authorization": header} if header is not None else {}

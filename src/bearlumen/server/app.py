@@ -16,6 +16,7 @@ from .admin import admin_routes
 from .dashboard import dashboard_routes
 from .faults import FaultInjector
 from .middleware import OutermostMiddleware
+from .responses import unrouted_handlers
 from .routes import api_routes
 from .state import ServerState
 from .store import Store
@@ -33,7 +34,7 @@ def create_app(
     if faults is not None:
         routes += admin_routes(state)
     routes += dashboard_routes(state)  # the HTML pages at / (docs/dashboard.md)
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=unrouted_handlers(state.request_ids))
     # An id of "/" (sent as %2F) must be a 404, not a redirect to the list route.
     app.router.redirect_slashes = False
     return OutermostMiddleware(app, state)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic_core import to_json
+from starlette.requests import Request
 from starlette.responses import Response
 
 from .errors import ApiError
@@ -41,6 +42,29 @@ def error_response(request_id: str, error: ApiError) -> Response:
     if error.status == 429:
         headers["Retry-After"] = _seconds_text(body.get("retryAfter", 1))
     return json_response(error.status, {"error": body}, headers)
+
+
+def unrouted_handlers(
+    request_ids: RequestIds,
+) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """Starlette's answers to a path no route has (404) or a method the route lacks (405), in
+    the contract's error body instead of Starlette's plain text."""
+
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        method, path = request.method, request.url.path
+        headers = getattr(exc, "headers", None) or {}
+        if getattr(exc, "status_code", 404) == 405:
+            allowed = headers.get("Allow", "")
+            error = ApiError(
+                405, "invalid_request", f"{method} is not allowed on {path} (allowed: {allowed})"
+            )
+        else:
+            error = ApiError(404, "not_found", f"no route {method} {path} (docs/wire-api.md)")
+        response = error_response(request_ids.next(), error)
+        response.headers.update(headers)  # Allow, on a 405
+        return response
+
+    return {404: unrouted, 405: unrouted}
 
 
 def _seconds_text(seconds: float) -> str:
