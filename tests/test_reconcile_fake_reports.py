@@ -78,6 +78,33 @@ def test_the_fake_serves_the_documented_report_formats(
     }
 
 
+def test_openai_legacy_completions_and_embeddings_are_in_openais_reports(
+    fake: FakeLLMProvider, reports: ProviderReports
+) -> None:
+    oai = openai.OpenAI(api_key="sk-proj-calls", base_url=fake.openai_base_url, max_retries=0)
+    oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="Hello")
+    oai.embeddings.create(model="text-embedding-3-small", input="Hello")
+    day = int(time.time()) // DAY * DAY
+    path = "/v1/organization/usage/{}"
+    completions = get(fake, path.format("completions"), OPENAI_ADMIN_KEY, start_time=day,
+                      group_by="model").json()["data"][0]["results"]  # fmt: skip
+    assert [(r["model"], r["input_tokens"], r["output_tokens"]) for r in completions] == [
+        ("gpt-3.5-turbo-instruct", 1000, 200)
+    ]
+    embeddings = get(fake, path.format("embeddings"), OPENAI_ADMIN_KEY, start_time=day,
+                     group_by="model").json()["data"][0]["results"]  # fmt: skip
+    assert embeddings == [
+        {"object": "organization.usage.embeddings.result", "input_tokens": 1000,
+         "num_model_requests": 1, "project_id": None, "user_id": None, "api_key_id": None,
+         "model": "text-embedding-3-small"},
+    ]  # fmt: skip
+    # Not Anthropic's: its report has no call (the fake once counted these calls there).
+    anthropic_side = get(fake, "/v1/organizations/usage_report/messages", ANTHROPIC_ADMIN_KEY,
+                         starting_at=time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime()))  # fmt: skip
+    assert anthropic_side.status_code == 200
+    assert all(not bucket["results"] for bucket in anthropic_side.json()["data"])
+
+
 def test_anthropic_reports_count_cache_apart_and_bill_in_cents(
     fake: FakeLLMProvider, reports: ProviderReports
 ) -> None:

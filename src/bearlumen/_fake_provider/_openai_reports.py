@@ -58,6 +58,9 @@ OPENAI = _OpenAI()
 def _completions(
     model: Optional[str], calls: List[AnsweredCall], prices: Pricer
 ) -> List[Dict[str, Any]]:
+    calls = [call for call in calls if not call.embeddings]
+    if not calls:
+        return []
     return [
         {
             "object": "organization.usage.completions.result",
@@ -79,7 +82,20 @@ def _completions(
 def _embeddings(
     model: Optional[str], calls: List[AnsweredCall], prices: Pricer
 ) -> List[Dict[str, Any]]:
-    return []  # the fake counts no embeddings requests: every bucket is empty
+    calls = [call for call in calls if call.embeddings]
+    if not calls:
+        return []
+    return [
+        {
+            "object": "organization.usage.embeddings.result",
+            "input_tokens": sum(c.input_tokens for c in calls),
+            "num_model_requests": len(calls),
+            "project_id": None,
+            "user_id": None,
+            "api_key_id": None,
+            "model": model,
+        }
+    ]
 
 
 def _costs(model: Optional[str], calls: List[AnsweredCall], prices: Pricer) -> List[Dict[str, Any]]:

@@ -42,6 +42,7 @@ class AnsweredCall:
     cache_read_tokens: int
     cache_write_tokens: int
     cache_write_1h_tokens: int
+    embeddings: bool = False  # OpenAI's embeddings API (its usage report is one of its own)
 
 
 class Dialect:

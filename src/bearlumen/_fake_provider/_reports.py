@@ -71,20 +71,22 @@ class ProviderReports:
         with self._lock:
             self._rate_limits.extend([retry_after] * times)
 
-    def record(self, path: str, body: Mapping[str, Any], usage: Any) -> None:
-        """Remember one answered call (`path` as requested, `body` with the model in it)."""
+    def record(self, provider: str, path: str, body: Mapping[str, Any], usage: Any) -> None:
+        """Remember one answered call (`provider` whose API answered it, `path` as requested,
+        `body` with the model in it)."""
         platform = _platform_of(path)
-        provider = "openai" if "/chat/completions" in path or "responses" in path else "anthropic"
+        embeddings = path.endswith("/embeddings")  # input tokens only, as its answer says
         call = AnsweredCall(
             provider=provider,
             platform=platform,
             model=str(body.get("model") or ""),
             at=self.clock(),
             input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            output_tokens=0 if embeddings else usage.output_tokens,
+            cache_read_tokens=0 if embeddings else usage.cache_read_tokens,
+            cache_write_tokens=0 if embeddings else usage.cache_write_tokens,
+            cache_write_1h_tokens=0 if embeddings else usage.cache_write_1h_tokens,
+            embeddings=embeddings,
         )
         with self._lock:
             self.calls.append(call)
@@ -157,8 +159,10 @@ def provider_reports(fake: Any) -> ProviderReports:
         return reports
 
 
-def record_answered_call(fake: Any, path: str, body: Mapping[str, Any], usage: Any) -> None:
-    provider_reports(fake).record(path, body, usage)
+def record_answered_call(
+    fake: Any, provider: str, path: str, body: Mapping[str, Any], usage: Any
+) -> None:
+    provider_reports(fake).record(provider, path, body, usage)
 
 
 def reports_route(fake: Any) -> Any:

@@ -17,32 +17,32 @@ USAGE_HEADER = "x-fake-usage"
 
 Answer = Callable[["FakeLLMProvider", "dict[str, Any]", "FakeUsage"], Reply]
 
-# (the path, its answer, whether OpenAI's or Anthropic's reports count the call). A `model` in
-# the path (Vertex, Bedrock, Gemini) is put in the body the answer reads, as the model sent.
-_ROUTES: list[tuple[Pattern[str], Answer, bool]] = [
-    (re.compile(r"/v1/chat/completions"), _openai.chat, True),
-    (re.compile(r"/v1/responses"), _openai.responses, True),
-    (re.compile(r"/v1/completions"), _openai.completions, True),
-    (re.compile(r"/v1/embeddings"), _openai.embeddings, True),
-    (re.compile(r"/v1/messages"), _anthropic.messages, True),
+# (the path, its answer, whose usage reports count the call: "openai", "anthropic" or None). A
+# `model` in the path (Vertex, Bedrock, Gemini) is put in the body the answer reads, as sent.
+_ROUTES: list[tuple[Pattern[str], Answer, Optional[str]]] = [
+    (re.compile(r"/v1/chat/completions"), _openai.chat, "openai"),
+    (re.compile(r"/v1/responses"), _openai.responses, "openai"),
+    (re.compile(r"/v1/completions"), _openai.completions, "openai"),
+    (re.compile(r"/v1/embeddings"), _openai.embeddings, "openai"),
+    (re.compile(r"/v1/messages"), _anthropic.messages, "anthropic"),
     # The platforms' paths for the same APIs: Azure OpenAI, Anthropic on Vertex AI and Bedrock.
-    (re.compile(r"/openai/deployments/[^/]+/chat/completions"), _openai.azure_chat, True),
-    (re.compile(r"/openai(/v1)?/responses"), _openai.responses, True),
+    (re.compile(r"/openai/deployments/[^/]+/chat/completions"), _openai.azure_chat, "openai"),
+    (re.compile(r"/openai(/v1)?/responses"), _openai.responses, "openai"),
     (
         re.compile(
             r"/projects/[^/]+/locations/[^/]+/publishers/anthropic"
             r"/models/(?P<model>[^/:]+):(rawPredict|streamRawPredict)"
         ),
         _anthropic.messages,
-        True,
+        "anthropic",
     ),
-    (re.compile(r"/model/(?P<model>[^/]+)/invoke"), _anthropic.messages, True),
-    (_bedrock.INVOKE_STREAM, _bedrock.invoke_stream, False),
+    (re.compile(r"/model/(?P<model>[^/]+)/invoke"), _anthropic.messages, "anthropic"),
+    (_bedrock.INVOKE_STREAM, _bedrock.invoke_stream, None),
     # The APIs of their own: Bedrock's Converse and Gemini's.
-    (_bedrock.CONVERSE, _bedrock.converse, False),
-    (_bedrock.CONVERSE_STREAM, _bedrock.converse_stream, False),
-    (_gemini.GENERATE, _gemini.generate, False),
-    (_gemini.STREAM_GENERATE, _gemini.stream_generate, False),
+    (_bedrock.CONVERSE, _bedrock.converse, None),
+    (_bedrock.CONVERSE_STREAM, _bedrock.converse_stream, None),
+    (_gemini.GENERATE, _gemini.generate, None),
+    (_gemini.STREAM_GENERATE, _gemini.stream_generate, None),
 ]
 
 
@@ -55,20 +55,20 @@ def respond(
     route = _route(path)
     if route is None:
         return NOT_FOUND
-    match, answer, reported = route
+    match, answer, reported_by = route
     model = match.groupdict().get("model")
     if model:
         body = {**body, "model": model}
     usage = fake.usage.replace(usage_header)
     reply = answer(fake, body, usage)
-    if reported and reply[0] == 200:
-        record_answered_call(fake, path, body, usage)
+    if reported_by is not None and reply[0] == 200:
+        record_answered_call(fake, reported_by, path, body, usage)
     return reply
 
 
-def _route(path: str) -> Optional[tuple[Match[str], Answer, bool]]:
-    for pattern, answer, reported in _ROUTES:
+def _route(path: str) -> Optional[tuple[Match[str], Answer, Optional[str]]]:
+    for pattern, answer, reported_by in _ROUTES:
         match = pattern.fullmatch(path)
         if match is not None:
-            return match, answer, reported
+            return match, answer, reported_by
     return None
