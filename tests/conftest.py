@@ -257,13 +257,13 @@ def with_locals(exc: BaseException) -> str:
 
 
 @pytest.fixture
-def proxy_url() -> Iterator[str]:
+def proxy_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A server that answers every GET 200 with JSON of another shape (a proxy, a captive
-    portal, another API's version)."""
+    portal, another API's version); parametrize it indirectly for another body."""
+    body = getattr(request, "param", b'{"data": "not what the API answers"}')
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b'{"data": "not what the API answers"}'
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -249,7 +249,7 @@ SECRET = "sk_live_" + "cl1" * 8
     [
         ("report", "bearlumen", "has no 'items'"),
         ("reconcile", "bearlumen", "has no 'events'"),
-        ("reconcile", "provider", "openai's"),
+        ("reconcile", "provider", "not a usage or cost report"),
     ],
 )
 def test_an_answer_of_another_shape_is_one_line_saying_what_is_missing(
@@ -276,7 +276,7 @@ def test_an_answer_of_another_shape_is_one_line_saying_what_is_missing(
     said = capsys.readouterr()
     last = said.err.strip().splitlines()[-1]  # after reconcile's progress lines
     assert last.startswith(f"bearlumen {command}: ") and missing in last, said.err
-    assert "--base-url" in last and (proxied == "bearlumen" or "--provider-base-url" in last)
+    assert ("--base-url" if proxied == "bearlumen" else "--provider-base-url") in last
     assert "Traceback" not in said.err and SECRET not in said.out + said.err
 
 

@@ -344,6 +344,22 @@ def test_a_range_the_provider_does_not_serve_is_explained(
     reports_client.close()
 
 
+@pytest.mark.parametrize(
+    "proxy_url", [b"{}", b'{"data": "not what the API answers"}', b'{"data": [{}]}'], indirect=True
+)
+def test_a_200_that_is_not_a_report_is_an_error_naming_the_url_never_no_usage(
+    client: bearlumen.Client, proxy_url: str
+) -> None:
+    # A proxy or another API at the provider's URL: read as a report, it would say "no usage"
+    # and every metered call would look like an overcount.
+    with pytest.raises(bearlumen.BearLumenError, match="not a usage or cost report") as raised:
+        client.llm.reconcile(
+            provider="openai", start=today(), admin_key=OPENAI_ADMIN_KEY,
+            provider_base_url=proxy_url,
+        )  # fmt: skip
+    assert "--provider-base-url, OPENAI_BASE_URL" in raised.value.message
+
+
 def test_a_past_day_is_whole_and_today_is_partial(
     client: bearlumen.Client, fake: FakeLLMProvider, reports: ProviderReports
 ) -> None:

@@ -157,9 +157,14 @@ class ReportsClient(HttpCore):
             pages += 1
             if progress is not None:
                 progress(f"{self.provider} {path.rsplit('/', 1)[-1]}: page {pages}")
-            for bucket in answer.get("data") or []:
-                day = _day(bucket)
-                for result in bucket.get("results") or []:
+            for bucket in answer["data"]:
+                try:
+                    day = _day(bucket)
+                    if not isinstance(bucket["results"], list):
+                        raise TypeError(bucket["results"])
+                except (KeyError, TypeError, ValueError, OverflowError, OSError):
+                    raise _not_a_report(self.provider, path) from None
+                for result in bucket["results"]:
                     yield day, result
             next_page = answer.get("next_page")
             if not answer.get("has_more") or not next_page:
@@ -171,9 +176,18 @@ class ReportsClient(HttpCore):
             answer = self.request("GET", path, params=params)
         except BearLumenError as exc:
             raise _explained(self.provider, path, exc) from None
-        if not isinstance(answer, dict):
-            raise BearLumenError(f"{self.provider} answered {path} with a body that is no report")
+        # A 200 of another shape (a proxy, another API at that URL) must not read as no usage.
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+            raise _not_a_report(self.provider, path)
         return answer
+
+
+def _not_a_report(provider: str, path: str) -> BearLumenError:
+    return BearLumenError(
+        f"{provider} answered {path} with a body that is not a usage or cost report (no list of"
+        f' buckets in "data"). Is the provider\'s base URL right (--provider-base-url,'
+        f" {BASE_URL_ENV[provider]})?"
+    )
 
 
 def _explained(provider: str, path: str, exc: BearLumenError) -> BearLumenError:
