@@ -15,24 +15,25 @@ what is measured is the cost on the caller's thread. Figures:
   less what that timing costs on a plain client;
 - "vs plain": the fastest of 20 interleaved rounds of each variant minus the plain SDK's, the
   only way to see the peers' cost (they subclass the client or patch the SDK); noisy on a busy
-  machine. bearlumen's capture thread is not woken during its rounds: the round's captures
-  run on the caller's thread at its end (drain()), so its figure is the whole of its work (the
-  caller's path and the capture; the wake-up is in "own p50" below), as the peers' are (they
-  do theirs on the caller's thread; their span processors' export is a no-op here).
+  machine. bearlumen's capture thread is held off during its rounds: the round's
+  captures run on the caller's thread at its end, so its figure is the whole of its work (the
+  caller's path and the capture), as the peers' are (they do theirs on the caller's thread;
+  their span processors' export is a no-op here).
   `--clock wall` (the default), `cpu` (the process's CPU time, every thread) or `thread` (the
   calling thread's CPU time): the CPU clocks leave out the time spent waiting behind other
   processes on a shared machine;
 - "own p50": the median over single calls of the same outside-minus-inside time, less the
   plain client's median (issue 21's goal: <= 5 µs). The capture (reading the usage, pricing,
-  recording) runs on bearlumen's capture thread; with an in-memory transport there is no
-  network wait for it to hide in, so two figures: "caller's path", the capture thread held
-  off while timing (what a call pays when the provider's I/O leaves the thread room, as a real
-  call's 100+ ms does), and "thread running", everything concurrent on one GIL. Held off, the
-  thread is woken once per 500 calls. Two more figures for the caller's path, with the
-  thread free to run: "calls 1 ms apart" (an untimed 1 ms sleep before each call, the network
-  wait of an app's steady traffic: the thread drains the last capture and lingers awake, so
-  the call appends without waking it) and "60 ms apart" (longer than the thread lingers: it
-  sleeps, and each call pays its wake-up; fewer calls, a tenth);
+  recording) runs on bearlumen's capture thread, which no call wakes (it looks at its queue
+  every 0.1 s; a burst of 64 wakes it). With an in-memory transport there is no network wait
+  for it to hide in, so, calls back to back: "caller's path", the capture thread held off
+  while timing (what a call pays when the provider's I/O leaves the thread room, as a real
+  call's 100+ ms does), and "thread running", everything concurrent on one GIL. Then calls
+  "1 ms apart" and "60 ms apart" (an untimed sleep before each; the thread free to run): the
+  longer the pause, the colder the CPU's caches, and any Python code a call runs costs
+  several times its warm cost. Beside each, "a pass-through wrapper" (one that only calls
+  the SDK's method): what any wrapper pays there, the floor. Plain, pass-through and
+  bearlumen calls take turns, so the machine's drift hits all three;
 - "first call": the own time of the first instrumented call of a fresh process (a subprocess
   per figure), less the plain first call's outside-minus-inside (goal: <= 5 ms).
 
@@ -245,16 +246,21 @@ class Variant(NamedTuple):
     finish: Callable[[bearlumen.Client], Any] = lambda meter: None
 
 
+def _run_captures_and_release(deferred: Any) -> None:
+    deferred.run_queued()
+    deferred._lock.release()
+
+
 # name -> how to make its client (from the plain client's options)
 VARIANTS = {
     "plain": Variant(lambda provider, options, meter: sdk_client(provider, options)),
     "bearlumen": Variant(
         lambda provider, options, meter: meter.llm.instrument(sdk_client(provider, options)),
         asks_usage=True,
-        # The capture thread is not woken (as if busy: `idle` False); the round's captures
-        # (usage, price, record) then run on the caller's thread, in drain().
-        start=lambda meter: setattr(meter.llm._deferred, "idle", False),
-        finish=lambda meter: meter.llm._deferred.drain(),
+        # The capture thread is held off (its lock taken); the round's captures (usage,
+        # price, record) then run on the caller's thread before the lock is given back.
+        start=lambda meter: meter.llm._deferred._lock.acquire(),
+        finish=lambda meter: _run_captures_and_release(meter.llm._deferred),
     ),
     "posthog": Variant(make_posthog, "posthog.ai", asks_usage=True),
     "langfuse": Variant(make_langfuse, "langfuse.openai", ("openai",), setup_langfuse),
@@ -456,15 +462,17 @@ def _outside_minus_inside(
 
 
 def own_p50(provider: str, calls: int, meter: bearlumen.Client, mode: str) -> float:
-    """Median µs per call spent in bearlumen's wrapper on the caller's thread (see above)."""
-    return _p50(provider, calls, meter, True, mode) - _p50(provider, calls, meter, False, mode)
+    """Median µs per call spent in bearlumen's wrapper on the caller's thread (see above),
+    calls back to back: mode "held" (the capture thread held off) or "running"."""
+    return _p50(provider, calls, meter, "bearlumen", mode) - _p50(
+        provider, calls, meter, "plain", mode
+    )
 
 
-def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode: str) -> float:
-    """mode: "held" (the capture thread held off: it is woken once per 500 calls), "steady"
-    (an untimed 1 ms sleep before each call: the thread lingers awake between calls),
-    "sporadic" (an untimed 60 ms sleep: the thread sleeps and each call wakes it) or
-    "running"."""
+def _timed_client(
+    provider: str, meter: bearlumen.Client, variant: str
+) -> tuple[Callable[[], Any], InnerClock]:
+    """A call of `variant` ("plain", "bearlumen" or "pass-through") and the clock inside it."""
     fake = FakeLLMProvider(
         input_tokens=1200, output_tokens=300, cache_read_tokens=200, reasoning_tokens=50,
         chunks=1, text="x",
@@ -473,27 +481,31 @@ def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode
     inner = InnerClock()
     resource = client.chat.completions if provider == "openai" else client.messages
     resource.create = inner.timed_create(resource.create)
-    fn = call(provider, meter.llm.instrument(client) if metered else client, False)
+    if variant == "pass-through":
+        create = resource.create
+
+        def pass_through(*args: Any, **kwargs: Any) -> Any:
+            return create(*args, **kwargs)
+
+        resource.create = pass_through
+    fn = call(provider, meter.llm.instrument(client) if variant == "bearlumen" else client, False)
     for _ in range(20):
         fn()
+    return fn, inner
+
+
+def _p50(provider: str, calls: int, meter: bearlumen.Client, variant: str, mode: str) -> float:
+    fn, inner = _timed_client(provider, meter, variant)
     clock = time.perf_counter_ns
     samples = []
     # The capture thread waits on this lock (GIL released). Before the capture thread existed
     # (git history) there is none: the capture ran inside the call, and the figures agree.
     deferred = getattr(meter.llm, "_deferred", None)
     held = deferred._lock if mode == "held" and deferred is not None else None
-
-    pause = {"steady": 0.001, "sporadic": 0.06}.get(mode)
-
-    def settle() -> None:
-        if pause is not None:
-            time.sleep(pause)
-
     while len(samples) < calls:
         if held is not None:
             held.acquire()
         for _ in range(min(500, calls)):
-            settle()
             inner.ns = 0
             began = clock()
             fn()
@@ -503,6 +515,30 @@ def _p50(provider: str, calls: int, meter: bearlumen.Client, metered: bool, mode
         meter.flush()  # the captures run now, outside the timed calls
     samples.sort()
     return samples[len(samples) // 2]
+
+
+def apart_p50(
+    provider: str, calls: int, meter: bearlumen.Client, pause: float
+) -> tuple[float, float]:
+    """Calls `pause` seconds apart (an untimed sleep before each), the capture thread free to
+    run: bearlumen's and a pass-through wrapper's median µs per call beyond the plain SDK's,
+    the three variants taking turns call by call so that the machine's drift hits all three."""
+    variants = {kind: _timed_client(provider, meter, kind) for kind in PASS_THROUGH_VARIANTS}
+    clock = time.perf_counter_ns
+    samples: dict[str, list[float]] = {kind: [] for kind in variants}
+    for _ in range(calls):
+        for kind, (fn, inner) in variants.items():
+            time.sleep(pause)
+            inner.ns = 0
+            began = clock()
+            fn()
+            samples[kind].append((clock() - began - inner.ns) / 1000)
+    meter.flush()
+    median = {kind: sorted(taken)[len(taken) // 2] for kind, taken in samples.items()}
+    return median["bearlumen"] - median["plain"], median["pass-through"] - median["plain"]
+
+
+PASS_THROUGH_VARIANTS = ("plain", "pass-through", "bearlumen")
 
 
 _FIRST_CALL = """
@@ -649,14 +685,16 @@ def main() -> None:
             meter = bench_meter(url)
             for provider in ("openai", "anthropic"):
                 held = own_p50(provider, args.calls, meter, "held")
-                steady = own_p50(provider, args.calls, meter, "steady")
-                sporadic = own_p50(provider, args.calls // 10, meter, "sporadic")
                 running = own_p50(provider, args.calls, meter, "running")
+                steady, steady_floor = apart_p50(provider, args.calls // 2, meter, 0.001)
+                sporadic, floor = apart_p50(provider, args.calls // 10, meter, 0.06)
                 first = first_call_ms(provider)
                 print(
-                    f"{provider:9} json own p50: caller's path {held:6.2f} µs/call (calls 1 ms"
-                    f" apart {steady:6.2f}, 60 ms apart {sporadic:6.2f}), thread running"
-                    f" {running:6.2f} µs/call | first call +{first:.2f} ms"
+                    f"{provider:9} json own p50: caller's path {held:6.2f} µs/call, thread"
+                    f" running {running:6.2f}; calls 1 ms apart {steady:6.2f} (a pass-through"
+                    f" wrapper {steady_floor:5.2f}), 60 ms apart {sporadic:6.2f} (a pass-through"
+                    f" wrapper {floor:5.2f})"
+                    f" | first call +{first:.2f} ms"
                 )
             meter.close()
         return
