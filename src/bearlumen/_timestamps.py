@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import repeat
 from math import trunc
 from operator import mul, sub
@@ -45,6 +45,43 @@ def is_canonical(text: str) -> bool:
     return True
 
 
+# RFC 3339's date-time (T, t or a space between date and time; Z, z or an offset, with or
+# without its colon; seconds and their fraction optional, any number of fraction digits), or a
+# date alone. Read by this pattern, not by `datetime.fromisoformat`, which reads more on each
+# newer Python (3.11: week dates, "20240101T1200"; 3.9: a fraction of 3 or 6 digits only), so
+# that one text is accepted or refused alike on every Python this package runs on.
+_MOMENT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))?)?",
+    re.ASCII,
+)
+
+
+def parse(text: str) -> datetime:
+    """The moment RFC 3339 text (or a date alone, its midnight) names; naive when it has no
+    offset. ValueError when it is not such text or names no real moment."""
+    found = _MOMENT.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 time (2024-01-01T12:00:00Z) or a date")
+    year, month, day, hour, minute, second, fraction, utc, sign, off_h, off_m = found.groups()
+    zone = None
+    if utc is not None:
+        zone = timezone.utc
+    elif sign is not None:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        zone = timezone(-offset if sign == "-" else offset)  # ValueError from 24:00 on
+    return datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour or 0),
+        int(minute or 0),
+        int(second or 0),
+        int((fraction or "")[:6].ljust(6, "0")),  # beyond microseconds: cut, as 3.11 cuts
+        zone,
+    )
+
+
 def canonical(value: Any) -> str:
     """The canonical text of RFC 3339 / ISO 8601 text (a date alone means its midnight, UTC)
     or of a datetime (naive means UTC); ValueError when it is neither, or no moment of years 1
@@ -52,10 +89,7 @@ def canonical(value: Any) -> str:
     if isinstance(value, str):
         if len(value) == 27 and is_canonical(value):  # what the SDK sends: kept as it is
             return value
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        moment = datetime.fromisoformat(text)
+        moment = parse(value)
     elif isinstance(value, datetime):
         moment = value
     else:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Un
 
 from .._errors import AuthenticationError, InvalidRequestError
 from .._http import ApiKey, HttpCore
+from .._timestamps import parse as parse_time
 from ._provider_reports import (
     ADMIN_KEY_ENV,
     BASE_URL_ENV,
@@ -189,12 +190,11 @@ def _moment(param: str, value: Moment) -> datetime:
     elif isinstance(value, date):
         moment = datetime(value.year, value.month, value.day)
     elif isinstance(value, str) and value:
-        text = value.strip()
         try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+            moment = parse_time(value)
         except ValueError:
             raise InvalidRequestError(
-                f"{param}: must be a date (2024-01-01) or an ISO 8601 time, not {value!r}",
+                f"{param}: must be a date (2024-01-01) or an RFC 3339 time, not {value!r}",
                 param=param,
             ) from None
     else:
