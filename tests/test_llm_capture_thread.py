@@ -9,7 +9,9 @@ sleeps.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -128,3 +130,80 @@ def test_a_stream_abandoned_at_exit_is_counted_dropped_and_the_process_ends(
     with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
         events = reader.usage.query(limit=10)["events"]
     assert [e["metadata"]["partial"] for e in events] == [False]
+
+
+# -- every way a process ends records what the capture thread has not run yet -----------------
+
+QUEUED_AT_SIGTERM = """
+import os, sys, openai, bearlumen
+from bearlumen._llm import _deferred
+_deferred.POLL = 3600.0  # the capture thread would not look at its queue again for an hour
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          flush_interval=3600)
+oai = client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=os.environ["PROVIDER"]))
+for _ in range(3):
+    oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+print("queued", len(client.llm._deferred._pending), flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_calls_still_queued_for_the_capture_thread_are_delivered_on_sigterm(
+    server: LocalServer, api_key: str
+) -> None:
+    with FakeLLMProvider() as fake, subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(QUEUED_AT_SIGTERM)],
+        env={**os.environ, "KEY": api_key, "URL": server.base_url,
+             "PROVIDER": fake.openai_base_url},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    ) as child:  # fmt: skip
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "queued 3"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == -signal.SIGTERM  # ends as it would have
+    assert len(stored(server, api_key)) == 3
+
+
+QUEUED_IN_A_POOL_WORKER = """
+import multiprocessing, os, sys, openai, bearlumen
+from bearlumen._llm import _deferred
+
+def call(n):
+    _deferred.POLL = 3600.0  # the capture thread would not look at its queue again for an hour
+    oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    return len(client.llm._deferred._pending)
+
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"],
+                          flush_interval=3600)
+oai = client.llm.instrument(openai.OpenAI(api_key="sk-fake", base_url=os.environ["PROVIDER"]))
+if __name__ == "__main__":
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        print("queued", max(pool.map(call, range(4), chunksize=1)), flush=True)
+        pool.close()
+        pool.join()  # the worker ends with os._exit, after multiprocessing's finalizers
+"""
+
+
+def test_calls_still_queued_when_a_pool_worker_ends_are_delivered(
+    server: LocalServer, api_key: str, tmp_path: Any
+) -> None:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    script = tmp_path / "pool_job.py"
+    script.write_text(textwrap.dedent(QUEUED_IN_A_POOL_WORKER))
+    with FakeLLMProvider() as fake:
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            env={**os.environ, "KEY": api_key, "URL": server.base_url,
+                 "PROVIDER": fake.openai_base_url},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) >= 1  # the worker ended with captures still queued
+    assert len(stored(server, api_key)) == 4
+
+
+def stored(server: LocalServer, api_key: str) -> List[Any]:
+    with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
+        events: List[Any] = reader.usage.query(limit=100)["events"]
+    return events

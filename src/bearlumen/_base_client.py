@@ -138,6 +138,8 @@ class BaseClient(Generic[HttpClientT, CoreT]):
         self.usage: Usage[CoreT] = Usage(self._http, self._shipper)
         self.cost_attribution: CostAttribution[CoreT] = CostAttribution(self._http)
         self.llm = LLM(self.usage)  # meter OpenAI / Anthropic calls (docs/llm.md)
+        if self._shipper is not None:  # the LLM calls it has queued are recorded on every way out
+            self._shipper.record_first_at_exit(self.llm._record_queued_calls)
         self._closed = False
 
     def _check_options(

@@ -21,10 +21,11 @@
 
   A signal handler runs on the main thread wherever the signal interrupted it, possibly inside
   one of the shipper's locks or an Event's: if it waited for the worker there, it could wait on
-  itself. So it waits for nothing: it queues a flush marker (a lock-free deque append) and a
-  helper thread wakes the worker, waits, and then, if the default was to die, sends SIGTERM
-  again with the default restored. Meanwhile the main thread goes on; if it reaches the exit
-  hooks first, they wait for the helper, so the exit status is still death by SIGTERM.
+  itself. So it waits for nothing and takes no lock: a helper thread records the LLM calls
+  still queued for client.llm's capture thread, queues a flush marker, wakes the worker,
+  waits, and then, if the default was to die, sends SIGTERM again with the default restored.
+  Meanwhile the main thread goes on; if it reaches the exit hooks first, they wait for the
+  helper, so the exit status is still death by SIGTERM.
 * A forked server worker (gunicorn's UvicornWorker) resets SIGTERM to the default after the
   fork and then installs uvicorn's: the first event recorded on the main thread of such a child
   installs the handler again, chained to the one it finds. uvicorn saved the default there, so
@@ -127,9 +128,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         # done (uvicorn does): hold that on this thread until the exit hooks have flushed.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         _holding_sigterm = True
-    flushes = [(shipper, shipper.start_exit_flush()) for shipper in list(_sigterm_shippers)]
+    shippers = list(_sigterm_shippers)
+    for shipper in shippers:
+        shipper.ship_each_event_at_once()
     helper = threading.Thread(
-        target=_finish_exit_flush, args=(flushes, die), name="bearlumen-sigterm", daemon=True
+        target=_finish_exit_flush, args=(shippers, die), name="bearlumen-sigterm", daemon=True
     )
     helper.start()
     if die:
@@ -138,8 +141,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         previous(signum, frame)
 
 
-def _finish_exit_flush(flushes: list[tuple[Shipper, threading.Event | None]], die: bool) -> None:
-    """On the helper thread: wake the workers, wait (bounded), then die if that was the plan."""
+def _finish_exit_flush(shippers: list[Shipper], die: bool) -> None:
+    """On the helper thread: record what waits elsewhere (client.llm's queued captures: it takes
+    locks, which the handler must not), queue the flush markers, wake the workers, wait
+    (bounded), then die if that was the plan."""
+    flushes = []
+    for shipper in shippers:
+        shipper.record_pending_before_exit(final=False)
+        flushes.append((shipper, shipper.start_exit_flush()))
     waits = [(shipper, done) for shipper, done in flushes if done is not None]
     for shipper, _ in waits:
         shipper.wake()

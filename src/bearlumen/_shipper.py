@@ -178,6 +178,7 @@ class Shipper:
             if recovered:
                 self._queue_first(recovered)
                 self._start_worker()
+        self._record_first: weakref.WeakMethod[Callable[[bool], None]] | None = None
         _exit_hooks.watch(self, handle_sigterm=handle_sigterm)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork(weakref.ref(self)))
@@ -398,21 +399,43 @@ class Shipper:
         self._wake.set()
         return in_flight + self._fail_remaining()  # the worker may be stuck in a send
 
+    def record_first_at_exit(self, record_pending: Callable[[bool], None]) -> None:
+        """Run `record_pending(final)` before each exit flush: it records what waits elsewhere
+        (client.llm's queued captures). `final` is True when the process ends for sure
+        (atexit, a multiprocessing child's finalizers), False on SIGTERM (the app may go on:
+        uvicorn's graceful shutdown). Held weakly: it is a method of what owns this shipper."""
+        self._record_first = weakref.WeakMethod(record_pending)
+
+    def record_pending_before_exit(self, final: bool) -> None:
+        method = self._record_first
+        record_pending = None if method is None else method()
+        if record_pending is None:
+            return
+        try:
+            record_pending(final)
+        except Exception:  # the flush that follows must run whatever happened here
+            logger.exception("bearlumen: could not record the queued LLM calls before exiting")
+
     def close_at_exit(self) -> None:
         """The process is ending (atexit, or a multiprocessing child's finalizers). An idle
         shipper is closed too: an event recorded after this (an app's exit hook that runs
         later, a finalizer during interpreter shutdown) is dropped and counted, instead of
         starting a worker that nothing would wait for, or that shutdown would wait on."""
+        self.record_pending_before_exit(final=True)
         self._outcomes.exiting = True
         if self.state in (ShipperState.RUNNING, ShipperState.IDLE):
             self.close()
 
-    def start_exit_flush(self) -> threading.Event | None:
-        """SIGTERM arrived: from now on ship every event at once, and queue a flush marker.
+    def ship_each_event_at_once(self) -> None:
+        """SIGTERM arrived: from now on ship every event at once (called in the signal handler:
+        no lock, no Event)."""
+        self.flush_at = 1
 
-        Returns what to wait on (None when there is no worker). Called in a signal handler, so
-        it takes no lock and sets no Event: the interrupted code may hold any of them. The
-        caller wakes the worker (`wake()`) from another thread.
+    def start_exit_flush(self) -> threading.Event | None:
+        """SIGTERM arrived: ship every event at once, and queue a flush marker.
+
+        Returns what to wait on (None when there is no worker). Takes no lock and sets no
+        Event (safe in a signal handler). The caller wakes the worker (`wake()`).
         """
         self.flush_at = 1
         worker = self._worker

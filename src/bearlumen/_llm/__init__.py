@@ -281,6 +281,14 @@ class LLM:
         """Record every call captured so far (`client.flush()` and `close()` call it first)."""
         self._deferred.drain()
 
+    def _record_queued_calls(self, final: bool) -> None:
+        """Before an exit flush (the shipper calls it): record every call captured so far and,
+        when the process ends for sure (`final`), every later one inside the call that made it."""
+        if final:
+            self._deferred.run_on_callers_thread()
+        else:
+            self._deferred.drain()
+
     def _capture(
         self,
         read: Callable[[Any], Optional[TokenUsage]],

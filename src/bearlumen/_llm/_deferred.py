@@ -17,10 +17,12 @@ queue holds between two looks.
 Nothing is lost on the way:
 - `client.flush()` / `close()` (and the async ones) first run what is queued, on their own
   thread (`drain()`), so an event recorded before a flush is delivered by it;
-- an exit hook runs what is left when the process ends; it is registered after the shipper's,
-  so it runs before the shipper closes (atexit is last in, first out). From then on a capture
-  (a stream's finalizer during interpreter shutdown) runs on the caller's thread, as it does
-  when no thread can be started;
+- every way out runs what is left before the shipper's last flush: the shipper asks for it
+  (`Shipper.record_first_at_exit`) at exit, in a multiprocessing worker's finalizers and on
+  SIGTERM (from its helper thread: a signal handler takes no lock); an exit hook of its own
+  does it too, for a client without a shipper (`buffered=False`). From then on a capture (a
+  stream's finalizer during interpreter shutdown) runs on the caller's thread, as it does when
+  no thread can be started;
 - a forked child starts with an empty queue and no thread: the parent records its own calls.
 
 `drain()` and the thread hold one lock while they run captures, so a flush returns only once

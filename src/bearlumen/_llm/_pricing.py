@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 import warnings
@@ -197,11 +198,12 @@ class Pricer:
         """Import genai-prices and read its price data now (tens of milliseconds, once per
         process): done on the capture thread when a client is instrumented, so the first
         call does not pay it."""
-        library = self._library if self._library is not None else self._load()
-        if library is not False:
-            library.calc_price(
-                library.Usage(input_tokens=1), model_ref="gpt-4o", provider_id="openai"
-            )
+        with _loading:  # a fork waits for it (see `_loading`)
+            library = self._library if self._library is not None else self._load()
+            if library is not False:
+                library.calc_price(
+                    library.Usage(input_tokens=1), model_ref="gpt-4o", provider_id="openai"
+                )
 
     def _load(self) -> Any:
         library, self.source = _library()
@@ -301,15 +303,32 @@ def _unserved(library: Any, provider: str, model: str, context: Context) -> Opti
     return None
 
 
-_import_lock = threading.Lock()
+# Held while genai-prices is imported and its price data first read (`_library`,
+# `Pricer.preload`), and by every fork of this process until it is done: a fork in the middle
+# (gunicorn --preload forks its workers right after the app module instrumented a client, whose
+# capture thread is importing) left the child the import's module lock held by a thread it does
+# not have, and the child's first priced call waited for ever.
+_loading = threading.RLock()
 _imported: Optional[tuple[Any, Optional[str]]] = None
+
+
+def _release_loading() -> None:
+    _loading.release()  # taken by the forking thread, in the parent and in the child alike
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_loading.acquire,
+        after_in_parent=_release_loading,
+        after_in_child=_release_loading,
+    )
 
 
 def _library() -> tuple[Any, Optional[str]]:
     """(the genai_prices module or False, "genai-prices X.Y.Z"), imported once per process;
     its absence is logged once per process, not once per client."""
     global _imported
-    with _import_lock:
+    with _loading:
         if _imported is None:
             try:
                 import genai_prices
