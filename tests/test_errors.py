@@ -154,6 +154,7 @@ def test_connection_refused_is_a_network_error(recording_sleep: RecordingSleep) 
         client.usage.summary()
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
     assert len(recording_sleep.waits) == 2
+    assert "is the local server running? `bearlumen serve" in caught.value.message  # loopback
 
 
 def test_max_retries_zero_disables_retries(

@@ -121,7 +121,7 @@ def reconciliation_table(
             + (f"; {row.unpriced_events} events unpriced" if row.unpriced_events else "")
         )
     if rows and not short:
-        out.line(f"Every day x model with spend is metered to {_percent(min_coverage)}.")
+        out.line(f"Every day x model with spend is metered to at least {_percent(min_coverage)}.")
     return not short
 
 
@@ -130,7 +130,8 @@ def _table(out: Any, provider: str, rows: List[ReconciliationRow]) -> None:
         return f"{_figure(theirs)} / {_figure(ours)}"
 
     out.table(
-        f"Metered vs {provider}'s own reports, per UTC day and model ({provider} / metered)",
+        f"Metered vs {provider}'s own reports, per UTC day and model ({provider} / metered;"
+        f" - where {provider}'s reports give no such figure)",
         ["day", "model", "calls", "input tokens", "output tokens", "cost (USD)", "coverage",
          "drift (USD)", "notes"],
         [
