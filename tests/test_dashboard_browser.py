@@ -449,6 +449,8 @@ def test_readable_at_desktop_and_phone_width_and_the_readme_screenshot(
             page.goto(page_path)
             # nothing wider than the window: wide tables and the chart scroll inside their box
             assert page.evaluate("document.documentElement.scrollWidth") <= width, page_path
+        page.goto(f"/?{RANGE}")
+        # where the chart is wider than the window (a phone), a line under it says to swipe it
+        assert page.locator(".swipe-hint").first.is_visible() == (width < 640)
         if path:
-            page.goto(f"/?{RANGE}")
             page.screenshot(path=path, full_page=path == phone)

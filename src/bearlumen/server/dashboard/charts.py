@@ -110,6 +110,9 @@ def stacked_bars(series: Series, chart_id: str, title: str, dimension_label: str
         f'<figure class="chart" id="{chart_id}">'
         f'<figcaption><h2 class="h">{escape(title)}</h2></figcaption>'
         f'<div class="chart-scroll">{svg}</div>'
+        # Shown by the stylesheet only where the chart is wider than the window (a phone).
+        '<p class="swipe-hint" aria-hidden="true">Swipe the chart sideways to see the whole'
+        " range.</p>"
         f'<ul class="legend" aria-label="Legend">{legend}</ul>'
         f"{_data_table(series, totals, title, dimension_label)}</figure>"
     )
