@@ -9,6 +9,7 @@ is collected, whichever comes first.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional
 
 from ._context import Attribution
@@ -118,12 +119,14 @@ def watch(stream: Any, capture: StreamCapture, observe: Observer) -> None:
             break
         stream = held["stream"]
     inner = stream._iterator  # the generator its __iter__ and __next__ read from
-    original_close = stream.close
+    original_close = _close_of(stream)
     if hasattr(inner, "__anext__"):
 
         async def aclose() -> None:
             capture.finish()
-            await original_close()
+            closing = original_close()  # None once the stream is gone
+            if closing is not None:
+                await closing
 
         stream._iterator = _awatched(inner, capture, observe)
         stream.close = aclose
@@ -135,6 +138,23 @@ def watch(stream: Any, capture: StreamCapture, observe: Observer) -> None:
 
     stream._iterator = _watched(inner, capture, observe)
     stream.close = close
+
+
+def _close_of(stream: Any) -> Callable[[], Any]:
+    """The stream's own close, reached without a reference to the stream: `stream.close` is a
+    bound method, and kept in the stream's own dict (where our close goes) it would make the
+    stream a reference cycle, freed only by the cyclic collector. A stream left by `break`
+    would then record its partial call late, or at exit after the client closed (dropped)."""
+    if "close" in vars(stream):  # someone else's close on the instance: call it as it is
+        bound: Callable[[], Any] = stream.close
+        return bound
+    unbound, ref = type(stream).close, weakref.ref(stream)
+
+    def original_close() -> Any:
+        target = ref()
+        return None if target is None else unbound(target)
+
+    return original_close
 
 
 awatch = watch  # one function for both kinds of stream
