@@ -12,12 +12,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 from typing import Any, List, Tuple
 
+import httpx
 import pytest
 
 import bearlumen
@@ -207,3 +209,67 @@ def stored(server: LocalServer, api_key: str) -> List[Any]:
     with bearlumen.Client(api_key=api_key, base_url=server.base_url) as reader:
         events: List[Any] = reader.usage.query(limit=100)["events"]
     return events
+
+
+ASYNC_LLM_APP = """
+import os, openai, bearlumen
+
+client = bearlumen.Client(api_key=os.environ["KEY"], base_url=os.environ["URL"])
+oai = client.llm.instrument(
+    openai.AsyncOpenAI(api_key="sk-fake", base_url=os.environ["PROVIDER"], max_retries=0)
+)
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                print("ready", flush=True)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    answer = await oai.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": answer.id.encode()})
+"""
+
+
+def test_gunicorn_preloaded_uvicorn_worker_making_only_llm_calls_delivers_them_on_sigterm(
+    server: LocalServer, api_key: str, tmp_path: Any
+) -> None:
+    # The app records nothing itself: its events are recorded on the capture thread, which
+    # cannot put back the SIGTERM handler gunicorn's worker reset after the fork; uvicorn then
+    # re-raised SIGTERM with the default, and the worker died with its last events (0 of 40
+    # in a helper's trial). The first instrumented call, on the event loop's main thread, does.
+    (tmp_path / "llm_app.py").write_text(textwrap.dedent(ASYNC_LLM_APP))
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    host, port = sock.getsockname()
+    with sock, FakeLLMProvider() as fake:
+        gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "1",
+             "--preload", "--bind", f"fd://{sock.fileno()}", "llm_app:app"],
+            cwd=tmp_path, pass_fds=[sock.fileno()], start_new_session=True, text=True,
+            env={**os.environ, "KEY": api_key, "URL": server.base_url,
+                 "PROVIDER": fake.openai_base_url},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert gunicorn.stdout is not None
+            assert gunicorn.stdout.readline().strip() == "ready"
+            with httpx.Client(base_url=f"http://{host}:{port}") as http:
+                for _ in range(20):
+                    assert http.get("/").status_code == 200
+            gunicorn.send_signal(signal.SIGTERM)  # right after the last answer
+            assert gunicorn.wait(60) == 0, gunicorn.stderr.read()  # type: ignore[union-attr]
+        finally:
+            if gunicorn.poll() is None:
+                os.killpg(gunicorn.pid, signal.SIGKILL)
+                gunicorn.wait()
+            for stream in (gunicorn.stdout, gunicorn.stderr):
+                if stream is not None:
+                    stream.close()
+    assert len(stored(server, api_key)) == 20

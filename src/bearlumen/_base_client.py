@@ -140,6 +140,7 @@ class BaseClient(Generic[HttpClientT, CoreT]):
         self.llm = LLM(self.usage)  # meter OpenAI / Anthropic calls (docs/llm.md)
         if self._shipper is not None:  # the LLM calls it has queued are recorded on every way out
             self._shipper.record_first_at_exit(self.llm._record_queued_calls)
+            self.llm._deferred.on_signal = self._shipper.reinstall_sigterm_after_fork
         self._closed = False
 
     def _check_options(

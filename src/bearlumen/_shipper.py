@@ -261,11 +261,17 @@ class Shipper:
             self._outcomes.forget_key(event)
             raise
 
-    def _start_worker(self) -> bool:
-        if self._sigterm_after_fork:
-            # A forked server worker (gunicorn's UvicornWorker) reset SIGTERM after the fork.
+    def reinstall_sigterm_after_fork(self) -> None:
+        """A forked server worker (gunicorn's UvicornWorker) reset SIGTERM after the fork: put
+        the handler back, from the main thread (only it can). Called by the first event; and,
+        since client.llm records its events on its capture thread, by the first instrumented
+        call, which an asyncio server makes on its main thread."""
+        if self._sigterm_after_fork and threading.current_thread() is threading.main_thread():
             self._sigterm_after_fork = False
             _exit_hooks.install_sigterm_handler()
+
+    def _start_worker(self) -> bool:
+        self.reinstall_sigterm_after_fork()
         with self._lifecycle_lock:
             if self.state is ShipperState.IDLE and sys.is_finalizing():
                 # A thread started now never runs, and Thread.start() waits for it for ever.

@@ -57,6 +57,9 @@ class Deferred:
     def __init__(self, run: Callable[..., None], name: str = "bearlumen-llm") -> None:
         self._run = run
         self._name = name
+        # Run on the caller's thread by the put() that starts (or wakes) the thread: the first
+        # call of a process or of a forked child (the shipper reinstalls its SIGTERM handler).
+        self.on_signal: Callable[[], None] = _nothing
         self._pending: Deque[Capture] = collections.deque()
         self._reset()
         owner = weakref.ref(self)
@@ -85,6 +88,7 @@ class Deferred:
             self._start(first)
 
     def _signal(self) -> None:
+        self.on_signal()
         if not self._run_here and (self._thread is not None or self._start(None)):
             if not self._wake.is_set():  # the calls after the WAKE_AT-th, until the thread runs
                 self._wake.set()
@@ -128,6 +132,10 @@ class Deferred:
         self._run_here = True
         self._wake_at = 1
         self.drain()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _work(
