@@ -23,7 +23,7 @@ from bearlumen._batch_codec import ALL_RECORDED, batch_answer_reader, read_resul
 from bearlumen._types import ShipperStats
 from bearlumen.testing import LocalServer
 
-from ._shipper_probe import join_senders, on_senders_stop, wake_worker
+from ._shipper_probe import join_senders, on_senders_stop, shipper_of, wake_worker
 from .conftest import RecordingSleep
 
 OUTCOMES = ("queued", "in_flight", "recorded", "duplicate", "rejected", "dropped", "failed")
@@ -373,3 +373,26 @@ def test_flush_from_on_error_while_close_gives_up_does_not_wait_for_ever(
     closing.start()
     closing.join(30)
     assert not closing.is_alive() and flushed == [True]
+
+
+def test_a_sigterm_flush_asked_while_close_stops_the_senders_is_answered_not_waited_out(
+    server: LocalServer, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM's helper queues a flush marker and waits for it (up to shutdown_timeout). Queued
+    # after the worker's last sweep, while it stopped its senders, the marker was never
+    # answered: the process took its whole shutdown_timeout to end (a helper's uvicorn trial).
+    stopping, go = threading.Event(), threading.Event()
+
+    def hold_the_stop() -> None:
+        stopping.set()
+        assert go.wait(30)
+
+    client = Client(api_key=api_key, base_url=server.base_url, flush_interval=3600)
+    client.usage.record("t", "m", 1)
+    client.flush(timeout=30)  # the worker runs
+    on_senders_stop(client, monkeypatch, hold_the_stop)
+    client.close(timeout=0)  # gives up at once, and stops waiting for the held worker
+    assert stopping.wait(30)
+    done = shipper_of(client).start_exit_flush()  # what the SIGTERM helper does now
+    go.set()
+    assert done is None or done.wait(10)

@@ -445,7 +445,7 @@ class Shipper:
         """
         self.flush_at = 1
         worker = self._worker
-        if worker is None or not worker.is_alive():
+        if worker is None or not worker.is_alive() or self.state is ShipperState.CLOSED:
             return None
         return self._queue_flush_marker(_FlushRequest()).done
 
@@ -491,6 +491,9 @@ class Shipper:
             self._spool.close()
         with self._lifecycle_lock:
             self.state = ShipperState.CLOSED
+        # A flush marker queued while the senders stopped (SIGTERM's, after close() began):
+        # nothing would complete it, and its waiter would wait its whole shutdown_timeout.
+        self._fail_remaining()
 
     def _adopt_orphans(self) -> None:
         """In a forked child (a pre-forking server's worker), on the worker thread: replay what
