@@ -8,6 +8,7 @@ import gc
 import logging
 import subprocess
 import sys
+import weakref
 from typing import Any, Callable, Iterator
 
 import anthropic
@@ -322,15 +323,28 @@ def test_anthropic_stream_abandoned_halfway_records_what_message_start_told(
     collect_what_a_test_dropped_on_purpose()
 
 
+def _stream_outlives_its_loop(sdk: anthropic.Anthropic) -> bool:
+    """Whether a stream of this (uninstrumented) client, left by break, is still alive."""
+    stream = _messages(sdk, True)
+    for _event in stream:
+        break
+    left = weakref.ref(stream)
+    del stream
+    return left() is not None
+
+
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # the dropped streams' sockets: the case
 def test_an_anthropic_stream_left_by_break_is_recorded_when_dropped_not_at_the_next_collection(
-    client: bearlumen.Client, claude: anthropic.Anthropic
+    client: bearlumen.Client, claude: anthropic.Anthropic, fake: FakeLLMProvider
 ) -> None:
     # Our close on the stream once held the stream (a bound method in its own dict): a cycle,
     # freed only by the cyclic collector, so the partial call was recorded whenever that ran,
     # or at exit after the client had closed (dropped). Freed as the SDK's own stream is now.
     gc.disable()
     try:
+        plain = anthropic.Anthropic(api_key="sk-fake", base_url=fake.anthropic_base_url)
+        if _stream_outlives_its_loop(plain):  # older SDKs: the collector's, with us or without
+            pytest.skip(f"anthropic {anthropic.__version__}'s own stream is a reference cycle")
         for _ in range(3):
             for _event in _messages(claude, True):
                 break  # the stream is dropped here, never closed
