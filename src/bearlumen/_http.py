@@ -330,15 +330,11 @@ def _build_request(
 
 
 def _network_error(exc: httpx.TransportError, url: str) -> NetworkError:
-    parts = urlsplit(url)
-    said = f"{type(exc).__name__} talking to {parts.netloc}: {exc}"
-    if isinstance(exc, httpx.ConnectError) and parts.hostname in _LOOPBACK:
+    said = f"{type(exc).__name__} talking to {urlsplit(url).netloc}: {exc}"
+    if isinstance(exc, httpx.ConnectError) and is_loopback_url(url):
         # Nothing listens there: most often a local server that is not running (yet).
         said += " (is the local server running? `bearlumen serve --port <port>` starts one)"
     return NetworkError(said)
-
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _decode_answer(response: httpx.Response, decode: Callable[[bytes], Any] | None = None) -> Any:

@@ -443,7 +443,7 @@ class Shipper:
         Returns what to wait on (None when there is no worker). Takes no lock and sets no
         Event (safe in a signal handler). The caller wakes the worker (`wake()`).
         """
-        self.flush_at = 1
+        self.ship_each_event_at_once()
         worker = self._worker
         if worker is None or not worker.is_alive() or self.state is ShipperState.CLOSED:
             return None

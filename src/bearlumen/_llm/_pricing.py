@@ -312,15 +312,11 @@ _loading = threading.RLock()
 _imported: Optional[tuple[Any, Optional[str]]] = None
 
 
-def _release_loading() -> None:
-    _loading.release()  # taken by the forking thread, in the parent and in the child alike
-
-
-if hasattr(os, "register_at_fork"):
+if hasattr(os, "register_at_fork"):  # taken by the forking thread: released by it on both sides
     os.register_at_fork(
         before=_loading.acquire,
-        after_in_parent=_release_loading,
-        after_in_child=_release_loading,
+        after_in_parent=_loading.release,
+        after_in_child=_loading.release,
     )
 
 

@@ -158,13 +158,14 @@ class ReportsClient(HttpCore):
             if progress is not None:
                 progress(f"{self.provider} {path.rsplit('/', 1)[-1]}: page {pages}")
             for bucket in answer["data"]:
+                results = bucket.get("results") if isinstance(bucket, dict) else None
+                if not isinstance(results, list):
+                    raise _not_a_report(self.provider, path)
                 try:
                     day = _day(bucket)
-                    if not isinstance(bucket["results"], list):
-                        raise TypeError(bucket["results"])
                 except (KeyError, TypeError, ValueError, OverflowError, OSError):
                     raise _not_a_report(self.provider, path) from None
-                for result in bucket["results"]:
+                for result in results:
                     yield day, result
             next_page = answer.get("next_page")
             if not answer.get("has_more") or not next_page:
